@@ -1,0 +1,264 @@
+"""Start or resume a training run: validate everything first, then create the run, track it and train.
+
+Nothing is written before all inputs are validated, so a bad flag never touches the run store.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+from envs.resolve import make_env, resolve_env_id
+from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
+from models.networks import parse_dims
+from models.training import TIMING_KEYS, TrainConfig, Trainer, run_training
+from utils.cli import check_device
+from utils.errors import UserError
+from utils.run_store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
+                             package_versions, read_run_info, truncate_metrics, update_run_info, write_run_info)
+from utils.tracking import choose_mode, start_tracking
+
+
+@dataclass
+class TrainOptions:
+    """What the user asked for (train.py's flags, parsed)."""
+
+    env: str = "Car1DEnv-v1"
+    policy_dims: str = "c64,64"
+    value_dims: str = "c64,64"
+    total_timesteps: int = 1_000_000
+    nsteps: int = 1000
+    n_envs: int = 1
+    batch_size: int = 64
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    log_std_init: float = -2.0
+    seed: int = 0
+    eval_every: int = 1
+    eval_episodes: int = 5
+    save_every: int = 1
+    obs_norm: str = "running"
+    norm_warmup_steps: int = 1000
+    stop_at_return: float | None = None
+    pretrained_path: str | None = None
+    stats_path: str | None = None
+    save_dir: str = "checkpoints"
+    run_id: str | None = None
+    resume: str | None = None
+    device: str = "cpu"
+    vec_env: str = "auto"
+    debug: bool = False
+    entity: str | None = None
+    project_name: str = "deep_rl_regions"
+    run_name: str | None = None
+    sweep_id: str | None = None
+    wandb_mode: str | None = None
+    unobserve: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def from_namespace(cls, namespace) -> "TrainOptions":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in vars(namespace).items() if k in names})
+
+
+@dataclass
+class TrainResult:
+    run: RunPaths
+    last_metrics: dict
+    report: str
+
+
+def _check_compatible(loaded: LoadedPolicy, cfg: TrainConfig, flag: str, weights: bool) -> None:
+    other = loaded.config
+    if other.get("env_id") != cfg.env_id or loaded.obs_dim != cfg.obs_dim:
+        raise UserError(f"{flag}={loaded.path} was trained on {other.get('env_id')} ({loaded.obs_dim} observations), "
+                        f"this run is {cfg.env_id} ({cfg.obs_dim}); pass a checkpoint of the same env")
+    if weights and (tuple(other.get("policy_dims", ())) != cfg.policy_dims
+                    or tuple(other.get("value_dims", ())) != cfg.value_dims):
+        raise UserError(f"{flag}={loaded.path} has policy dims {other.get('policy_dims')} and value dims "
+                        f"{other.get('value_dims')}, this run asks for {list(cfg.policy_dims)} and "
+                        f"{list(cfg.value_dims)}; pass matching --policy_dims/--value_dims")
+
+
+def config_from_options(opts: TrainOptions) -> tuple[TrainConfig, str | None]:
+    """Validated TrainConfig for a new run, and the env-resolution notice if any."""
+    resolved = resolve_env_id(opts.env)
+    policy_dims = parse_dims(opts.policy_dims, "--policy_dims")
+    value_dims = parse_dims(opts.value_dims, "--value_dims")
+    if opts.batch_size > opts.nsteps * opts.n_envs:
+        raise UserError(f"--batch_size={opts.batch_size} is larger than a rollout (nsteps x n_envs = "
+                        f"{opts.nsteps} x {opts.n_envs} = {opts.nsteps * opts.n_envs}); lower --batch_size "
+                        f"or raise --nsteps")
+    device = check_device(opts.device)
+    probe = make_env(resolved.resolved)
+    try:
+        import gymnasium as gym
+        if not isinstance(probe.action_space, gym.spaces.Box) or not isinstance(probe.observation_space, gym.spaces.Box):
+            raise UserError(f"{resolved.resolved} does not have continuous (Box) observations and actions; "
+                            f"pick a continuous-control env such as HalfCheetah-v5 or Car1DEnv-v1")
+        obs_dim = int(probe.observation_space.shape[0])
+        act_dim = int(probe.action_space.shape[0])
+    finally:
+        probe.close()
+    subprocess_envs = opts.vec_env == "subprocess" and not opts.debug and opts.n_envs > 1
+    cfg = TrainConfig(
+        env=opts.env, env_id=resolved.resolved, obs_dim=obs_dim, act_dim=act_dim, policy_dims=policy_dims,
+        value_dims=value_dims, total_timesteps=opts.total_timesteps, n_steps=opts.nsteps, n_envs=opts.n_envs,
+        batch_size=opts.batch_size, n_epochs=opts.n_epochs, learning_rate=opts.learning_rate,
+        log_std_init=opts.log_std_init, seed=opts.seed, eval_every=opts.eval_every, eval_episodes=opts.eval_episodes,
+        save_every=opts.save_every, obs_norm=opts.obs_norm, norm_warmup_steps=opts.norm_warmup_steps, device=device,
+        subprocess_envs=subprocess_envs)
+    return cfg, resolved.notice
+
+
+def newest_complete_checkpoint(run: RunPaths) -> dict:
+    """The newest checkpoint of `run` that loads and carries the full training state."""
+    for _, path in reversed(run.list_checkpoints()):
+        try:
+            state = read_checkpoint(path)
+        except UserError:
+            continue  # a checkpoint cut short by a kill: fall back to the one before
+        if all(k in state for k in ("optimizer", "envs", "rng", "value")):
+            return state
+    raise UserError(f"run {run.run_id} in {run.root.parent} has no complete checkpoint to resume from; "
+                    f"start a new run instead of --resume")
+
+
+def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda line: None,
+                    wandb_sweep_id: str | None = None) -> TrainResult:
+    """Validate options, create or reopen the run, train it to the end and return where everything is."""
+    save_dir = Path(opts.save_dir)
+    resume_state = None
+    if opts.resume:
+        run = find_run(save_dir, opts.resume)
+        info = read_run_info(run)
+        cfg = TrainConfig.from_dict(info["config"])
+        cfg.device = check_device(opts.device)
+        resume_state = newest_complete_checkpoint(run)
+        env_notice = None
+    else:
+        cfg, env_notice = config_from_options(opts)
+        pretrained = load_checkpoint(opts.pretrained_path) if opts.pretrained_path else None
+        stats = load_checkpoint(opts.stats_path) if opts.stats_path else None
+        if pretrained is not None:
+            _check_compatible(pretrained, cfg, "--pretrained_path", weights=True)
+        if stats is not None:
+            _check_compatible(stats, cfg, "--stats_path", weights=False)
+        check_writable_dir(save_dir, "--save_dir")
+        run_id = opts.run_id or new_run_id()
+        if opts.run_id and ("/" in run_id or run_id in (".", "..") or not run_id.strip()):
+            raise UserError(f"--run_id={run_id!r} is not a valid id; use letters, digits, '-' or '_'")
+        run = create_run(save_dir, run_id)
+        info = {
+            "run_id": run_id, "status": "running", "created": now_iso(), "env_requested": cfg.env,
+            "env_id": cfg.env_id, "obs_dim": cfg.obs_dim, "act_dim": cfg.act_dim, "seed": cfg.seed,
+            "sweep_id": opts.sweep_id or wandb_sweep_id, "wandb_sweep_id": wandb_sweep_id,
+            "flags": {f.name: getattr(opts, f.name) for f in fields(opts)}, "config": cfg.to_dict(),
+            "packages": package_versions(), "n_iterations": cfg.n_iterations,
+        }
+        write_run_info(run, info)
+    if env_notice:
+        notify(env_notice)
+
+    mode, mode_notice = choose_mode(opts.wandb_mode, opts.unobserve)
+    if mode_notice:
+        notify(mode_notice)
+    tracker = start_tracking(mode, run_id=run.run_id, run_dir=run.root, config={**info["config"], "env_requested": cfg.env,
+                             "sweep_id": info.get("sweep_id")},
+                             project=opts.project_name if not opts.resume else info.get("wandb", {}).get("project"),
+                             entity=opts.entity if not opts.resume else info.get("wandb", {}).get("entity"),
+                             name=opts.run_name or info.get("flags", {}).get("run_name"), resume=bool(opts.resume))
+    for line in tracker.notices:
+        notify(line)
+    info = update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
+                                                         "project": opts.project_name, "entity": opts.entity,
+                                                         "url": tracker.url})
+
+    trainer = Trainer(cfg)
+    try:
+        if resume_state is not None:
+            truncate_metrics(run, int(resume_state["iteration"]))
+            _truncate_jsonl(run.root / "timing.jsonl", int(resume_state["iteration"]))
+            trainer.load_state_dict(resume_state)
+            if not trainer.env_state_restored:
+                notify(f"notice: {cfg.env_id} state cannot be snapshotted; resumed with fresh episodes, "
+                       f"so results will differ from an uninterrupted run")
+        else:
+            if opts.pretrained_path:
+                trainer.load_weights(read_checkpoint(opts.pretrained_path))
+            if opts.stats_path:
+                trainer.normalizer.load_state_dict(read_checkpoint(opts.stats_path)["normalizer"], statistics_only=True)
+                trainer.cfg.norm_warmup_steps = 0  # the statistics are given; do not re-seed them
+        last = _train_with_progress(trainer, run, tracker, opts)
+    except BaseException as err:
+        status = "killed" if isinstance(err, KeyboardInterrupt) else "failed"
+        update_run_info(run, status=status, error=f"{type(err).__name__}: {err}"[:500])
+        tracker.finish(exit_code=1)
+        trainer.close()
+        raise
+    trainer.close()
+    summary = {"best_eval_return": trainer.best_eval_return, "iterations": trainer.iteration,
+               "timesteps": trainer.timesteps}
+    tracker.set_summary(summary)
+    tracker.finish()
+    update_run_info(run, status="finished", **summary)
+    lines = [f"run {run.run_id} finished: {trainer.iteration} iterations, {trainer.timesteps} timesteps, "
+             f"best eval return {_fmt(trainer.best_eval_return)}",
+             f"  run store: {run.root}", f"  best checkpoint: {run.best}",
+             f"  next: python evaluate.py --run_id={run.run_id} --checkpoints_dir={save_dir}"]
+    if tracker.url:
+        lines.append(f"  wandb: {tracker.url}")
+    return TrainResult(run, last, "\n".join(lines))
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _truncate_jsonl(path: Path, last_iteration: int) -> None:
+    from utils.io import read_jsonl, write_text_atomic
+    import json
+    kept = [r for r in read_jsonl(path) if r.get("iteration", -1) <= last_iteration]
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+class _EarlyStop(Exception):
+    pass
+
+
+def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOptions) -> dict:
+    from tqdm import tqdm
+
+    cfg = trainer.cfg
+    total = cfg.n_iterations * cfg.n_steps * cfg.n_envs
+    bar = tqdm(total=total, initial=trainer.timesteps, unit="step", disable=opts.quiet, dynamic_ncols=True,
+               desc=f"{cfg.env_id} {run.run_id}")
+
+    def on_iteration(metrics: dict) -> None:
+        bar.update(metrics["timesteps"] - bar.n)
+        postfix = {}
+        if "fps" in metrics:
+            postfix["fps"] = f"{metrics['fps']:.0f}"
+        if trainer.last_eval_return is not None:
+            postfix["eval"] = f"{trainer.last_eval_return:.1f}"
+        bar.set_postfix(postfix, refresh=False)
+        tracker.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=metrics["iteration"])
+        if opts.stop_at_return is not None and "eval_return" in metrics and metrics["eval_return"] > opts.stop_at_return:
+            raise _EarlyStop
+
+    def on_checkpoint(iteration: int, path) -> None:
+        tracker.log_checkpoint(path, run.run_id, iteration)
+
+    try:
+        return run_training(trainer, run, on_iteration=on_iteration, on_checkpoint=on_checkpoint)
+    except _EarlyStop:
+        if trainer.iteration % cfg.save_every != 0:  # keep the solving policy as a checkpoint too
+            from models.checkpoint import save_checkpoint
+            save_checkpoint(run.checkpoint(trainer.iteration), trainer.state_dict())
+        return {"iteration": trainer.iteration, "stopped_early": True}
+    finally:
+        bar.close()
+
+
+__all__ = ["TrainOptions", "TrainResult", "launch_training", "TIMING_KEYS"]

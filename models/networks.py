@@ -1,0 +1,78 @@
+"""Policy and value networks: ReLU MLPs with linear heads, and the parser for dims like `c16,16`."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from utils.errors import UserError
+
+
+def parse_dims(text: str, flag: str = "--policy_dims") -> tuple[int, ...]:
+    """Hidden widths from `c16,16` or `16,16` (the leading `c` is the paper's notation)."""
+    raw = (text or "").strip()
+    body = raw[1:] if raw[:1] in ("c", "C") else raw
+    parts = body.split(",")
+    if not body or any(not p.strip().isdigit() or int(p) < 1 for p in parts):
+        raise UserError(f"{flag}={text!r} is not a list of positive widths; write it like {flag}=c16,16 or {flag}=64,64")
+    return tuple(int(p) for p in parts)
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_gain: float) -> nn.Sequential:
+    """ReLU MLP with a linear output head, orthogonally initialised as Stable-Baselines3 does."""
+    layers: list[nn.Module] = []
+    prev = in_dim
+    for width in hidden:
+        linear = nn.Linear(prev, width)
+        nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, nn.ReLU()]
+        prev = width
+    head = nn.Linear(prev, out_dim)
+    nn.init.orthogonal_(head.weight, gain=out_gain)
+    nn.init.zeros_(head.bias)
+    layers.append(head)
+    return nn.Sequential(*layers)
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian policy: mean = ReLU MLP of the normalized observation, state-independent log-std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], log_std_init: float = -2.0):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden, act_dim, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean_net(obs)
+
+    def log_prob_and_entropy(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probability of `actions` (summed over action dims) and the entropy, per sample."""
+        mean = self.mean_net(obs)
+        log_std = self.log_std.expand_as(mean)
+        var = torch.exp(2 * log_std)
+        log_prob = -((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
+        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        return log_prob.sum(-1), entropy
+
+    def hidden_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The hidden layers as (W, b) pairs, W of shape (out, in); the input is the normalized observation."""
+        linears = [m for m in self.mean_net if isinstance(m, nn.Linear)]
+        return [(m.weight.detach(), m.bias.detach()) for m in linears[:-1]]
+
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linear output head (W, b) giving the action mean."""
+        last = self.mean_net[-1]
+        return last.weight.detach(), last.bias.detach()
+
+
+class ValueNet(nn.Module):
+    """State-value function: a separate ReLU MLP with a linear scalar head."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, 1, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)

@@ -1,0 +1,171 @@
+"""PPO: rollouts, generalized advantage estimation and the clipped-surrogate update.
+
+Defaults equal Stable-Baselines3's PPO. Shapes: T = n_steps per env, n = n_envs, d = obs dim, a = action dim.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from envs.vector import VecEnv
+from models.networks import GaussianPolicy, ValueNet
+from models.normalization import Normalizer
+
+
+@dataclass
+class PPOConfig:
+    n_steps: int = 2048          # steps per env per rollout (SB3's n_steps)
+    batch_size: int = 64
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True
+
+
+@dataclass
+class Rollout:
+    obs: np.ndarray          # (T, n, d) normalized observations the policy saw
+    actions: np.ndarray      # (T, n, a) unclipped Gaussian samples
+    rewards: np.ndarray      # (T, n) scaled rewards
+    dones: np.ndarray        # (T, n) episode ended at this step (terminated or truncated)
+    truncated_obs: np.ndarray    # (k, d) normalized final observations of truncated (not terminated) steps
+    truncated_index: np.ndarray  # (k, 2) their (t, env) positions, to bootstrap V(final obs) there
+    last_obs: np.ndarray     # (n, d) normalized observation after the last step
+    episode_returns: list[float]
+    episode_lengths: list[int]
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_values: torch.Tensor,
+                gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns (both (T, n)) by GAE; `dones[t]` cuts bootstrapping after step t.
+
+    Truncated steps must already carry gamma * V(final obs) in their reward (as SB3 does).
+    """
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(last_values)
+    for t in reversed(range(T)):
+        next_values = last_values if t == T - 1 else values[t + 1]
+        not_done = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_values * not_done - values[t]
+        last_gae = delta + gamma * gae_lambda * not_done * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def clipped_losses(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
+                   values: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor,
+                   cfg: PPOConfig) -> dict[str, torch.Tensor]:
+    """PPO's clipped surrogate, value and entropy losses on one minibatch, plus approx KL and clip fraction."""
+    if cfg.normalize_advantage and advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    log_ratio = log_prob - old_log_prob
+    ratio = torch.exp(log_ratio)
+    surrogate = torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range))
+    pg_loss = -surrogate.mean()
+    vf_loss = torch.mean((returns - values) ** 2)
+    entropy_loss = -entropy.mean()
+    loss = pg_loss + cfg.ent_coef * entropy_loss + cfg.vf_coef * vf_loss
+    with torch.no_grad():
+        approx_kl = torch.mean((ratio - 1) - log_ratio)
+        clip_fraction = torch.mean((torch.abs(ratio - 1) > cfg.clip_range).float())
+    return {"loss": loss, "pg_loss": pg_loss, "vf_loss": vf_loss, "entropy_loss": entropy_loss,
+            "approx_kl": approx_kl, "clip_fraction": clip_fraction}
+
+
+def numpy_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    """Forward pass of a ReLU MLP given as (W, b) pairs (the last one linear); numpy avoids torch's per-call overhead."""
+    for W, b in layers[:-1]:
+        x = np.maximum(x @ W.T + b, 0.0)
+    W, b = layers[-1]
+    return x @ W.T + b
+
+
+def policy_numpy_layers(policy: GaussianPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The policy mean network's weights as float64 numpy (W, b) pairs, head last."""
+    linears = [m for m in policy.mean_net if isinstance(m, nn.Linear)]
+    return [(m.weight.detach().cpu().double().numpy(), m.bias.detach().cpu().double().numpy()) for m in linears]
+
+
+def collect_rollout(venv: VecEnv, policy: GaussianPolicy, normalizer: Normalizer, rng: np.random.Generator,
+                    n_steps: int, obs_norm: np.ndarray) -> Rollout:
+    """Run the stochastic policy for n_steps in every env; `obs_norm` is the current normalized observation."""
+    n, d = obs_norm.shape
+    layers = policy_numpy_layers(policy)
+    std = np.exp(policy.log_std.detach().cpu().double().numpy())
+    low, high = venv.action_space.low.astype(np.float64), venv.action_space.high.astype(np.float64)
+    a = std.shape[0]
+    obs_buf = np.empty((n_steps, n, d)); act_buf = np.empty((n_steps, n, a))
+    rew_buf = np.empty((n_steps, n)); done_buf = np.empty((n_steps, n))
+    trunc_obs, trunc_idx, ep_returns, ep_lengths = [], [], [], []
+    for t in range(n_steps):
+        mean = numpy_mlp(layers, obs_norm)
+        actions = mean + std * rng.standard_normal((n, a))
+        step = venv.step(np.clip(actions, low, high))
+        done = step.terminated | step.truncated
+        normalizer.observe(step.obs)
+        next_obs_norm = normalizer.normalize_obs(step.obs)
+        for i in np.flatnonzero(step.truncated & ~step.terminated):
+            trunc_obs.append(normalizer.normalize_obs(step.final_obs[i]))
+            trunc_idx.append((t, i))
+        obs_buf[t], act_buf[t] = obs_norm, actions
+        rew_buf[t] = normalizer.scale_rewards(step.rewards, done)
+        done_buf[t] = done
+        ep_returns += step.episode_returns
+        ep_lengths += step.episode_lengths
+        obs_norm = next_obs_norm
+    return Rollout(obs_buf, act_buf, rew_buf, done_buf,
+                   np.asarray(trunc_obs, np.float64).reshape(-1, d), np.asarray(trunc_idx, np.int64).reshape(-1, 2),
+                   obs_norm, ep_returns, ep_lengths)
+
+
+def ppo_update(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer, rollout: Rollout,
+               rng: np.random.Generator, cfg: PPOConfig, device: torch.device) -> dict[str, float]:
+    """n_epochs of minibatch clipped-PPO updates on one rollout; returns mean losses and diagnostics."""
+    T, n, d = rollout.obs.shape
+    as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
+    obs, actions = as_tensor(rollout.obs.reshape(T * n, d)), as_tensor(rollout.actions.reshape(T * n, -1))
+    rewards, dones = as_tensor(rollout.rewards), as_tensor(rollout.dones)
+    with torch.no_grad():
+        values = value_net(obs).reshape(T, n)
+        last_values = value_net(as_tensor(rollout.last_obs))
+        if len(rollout.truncated_index):
+            # Time-limit truncation is not termination: bootstrap with the value of the final observation.
+            t_idx, e_idx = (torch.as_tensor(rollout.truncated_index[:, k], device=device) for k in (0, 1))
+            rewards[t_idx, e_idx] += cfg.gamma * value_net(as_tensor(rollout.truncated_obs))
+        advantages, returns = compute_gae(rewards, values, dones, last_values, cfg.gamma, cfg.gae_lambda)
+        old_log_prob, _ = policy.log_prob_and_entropy(obs, actions)
+    advantages, returns = advantages.reshape(-1), returns.reshape(-1)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    totals: dict[str, float] = {}
+    n_batches = 0
+    for _ in range(cfg.n_epochs):
+        order = torch.as_tensor(rng.permutation(T * n), device=device)
+        for start in range(0, T * n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            log_prob, entropy = policy.log_prob_and_entropy(obs[idx], actions[idx])
+            losses = clipped_losses(log_prob, old_log_prob[idx], advantages[idx], value_net(obs[idx]),
+                                    returns[idx], entropy, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            for key, val in losses.items():
+                totals[key] = totals.get(key, 0.0) + float(val.detach())
+            n_batches += 1
+    stats = {key: val / n_batches for key, val in totals.items()}
+    with torch.no_grad():
+        var_returns = torch.var(returns)
+        stats["explained_variance"] = float(1 - torch.var(returns - values.reshape(-1)) / var_returns) \
+            if var_returns > 0 else float("nan")
+        stats["entropy"] = -stats.pop("entropy_loss")
+        stats["std"] = float(torch.exp(policy.log_std).mean())
+    return stats

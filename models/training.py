@@ -1,0 +1,263 @@
+"""The training run: PPO iterations with evaluation, checkpoints, best.pt, metrics and resume.
+
+Iteration 0 is the initial policy (after the normalization warm-up, before any update); iteration k follows
+the k-th rollout and update.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Callable
+
+import numpy as np
+import torch
+
+from envs.resolve import make_env
+from envs.vector import VecEnv
+from models.checkpoint import save_checkpoint
+from models.networks import GaussianPolicy, ValueNet
+from models.normalization import Normalizer, normalize_with
+from models.ppo import PPOConfig, collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
+from utils.io import append_jsonl
+from utils.run_store import RunPaths
+
+
+TIMING_KEYS = ("fps", "rollout_seconds", "update_seconds")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in run.json and in every checkpoint)."""
+
+    env: str                       # as requested, e.g. HalfCheetah-v2
+    env_id: str                    # resolved, e.g. HalfCheetah-v5
+    obs_dim: int
+    act_dim: int
+    policy_dims: tuple[int, ...] = (64, 64)
+    value_dims: tuple[int, ...] = (64, 64)
+    total_timesteps: int = 1_000_000
+    n_steps: int = 2048            # per env per iteration
+    n_envs: int = 1
+    batch_size: int = 64
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    log_std_init: float = -2.0
+    seed: int = 0
+    eval_every: int = 1            # iterations; 0 = never (best.pt then follows the last checkpoint)
+    eval_episodes: int = 5
+    save_every: int = 1
+    obs_norm: str = "running"
+    norm_warmup_steps: int = 1000
+    device: str = "cpu"
+    subprocess_envs: bool = False
+
+    @property
+    def n_iterations(self) -> int:
+        return math.ceil(self.total_timesteps / (self.n_steps * self.n_envs))
+
+    def ppo(self) -> PPOConfig:
+        names = {f.name for f in fields(PPOConfig)}
+        return PPOConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["policy_dims"], out["value_dims"] = list(self.policy_dims), list(self.value_dims)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["policy_dims"], kwargs["value_dims"] = tuple(kwargs["policy_dims"]), tuple(kwargs["value_dims"])
+        return cls(**kwargs)
+
+
+def evaluate_policy(policy_layers: list, env_id: str, normalize: Callable[[np.ndarray], np.ndarray],
+                    n_episodes: int, seed: int) -> list[float]:
+    """Raw returns of deterministic episodes (action = mean), run in lockstep on separate env instances."""
+    env_list = [make_env(env_id) for _ in range(n_episodes)]
+    low, high = env_list[0].action_space.low, env_list[0].action_space.high
+    obs = np.asarray([e.reset(seed=seed + k)[0] for k, e in enumerate(env_list)], dtype=np.float64)
+    returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
+    while active.any():
+        actions = np.clip(numpy_mlp(policy_layers, normalize(obs[active])), low, high)
+        for row, k in enumerate(np.flatnonzero(active)):
+            next_obs, reward, terminated, truncated, _ = env_list[k].step(actions[row])
+            returns[k] += reward
+            obs[k] = next_obs
+            active[k] = not (terminated or truncated)
+    for e in env_list:
+        e.close()
+    return returns.tolist()
+
+
+class Trainer:
+    """Owns the networks, optimizer, normalizer, envs and RNGs of one run."""
+
+    EVAL_SEED_OFFSET = 1_000_003  # eval episodes never share seeds with training envs
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.policy = GaussianPolicy(cfg.obs_dim, cfg.act_dim, cfg.policy_dims, cfg.log_std_init).to(self.device)
+        self.value = ValueNet(cfg.obs_dim, cfg.value_dims).to(self.device)
+        params = list(self.policy.parameters()) + list(self.value.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=1e-5)
+        self.normalizer = Normalizer(cfg.obs_dim, cfg.n_envs, cfg.gamma, cfg.obs_norm)
+        self.rng = np.random.Generator(np.random.PCG64(cfg.seed))
+        self.venv = VecEnv(cfg.env_id, cfg.n_envs, cfg.seed, subprocess=cfg.subprocess_envs)
+        self.obs_norm = self.normalizer.normalize_obs(self.venv.obs)
+        self.iteration, self.timesteps = 0, 0
+        self.best_eval_return: float | None = None
+        self.last_eval_return: float | None = None
+        self.env_state_restored = True
+
+    # --- phases -------------------------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Seed the observation statistics with uniformly random actions, then start fresh episodes."""
+        if self.cfg.obs_norm != "off" and self.cfg.norm_warmup_steps > 0:
+            low, high = self.venv.action_space.low, self.venv.action_space.high
+            for _ in range(math.ceil(self.cfg.norm_warmup_steps / self.cfg.n_envs)):
+                step = self.venv.step(self.rng.uniform(low, high, size=(self.cfg.n_envs, self.cfg.act_dim)))
+                self.normalizer.observe(step.obs, warmup=True)
+            self.venv.reset(self.cfg.seed + self.cfg.n_envs)
+        self.obs_norm = self.normalizer.normalize_obs(self.venv.obs)
+
+    def train_iteration(self) -> dict:
+        """One rollout and PPO update; returns the iteration's metrics."""
+        start = time.perf_counter()
+        rollout = collect_rollout(self.venv, self.policy, self.normalizer, self.rng, self.cfg.n_steps, self.obs_norm)
+        self.obs_norm = rollout.last_obs
+        rollout_seconds = time.perf_counter() - start
+        stats = ppo_update(self.policy, self.value, self.optimizer, rollout, self.rng, self.cfg.ppo(), self.device)
+        self.iteration += 1
+        steps = self.cfg.n_steps * self.cfg.n_envs
+        self.timesteps += steps
+        seconds = time.perf_counter() - start
+        metrics = {"iteration": self.iteration, "timesteps": self.timesteps, **stats,
+                   "fps": steps / seconds, "rollout_seconds": rollout_seconds, "update_seconds": seconds - rollout_seconds}
+        if rollout.episode_returns:
+            metrics["train_episode_return"] = float(np.mean(rollout.episode_returns))
+            metrics["train_episode_length"] = float(np.mean(rollout.episode_lengths))
+        return metrics
+
+    def evaluate(self) -> dict:
+        """Mean and std of deterministic returns over eval_episodes fixed-seed episodes; updates best."""
+        mean, var = self.normalizer.obs_rms.mean.copy(), self.normalizer.obs_rms.var.copy()
+        enabled = self.cfg.obs_norm != "off"
+        returns = evaluate_policy(policy_numpy_layers(self.policy), self.cfg.env_id,
+                                  lambda s: normalize_with(s, mean, var, enabled), self.cfg.eval_episodes,
+                                  self.cfg.seed + self.EVAL_SEED_OFFSET)
+        self.last_eval_return = float(np.mean(returns))
+        improved = self.best_eval_return is None or self.last_eval_return > self.best_eval_return
+        if improved:
+            self.best_eval_return = self.last_eval_return
+        return {"eval_return": self.last_eval_return, "eval_return_std": float(np.std(returns)), "eval_improved": improved}
+
+    # --- state --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """A checkpoint payload: plain tensors and primitives only."""
+        snapshots = []
+        for snap in self.venv.get_snapshots():
+            snapshots.append({**snap, "physics": torch.from_numpy(snap["physics"]), "obs": torch.from_numpy(snap["obs"])})
+        to_cpu = lambda sd: {k: v.detach().cpu().clone() for k, v in sd.items()}  # noqa: E731
+        return {
+            "iteration": self.iteration, "timesteps": self.timesteps, "config": self.cfg.to_dict(),
+            "policy": to_cpu(self.policy.state_dict()), "value": to_cpu(self.value.state_dict()),
+            "normalizer": self.normalizer.state_dict(), "optimizer": _optimizer_to_cpu(self.optimizer.state_dict()),
+            "rng": {"numpy": json.dumps(self.rng.bit_generator.state), "torch": torch.get_rng_state()},
+            "envs": snapshots, "obs_norm": torch.from_numpy(np.asarray(self.obs_norm, np.float64).copy()),
+            "eval_return": self.last_eval_return, "best_eval_return": self.best_eval_return,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue exactly from a checkpoint payload of this run."""
+        self.policy.load_state_dict(state["policy"])
+        self.value.load_state_dict(state["value"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        self.rng.bit_generator.state = json.loads(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.iteration, self.timesteps = int(state["iteration"]), int(state["timesteps"])
+        self.last_eval_return, self.best_eval_return = state.get("eval_return"), state.get("best_eval_return")
+        snapshots = [{**s, "physics": s["physics"].numpy(), "obs": s["obs"].numpy()} for s in state["envs"]]
+        self.env_state_restored = len(snapshots) == self.cfg.n_envs and self.venv.set_snapshots(snapshots)
+        if self.env_state_restored:
+            self.obs_norm = state["obs_norm"].numpy().copy()
+        else:  # env physics we cannot restore: continue with fresh episodes (documented resume limit)
+            self.venv.reset(self.cfg.seed + 7919 * (self.iteration + 1))
+            self.obs_norm = self.normalizer.normalize_obs(self.venv.obs)
+
+    def load_weights(self, state: dict) -> None:
+        """Start from another run's policy and value weights (--pretrained_path)."""
+        self.policy.load_state_dict(state["policy"])
+        if "value" in state:
+            self.value.load_state_dict(state["value"])
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+def _optimizer_to_cpu(state: dict) -> dict:
+    return {"state": {k: {n: (t.detach().cpu().clone() if torch.is_tensor(t) else t) for n, t in s.items()}
+                      for k, s in state["state"].items()},
+            "param_groups": state["param_groups"]}
+
+
+def run_training(trainer: Trainer, run: RunPaths, *, on_iteration: Callable[[dict], None] | None = None,
+                 on_checkpoint: Callable[[int, object], None] | None = None) -> dict:
+    """Train until total_timesteps, writing metrics.jsonl, checkpoints and best.pt; returns the last metrics."""
+    cfg = trainer.cfg
+    metrics: dict = {}
+
+    def save(iteration_metrics: dict) -> None:
+        is_last = trainer.iteration >= cfg.n_iterations
+        payload = None
+        if iteration_metrics.get("eval_improved") or (cfg.eval_every == 0 and trainer.iteration % cfg.save_every == 0):
+            payload = trainer.state_dict()
+            save_checkpoint(run.best, payload)
+        if trainer.iteration % cfg.save_every == 0 or is_last:
+            payload = payload or trainer.state_dict()
+            path = run.checkpoint(trainer.iteration)
+            save_checkpoint(path, payload)
+            if on_checkpoint:
+                on_checkpoint(trainer.iteration, path)
+
+    def maybe_evaluate(iteration_metrics: dict) -> None:
+        is_last = trainer.iteration >= cfg.n_iterations
+        if cfg.eval_every > 0 and (trainer.iteration % cfg.eval_every == 0 or is_last):
+            iteration_metrics.update(trainer.evaluate())
+
+    if trainer.iteration == 0 and not run.checkpoint(0).exists():
+        trainer.warmup()
+        metrics = {"iteration": 0, "timesteps": 0}
+        maybe_evaluate(metrics)
+        append_jsonl(run.metrics, _jsonable(metrics))
+        save(metrics)
+        if on_iteration:
+            on_iteration(metrics)
+    while trainer.iteration < cfg.n_iterations:
+        metrics = trainer.train_iteration()
+        maybe_evaluate(metrics)
+        # metrics first, then checkpoint: a kill in between is undone on resume by truncating metrics.jsonl.
+        # Wall-clock figures go to timing.jsonl so metrics.jsonl is identical across runs with the same seed.
+        append_jsonl(run.metrics, _jsonable({k: v for k, v in metrics.items() if k not in TIMING_KEYS}))
+        append_jsonl(run.root / "timing.jsonl", {"iteration": metrics["iteration"],
+                                                 **{k: metrics[k] for k in TIMING_KEYS}})
+        save(metrics)
+        if on_iteration:
+            on_iteration(metrics)
+    return metrics
+
+
+def _jsonable(metrics: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

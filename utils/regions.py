@@ -1,0 +1,455 @@
+"""Exact linear regions of a ReLU policy network along paths, segments and full lines (1-D).
+
+A network is given by its hidden layers ``[(W, b), ...]`` (W of shape (out, in), applied as relu(W x + b)).
+Along a segment x(t) = start + t (end - start), t in [0, 1], the activation pattern of all hidden neurons is
+piecewise constant; a *piece* is a maximal sub-interval with one pattern. The algorithm (DESIGN.md, "Algorithms")
+processes one layer at a time over all pieces of all segments at once: within a piece the earlier layers' patterns
+are fixed, so every neuron of the current layer is affine in t, and its zero (if strictly inside the piece) splits it.
+
+Conventions shared by every function here:
+- float64 throughout, on ``device`` (cpu or cuda).
+- Tolerance: ``tol_x = rtol * scale`` in input-space distance, scale = the largest absolute coordinate of the
+  inputs. A zero closer than tol_x to a piece's end does not split it (a tiny piece is merged, never counted),
+  and zeros closer than tol_x to each other are one transition in which several bits flip.
+- A piece's pattern is the sign (pre-activation > 0) of every hidden neuron at the piece's midpoint; for a
+  half-unbounded piece of a line, one unit of t inside its finite end; for a line with no breakpoint, at t = 0.
+- Patterns are bit-packed into int64 words, layer by layer: layer l occupies ``ceil(width_l / 64)`` words
+  starting at word ``word_offsets(widths)[l]``; neuron j of that layer is bit ``j % 64`` of word ``j // 64``.
+  ``unpack_patterns`` turns them back into booleans.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from utils.errors import UserError
+
+DEFAULT_RTOL = 1e-9
+WORD_BITS = 64
+# Elements of one (pieces x width) float64 work tensor per chunk; bounds peak memory to a few hundred MB.
+_CHUNK_ELEMENTS = 1 << 22
+
+ArrayLike = Any  # numpy array, torch tensor or nested sequence of floats
+HiddenLayers = Sequence[tuple[ArrayLike, ArrayLike]]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------------------
+def as_float64(x: ArrayLike, device: torch.device | str, name: str) -> Tensor:
+    """Convert an array-like to a float64 tensor on ``device``; reject non-finite values."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+    t = t.detach().to(device=device, dtype=torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise UserError(f"{name} contains NaN or infinite values; pass finite numbers only")
+    return t
+
+
+def as_hidden_layers(hidden_layers: HiddenLayers, device: torch.device | str = "cpu") -> list[tuple[Tensor, Tensor]]:
+    """Validate hidden layers [(W, b), ...] and return them as float64 tensors on ``device``."""
+    if not isinstance(hidden_layers, (list, tuple)) or len(hidden_layers) == 0:
+        raise UserError("hidden_layers must be a non-empty list of (W, b) pairs, one per hidden layer")
+    layers: list[tuple[Tensor, Tensor]] = []
+    for i, pair in enumerate(hidden_layers):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise UserError(f"hidden layer {i} must be a (W, b) pair")
+        W = as_float64(pair[0], device, f"hidden layer {i} weight")
+        b = as_float64(pair[1], device, f"hidden layer {i} bias")
+        if W.ndim != 2 or b.ndim != 1 or b.shape[0] != W.shape[0]:
+            raise UserError(
+                f"hidden layer {i}: W must have shape (out, in) and b shape (out,), got {tuple(W.shape)} "
+                f"and {tuple(b.shape)}"
+            )
+        if layers and W.shape[1] != layers[-1][0].shape[0]:
+            raise UserError(
+                f"hidden layer {i} takes {W.shape[1]} inputs but layer {i - 1} has {layers[-1][0].shape[0]} "
+                "neurons; pass the layers in order"
+            )
+        layers.append((W, b))
+    return layers
+
+
+def as_head(head: tuple[ArrayLike, ArrayLike], last_width: int, device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """Validate the linear output head (W_out (act_dim, last_width), b_out (act_dim,))."""
+    if not isinstance(head, (list, tuple)) or len(head) != 2:
+        raise UserError("head must be a (W_out, b_out) pair")
+    W = as_float64(head[0], device, "head weight")
+    b = as_float64(head[1], device, "head bias")
+    if W.ndim != 2 or W.shape[1] != last_width or b.ndim != 1 or b.shape[0] != W.shape[0]:
+        raise UserError(
+            f"head must be W_out of shape (act_dim, {last_width}) and b_out of shape (act_dim,), got "
+            f"{tuple(W.shape)} and {tuple(b.shape)}"
+        )
+    return W, b
+
+
+def _as_points(x: ArrayLike, in_dim: int, device: torch.device | str, name: str) -> Tensor:
+    t = as_float64(x, device, name)
+    if t.ndim != 2 or t.shape[1] != in_dim:
+        raise UserError(f"{name} must have shape (N, {in_dim}) to match the network's input size, got {tuple(t.shape)}")
+    return t
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bit-packed patterns
+# --------------------------------------------------------------------------------------------------------------
+def words_per_layer(widths: Sequence[int]) -> list[int]:
+    """Number of int64 words used for each layer's bits."""
+    return [-(-w // WORD_BITS) for w in widths]
+
+
+def word_offsets(widths: Sequence[int]) -> list[int]:
+    """Index of the first word of each layer in a packed pattern."""
+    offsets, total = [], 0
+    for n in words_per_layer(widths):
+        offsets.append(total)
+        total += n
+    return offsets
+
+
+def _bit_values(device: torch.device | str) -> Tensor:
+    # 1 << 63 wraps to -2**63 in int64; adding disjoint bits never carries, so sums are exact ORs.
+    return torch.bitwise_left_shift(torch.ones(WORD_BITS, dtype=torch.int64, device=device),
+                                     torch.arange(WORD_BITS, device=device))
+
+
+def pack_bits(bits: Tensor) -> Tensor:
+    """Pack booleans (N, w) of one layer into int64 words (N, ceil(w / 64)); neuron j -> bit j % 64 of word j // 64."""
+    n, w = bits.shape
+    nw = -(-w // WORD_BITS)
+    padded = torch.zeros(n, nw * WORD_BITS, dtype=torch.int64, device=bits.device)
+    padded[:, :w] = bits
+    return (padded.view(n, nw, WORD_BITS) * _bit_values(bits.device)).sum(-1)
+
+
+def unpack_patterns(patterns: Tensor, widths: Sequence[int]) -> Tensor:
+    """Unpack int64 pattern words (N, W) into booleans (N, sum(widths)), neurons in layer order."""
+    shifts = torch.arange(WORD_BITS, device=patterns.device)
+    parts = []
+    for offset, nw, w in zip(word_offsets(widths), words_per_layer(widths), widths):
+        words = patterns[:, offset:offset + nw]
+        bits = torch.bitwise_and(torch.bitwise_right_shift(words[:, :, None], shifts), 1).bool()
+        parts.append(bits.reshape(patterns.shape[0], nw * WORD_BITS)[:, :w])
+    return torch.cat(parts, dim=1)
+
+
+def activation_patterns(hidden_layers: HiddenLayers, points: ArrayLike, *, device: torch.device | str = "cpu") -> Tensor:
+    """Packed activation patterns (N, W) int64 of input-space points (N, d): bit on iff pre-activation > 0."""
+    layers = as_hidden_layers(hidden_layers, device)
+    h = _as_points(points, layers[0][0].shape[1], device, "points")
+    words = []
+    for W, b in layers:
+        z = torch.addmm(b, h, W.T)
+        on = z > 0
+        words.append(pack_bits(on))
+        h = z * on
+    return torch.cat(words, dim=1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class PathPieces:
+    """Pieces of segments (or lines): maximal parameter intervals with one activation pattern of all hidden neurons.
+
+    Pieces are ordered by segment, then by t. For segment i, x(t) = start_i + t (end_i - start_i), t in [0, 1];
+    for line i, x(t) = point_i + t direction_i, t in (-inf, inf).
+    """
+
+    segment_index: Tensor  # (P,) int64: which segment / line the piece belongs to
+    t_start: Tensor  # (P,) float64
+    t_end: Tensor  # (P,) float64
+    length: Tensor  # (P,) float64: length of the piece in input space (inf for unbounded pieces of lines)
+    patterns: Tensor  # (P, W) int64: bit-packed activation pattern (see module docstring)
+    opened_by_layer: Tensor  # (P,) int64: layer whose sign change opened the piece; -1 for a segment's first piece
+    opened_by_neuron: Tensor  # (P,) int64: neuron (index within its layer) that opened it; -1 for a first piece
+    layer_widths: tuple[int, ...]
+    num_segments: int
+    num_transitions: int  # sum over segments of (pieces - 1)
+    num_regions: int  # distinct patterns over all pieces of all segments
+    transitions_per_layer: list[int]  # transitions opened by each layer (sums to num_transitions)
+
+    def pieces_per_segment(self) -> Tensor:
+        """Number of pieces of each segment (num_segments,)."""
+        return torch.bincount(self.segment_index, minlength=self.num_segments)
+
+    def unpacked_patterns(self) -> Tensor:
+        """Patterns as booleans (P, n), neurons in layer order."""
+        return unpack_patterns(self.patterns, self.layer_widths)
+
+
+@dataclass
+class PathCounts:
+    """Totals along a path or set of segments (no per-piece data)."""
+
+    num_transitions: int
+    num_regions: int
+    transitions_per_layer: list[int]
+
+
+@dataclass
+class LineRegions:
+    """Regions crossed by whole lines x(t) = point + t direction, t in (-inf, inf)."""
+
+    num_regions: Tensor  # (N,) int64: distinct regions each line passes through
+    pieces: PathPieces  # the pieces of all lines (segment_index = line index)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Core: split pieces layer by layer
+# --------------------------------------------------------------------------------------------------------------
+def _piece_eval_t(t0: Tensor, t1: Tensor) -> Tensor:
+    """Parameter at which a piece's pattern is evaluated: midpoint, or one unit inside a finite end."""
+    mid = 0.5 * (t0 + t1)
+    lo_inf, hi_inf = torch.isinf(t0), torch.isinf(t1)
+    mid = torch.where(lo_inf, t1 - 1.0, mid)
+    mid = torch.where(hi_inf, t0 + 1.0, mid)
+    return torch.where(lo_inf & hi_inf, torch.zeros_like(mid), mid)
+
+
+def _split_chunk(
+    layers: list[tuple[Tensor, Tensor]],
+    base: Tensor,
+    direction: Tensor,
+    t0: Tensor,
+    t1: Tensor,
+    tol_t: Tensor,
+    unbounded: bool,
+) -> dict[str, Tensor]:
+    """Pieces of the parametrized segments x(t) = base + t direction, t in [t0, t1], of one chunk."""
+    device = base.device
+    n_seg = base.shape[0]
+    seg = torch.arange(n_seg, device=device)
+    # Per piece, the current layer's input is affine in t: h(t) = a + t c.
+    a, c = base, direction
+    open_layer = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
+    open_neuron = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
+    words: list[Tensor] = []
+    for layer_index, (W, b) in enumerate(layers):
+        z0 = torch.addmm(b, a, W.T)  # (P, w) pre-activation at t = 0
+        zs = c @ W.T  # (P, w) its slope in t
+        roots = -z0 / zs  # zero slope -> +-inf or nan, which never counts as inside
+        tol = tol_t[seg]
+        inside = (roots > (t0 + tol)[:, None]) & (roots < (t1 - tol)[:, None])
+        splits_per_piece = inside.sum(1)
+        rows = torch.nonzero(splits_per_piece).squeeze(1)
+        if rows.numel() > 0:
+            kmax = int(splits_per_piece.max())
+            # Sorted roots of the split pieces; stable so tied roots are ordered by neuron index.
+            r = torch.where(inside[rows], roots[rows], torch.full_like(roots[rows], float("inf")))
+            r_sorted, neuron = torch.sort(r, dim=1, stable=True)
+            r_sorted, neuron = r_sorted[:, :kmax], neuron[:, :kmax]
+            valid = torch.arange(kmax, device=device) < splits_per_piece[rows][:, None]
+            # A root more than tol after the previous one starts a new transition; closer ones flip together.
+            gap = torch.ones_like(valid)
+            gap[:, 1:] = (r_sorted[:, 1:] - r_sorted[:, :-1]) > tol[rows][:, None]
+            starts = valid & gap
+            new_per_piece = torch.ones_like(splits_per_piece)
+            new_per_piece[rows] += starts.sum(1)
+            parent = torch.repeat_interleave(torch.arange(len(new_per_piece), device=device), new_per_piece)
+            first = torch.cumsum(new_per_piece, 0) - new_per_piece  # position of each parent's first sub-piece
+            ri, cj = torch.nonzero(starts, as_tuple=True)
+            pos = first[rows[ri]] + torch.cumsum(starts, 1)[ri, cj]
+            r_new = r_sorted[ri, cj]
+            t0 = t0[parent]
+            t1 = t1[parent]
+            t0[pos] = r_new
+            t1[pos - 1] = r_new
+            open_layer = open_layer[parent]
+            open_neuron = open_neuron[parent]
+            open_layer[pos] = layer_index
+            open_neuron[pos] = neuron[ri, cj]
+            seg = seg[parent]
+            z0, zs = z0[parent], zs[parent]
+            words = [w[parent] for w in words]
+        tm = _piece_eval_t(t0, t1) if unbounded else 0.5 * (t0 + t1)
+        on = (z0 + tm[:, None] * zs) > 0
+        words.append(pack_bits(on))
+        a, c = z0 * on, zs * on
+    return {
+        "segment_index": seg,
+        "t_start": t0,
+        "t_end": t1,
+        "patterns": torch.cat(words, dim=1),
+        "opened_by_layer": open_layer,
+        "opened_by_neuron": open_neuron,
+    }
+
+
+def _default_chunk(layers: list[tuple[Tensor, Tensor]]) -> int:
+    widest = max(W.shape[0] for W, _ in layers)
+    # Assume up to ~64 pieces per segment when sizing; chunks only bound memory, results do not depend on them.
+    return max(1, _CHUNK_ELEMENTS // (64 * widest))
+
+
+def _run_chunks(
+    layers: list[tuple[Tensor, Tensor]],
+    base: Tensor,
+    direction: Tensor,
+    t0: Tensor,
+    t1: Tensor,
+    tol_t: Tensor,
+    unbounded: bool,
+    chunk_size: int | None,
+) -> PathPieces:
+    n = base.shape[0]
+    chunk = chunk_size or _default_chunk(layers)
+    if chunk < 1:
+        raise UserError("chunk_size must be a positive number of segments")
+    parts = []
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        out = _split_chunk(layers, base[lo:hi], direction[lo:hi], t0[lo:hi], t1[lo:hi], tol_t[lo:hi], unbounded)
+        out["segment_index"] = out["segment_index"] + lo
+        parts.append(out)
+    merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
+    seg = merged["segment_index"]
+    dt = merged["t_end"] - merged["t_start"]
+    length = dt * torch.linalg.vector_norm(direction, dim=1)[seg]
+    widths = tuple(W.shape[0] for W, _ in layers)
+    opened = merged["opened_by_layer"]
+    per_layer = torch.bincount(opened[opened >= 0], minlength=len(layers))
+    num_regions = int(torch.unique(merged["patterns"], dim=0).shape[0])
+    return PathPieces(
+        segment_index=seg,
+        t_start=merged["t_start"],
+        t_end=merged["t_end"],
+        length=length,
+        patterns=merged["patterns"],
+        opened_by_layer=opened,
+        opened_by_neuron=merged["opened_by_neuron"],
+        layer_widths=widths,
+        num_segments=n,
+        num_transitions=int(seg.shape[0] - n),
+        num_regions=num_regions,
+        transitions_per_layer=[int(v) for v in per_layer.tolist()],
+    )
+
+
+def _tolerance(scale_from: list[Tensor], rtol: float) -> float:
+    scale = max(float(x.abs().max()) if x.numel() else 0.0 for x in scale_from)
+    return rtol * scale
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------------------
+def segment_pieces(
+    hidden_layers: HiddenLayers,
+    starts: ArrayLike,
+    ends: ArrayLike,
+    *,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> PathPieces:
+    """Exact pieces of independent input-space segments [starts_i, ends_i] (N, d), parameter t in [0, 1]."""
+    layers = as_hidden_layers(hidden_layers, device)
+    d = layers[0][0].shape[1]
+    s = _as_points(starts, d, device, "starts")
+    e = _as_points(ends, d, device, "ends")
+    if s.shape != e.shape:
+        raise UserError(f"starts and ends must have the same shape, got {tuple(s.shape)} and {tuple(e.shape)}")
+    if s.shape[0] == 0:
+        raise UserError("pass at least one segment")
+    direction = e - s
+    length = torch.linalg.vector_norm(direction, dim=1)
+    tol_x = _tolerance([s, e], rtol)
+    # In t units; a zero-length segment gets an infinite tolerance, so it is one piece.
+    tol_t = torch.where(length > 0, tol_x / length, torch.full_like(length, float("inf")))
+    t0 = torch.zeros_like(length)
+    t1 = torch.ones_like(length)
+    return _run_chunks(layers, s, direction, t0, t1, tol_t, False, chunk_size)
+
+
+def path_pieces(
+    hidden_layers: HiddenLayers,
+    points: ArrayLike,
+    *,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> PathPieces:
+    """Exact pieces of the polyline through T input-space points (T, d): segments [x_i, x_{i+1}], i < T - 1."""
+    layers = as_hidden_layers(hidden_layers, device)
+    x = _as_points(points, layers[0][0].shape[1], device, "points")
+    if x.shape[0] < 2:
+        raise UserError(f"a path needs at least 2 points, got {x.shape[0]}; pass a longer trajectory")
+    return segment_pieces(layers, x[:-1], x[1:], device=device, chunk_size=chunk_size, rtol=rtol)
+
+
+def count_path(
+    hidden_layers: HiddenLayers,
+    points: ArrayLike,
+    *,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> PathCounts:
+    """Totals (num_transitions, num_regions, transitions per layer) along the polyline through points (T, d)."""
+    p = path_pieces(hidden_layers, points, device=device, chunk_size=chunk_size, rtol=rtol)
+    return PathCounts(p.num_transitions, p.num_regions, p.transitions_per_layer)
+
+
+def line_regions(
+    hidden_layers: HiddenLayers,
+    points: ArrayLike,
+    directions: ArrayLike,
+    *,
+    device: torch.device | str = "cpu",
+    chunk_size: int | None = None,
+    rtol: float = DEFAULT_RTOL,
+) -> LineRegions:
+    """Regions crossed by each whole input-space line points_i + t directions_i, t in (-inf, inf)."""
+    layers = as_hidden_layers(hidden_layers, device)
+    d = layers[0][0].shape[1]
+    p = _as_points(points, d, device, "points")
+    u = _as_points(directions, d, device, "directions")
+    if p.shape != u.shape:
+        raise UserError(f"points and directions must have the same shape, got {tuple(p.shape)} and {tuple(u.shape)}")
+    if p.shape[0] == 0:
+        raise UserError("pass at least one line")
+    norm = torch.linalg.vector_norm(u, dim=1)
+    if bool((norm == 0).any()):
+        raise UserError("every line direction must be nonzero; drop lines whose two defining points coincide")
+    tol_x = _tolerance([p, u], rtol)
+    tol_t = tol_x / norm
+    t0 = torch.full_like(norm, float("-inf"))
+    t1 = torch.full_like(norm, float("inf"))
+    pieces = _run_chunks(layers, p, u, t0, t1, tol_t, True, chunk_size)
+    # A convex region meets a line in one interval, so distinct (line, pattern) pairs = pieces, up to round-off.
+    keyed = torch.cat([pieces.segment_index[:, None], pieces.patterns], dim=1)
+    distinct = torch.unique(keyed, dim=0)
+    num_regions = torch.bincount(distinct[:, 0], minlength=p.shape[0])
+    return LineRegions(num_regions=num_regions, pieces=pieces)
+
+
+def lines_through(points: ArrayLike, anchor: ArrayLike, *, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """(points, directions) of the lines through each input-space point and an anchor (e.g. origin or mean state)."""
+    p = as_float64(points, device, "points")
+    a = as_float64(anchor, device, "anchor")
+    if p.ndim != 2 or a.shape != (p.shape[1],):
+        raise UserError(f"points must be (N, d) and anchor (d,), got {tuple(p.shape)} and {tuple(a.shape)}")
+    return p, p - a
+
+
+def input_jacobian(
+    hidden_layers: HiddenLayers, head: tuple[ArrayLike, ArrayLike], patterns: Tensor, *, device: torch.device | str = "cpu"
+) -> Tensor:
+    """Jacobian (R, act_dim, d) of the action mean w.r.t. the input on each region given by packed patterns (R, W)."""
+    layers = as_hidden_layers(hidden_layers, device)
+    W_out, _ = as_head(head, layers[-1][0].shape[0], device)
+    widths = [W.shape[0] for W, _ in layers]
+    bits = unpack_patterns(patterns.to(device), widths).to(torch.float64)
+    jac = None
+    col = 0
+    for (W, _), w in zip(layers, widths):
+        mask = bits[:, col:col + w, None]
+        jac = mask * (W.expand(bits.shape[0], -1, -1) if jac is None else W @ jac)
+        col += w
+    return W_out @ jac

@@ -1,0 +1,148 @@
+"""The local run store, the source of truth: <save_dir>/<run_id>/{run.json, metrics.jsonl, checkpoints/, best.pt}."""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from utils.errors import UserError
+from utils.io import read_jsonl, write_json_atomic, write_text_atomic
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_CKPT_RE = re.compile(r"^(\d{6,})\.pt$")
+TRACKED_PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "wandb")
+
+
+def new_run_id() -> str:
+    """An 8-character lowercase id, the same form as wandb's run ids."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where the files of one run live."""
+
+    root: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    @property
+    def trajectories_dir(self) -> Path:
+        return self.root / "trajectories"
+
+    def checkpoint(self, iteration: int) -> Path:
+        return self.checkpoints_dir / f"{iteration:06d}.pt"
+
+    def list_checkpoints(self) -> list[tuple[int, Path]]:
+        """(iteration, path) of every checkpoint file, oldest first (temporary files are never listed)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.checkpoints_dir.iterdir() if (m := _CKPT_RE.match(p.name))]
+        return sorted(found)
+
+
+def check_writable_dir(path: Path, flag: str) -> Path:
+    """Create `path` if needed and make sure we can write into it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {flag} {path} ({err.strerror}); choose a writable directory with {flag}=DIR") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable; choose a writable directory with {flag}=DIR")
+    return path
+
+
+def create_run(save_dir: Path, run_id: str) -> RunPaths:
+    """Make a new, empty run directory; refuses to reuse an existing run id."""
+    root = Path(save_dir) / run_id
+    try:
+        root.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise UserError(f"run {run_id} already exists in {save_dir}; continue it with --resume={run_id} "
+                        f"or pick another id") from None
+    (root / "checkpoints").mkdir()
+    return RunPaths(root)
+
+
+def find_run(save_dir: Path, run_id_or_dir: str) -> RunPaths:
+    """An existing run, given its id (looked up in save_dir) or its directory."""
+    candidates = [Path(run_id_or_dir), Path(save_dir) / run_id_or_dir]
+    for root in candidates:
+        if (root / "run.json").is_file():
+            return RunPaths(root)
+    known = ", ".join(list_run_ids(save_dir)[:10]) or "none"
+    raise UserError(f"no run '{run_id_or_dir}' in {save_dir} (runs there: {known}); "
+                    f"pass an existing run id or run directory")
+
+
+def list_run_ids(save_dir: Path) -> list[str]:
+    """Ids of the runs in a run store, sorted."""
+    save_dir = Path(save_dir)
+    if not save_dir.is_dir():
+        return []
+    return sorted(p.name for p in save_dir.iterdir() if (p / "run.json").is_file())
+
+
+def read_run_info(run: RunPaths) -> dict:
+    import json
+    try:
+        return json.loads(run.run_json.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{run.run_json} is unreadable ({type(err).__name__}); the run directory is damaged") from None
+
+
+def write_run_info(run: RunPaths, info: dict) -> None:
+    info = {**info, "updated": now_iso()}
+    write_json_atomic(run.run_json, info)
+
+
+def update_run_info(run: RunPaths, **changes) -> dict:
+    info = {**read_run_info(run), **changes}
+    write_run_info(run, info)
+    return info
+
+
+def truncate_metrics(run: RunPaths, last_iteration: int) -> list[dict]:
+    """Keep only metric lines up to `last_iteration` (used on resume so no iteration is logged twice)."""
+    kept = [r for r in read_jsonl(run.metrics) if r.get("iteration", -1) <= last_iteration]
+    import json
+    write_text_atomic(run.metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    return kept

@@ -1,0 +1,101 @@
+"""wandb tracking that never crashes or prompts: online when logged in, else offline, or disabled on request."""
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+logger = logging.getLogger("deep_rl_regions")
+MODES = ("online", "offline", "disabled")
+
+
+def wandb_logged_in() -> bool:
+    """True when an API key is available without prompting (WANDB_API_KEY or a netrc entry for the wandb host)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def choose_mode(requested: str | None, unobserve: bool = False) -> tuple[str, str | None]:
+    """The wandb mode to use and a notice line when it differs from what was asked.
+
+    Precedence: --wandb_mode, then --unobserve (the paper's flag for offline), then WANDB_MODE, then online if logged in.
+    """
+    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    env_mode = {"dryrun": "offline", "run": "online"}.get(env_mode, env_mode)
+    mode = requested or ("offline" if unobserve else None) or (env_mode if env_mode in MODES else None) or "online"
+    if mode == "online" and not wandb_logged_in():
+        note = None if requested is None and not env_mode else "requested online, but "
+        return "offline", f"notice: wandb: {note or ''}not logged in; logging offline (sync later with `wandb sync`)"
+    return mode, None
+
+
+@dataclass
+class Tracker:
+    """A wandb run, or nothing when disabled; every call is safe to make either way."""
+
+    mode: str = "disabled"
+    run: object | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str | None:
+        return getattr(self.run, "id", None)
+
+    @property
+    def url(self) -> str | None:
+        return getattr(self.run, "url", None) if self.mode == "online" else None
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def set_summary(self, values: dict) -> None:
+        if self.run is not None:
+            for key, value in values.items():
+                self.run.summary[key] = value
+
+    def log_checkpoint(self, path: Path, run_id: str, iteration: int) -> None:
+        """Online only: the checkpoint becomes a version of the run-scoped artifact `checkpoints-<run_id>`."""
+        if self.run is None or self.mode != "online":
+            return
+        import wandb
+        artifact = wandb.Artifact(f"checkpoints-{run_id}", type="model", metadata={"iteration": iteration})
+        artifact.add_file(str(path), name=f"{iteration:06d}.pt")
+        self.run.log_artifact(artifact, aliases=[f"iteration-{iteration}", "latest"])
+
+    def finish(self, exit_code: int = 0) -> None:
+        if self.run is not None:
+            try:
+                self.run.finish(exit_code=exit_code)
+            except Exception as err:  # tracking must never take down a finished run
+                logger.warning("wandb finish failed: %s", err)
+            self.run = None
+
+
+def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, project: str | None,
+                   entity: str | None, name: str | None = None, job_type: str = "train", group: str | None = None,
+                   resume: bool = False) -> Tracker:
+    """Start (or resume) the wandb run whose id is `run_id`; falls back to disabled with a notice on any failure."""
+    if mode == "disabled":
+        return Tracker("disabled")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        import wandb
+        run = wandb.init(
+            id=run_id, project=project or "deep_rl_regions", entity=entity or None, name=name, config=config,
+            dir=str(run_dir), mode=mode, job_type=job_type, group=group, resume="allow" if resume else None,
+            reinit="create_new",
+            settings=wandb.Settings(silent=True, console="off", _disable_stats=True),
+        )
+        return Tracker(mode, run)
+    except Exception as err:  # wandb problems never stop training
+        return Tracker("disabled", None, [f"notice: wandb could not start ({type(err).__name__}: {str(err)[:120]}); "
+                                          f"continuing without it, results are in {run_dir}"])
