@@ -34,40 +34,45 @@ def pattern_at(layers, x) -> np.ndarray:
     return np.concatenate(bits)
 
 
-def _one_sided(layers, x, v, tol_t):
+def _one_sided(layers, x, v, tol_here):
     """Pre-activations at x and their slopes along v just after x (t+), for every layer."""
     h, dh = x, v
-    zs, dzs = [], []
+    zs, dzs, states = [], [], []
     for W, b in layers:
         z = W @ h + b
         dz = W @ dh
         on = np.zeros(len(z), dtype=bool)
         for k in range(len(z)):
-            if dz[k] != 0.0 and abs(z[k] / dz[k]) <= tol_t:
+            if dz[k] != 0.0 and abs(z[k] / dz[k]) <= tol_here:
                 on[k] = dz[k] > 0.0  # sitting on the zero: the side we move into decides
             else:
                 on[k] = z[k] > 0.0
         zs.append(z)
         dzs.append(dz)
+        states.append(on)
         h = np.where(on, z, 0.0)
         dh = np.where(on, dz, 0.0)
-    return zs, dzs
+    return zs, dzs, states
 
 
-def _walk(layers, x0, v, t_end, tol_t):
-    """Pieces (t_start, t_end, (layer, neuron) that opened it) of x0 + t v for t in [0, t_end] (t_end may be inf)."""
+def _walk(layers, x0, v, t_end, tol_t, rel_tol=0.0, t_offset=0.0):
+    """Pieces (t_start, t_end, (layer, neuron) that opened it) of x0 + t v for t in [0, t_end] (t_end may be inf).
+
+    The tolerance at parameter t is tol_t + rel_tol * |t + t_offset| (t_offset: where t = 0 sits on a line).
+    """
     pieces = []
     t = 0.0
     opened = (-1, -1)
     while True:
-        zs, dzs = _one_sided(layers, x0 + t * v, v, tol_t)
+        tol_here = tol_t + rel_tol * abs(t + t_offset)
+        zs, dzs, states = _one_sided(layers, x0 + t * v, v, tol_here)
         exit_t, who = t_end, None
-        for layer, (z, dz) in enumerate(zip(zs, dzs)):
+        for layer, (z, dz, on) in enumerate(zip(zs, dzs, states)):
             for k in range(len(z)):
-                if dz[k] == 0.0:
-                    continue
+                if dz[k] == 0.0 or (dz[k] > 0.0) == on[k]:
+                    continue  # moving away from its zero: this neuron cannot end the region
                 r = t - z[k] / dz[k]
-                if t + tol_t < r < t_end - tol_t and r < exit_t:
+                if t + tol_here < r < t_end - tol_t and r < exit_t:
                     exit_t, who = r, (layer, k)
         pieces.append((t, exit_t, opened))
         if who is None:
@@ -122,10 +127,10 @@ def line_pieces_ref(hidden_layers, points, directions, rtol: float = RTOL) -> di
     for i in range(len(points)):
         p, u = points[i], directions[i]
         tol_t = tol_x / float(np.linalg.norm(u))
-        left = _walk(layers, p, -u, math.inf, tol_t)
+        left = _walk(layers, p, -u, math.inf, tol_t, rtol)
         leftmost = -left[-1][0]  # start of the last piece walking left = leftmost breakpoint (0 if none)
         start = leftmost - 1.0  # inside the leftmost, unbounded piece
-        pieces = [(start + t0, start + t1, who) for t0, t1, who in _walk(layers, p + start * u, u, math.inf, tol_t)]
+        pieces = [(start + t0, start + t1, who) for t0, t1, who in _walk(layers, p + start * u, u, math.inf, tol_t, rtol, start)]
         pieces[0] = (-math.inf, pieces[0][1], pieces[0][2])
         for t0, t1, (layer, neuron) in pieces:
             out["segment"].append(i)

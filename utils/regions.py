@@ -212,6 +212,12 @@ def _piece_eval_t(t0: Tensor, t1: Tensor) -> Tensor:
     return torch.where(lo_inf & hi_inf, torch.zeros_like(mid), mid)
 
 
+def _shift(t: Tensor, tol: Tensor, rel_tol: float) -> Tensor:
+    """t moved inwards by the tolerance at t (absolute tol plus rel_tol * |t|); infinite ends stay infinite."""
+    moved = t + tol + torch.sign(tol) * rel_tol * t.abs()
+    return torch.where(torch.isinf(t), t, moved)
+
+
 def _split_chunk(
     layers: list[tuple[Tensor, Tensor]],
     base: Tensor,
@@ -220,8 +226,13 @@ def _split_chunk(
     t1: Tensor,
     tol_t: Tensor,
     unbounded: bool,
+    rel_tol: float,
 ) -> dict[str, Tensor]:
-    """Pieces of the parametrized segments x(t) = base + t direction, t in [t0, t1], of one chunk."""
+    """Pieces of the parametrized segments x(t) = base + t direction, t in [t0, t1], of one chunk.
+
+    tol_t is the tolerance in t per segment; rel_tol * |t| is added to it because far along a line the round-off
+    of a zero's position grows with |t|.
+    """
     device = base.device
     n_seg = base.shape[0]
     seg = torch.arange(n_seg, device=device)
@@ -235,7 +246,7 @@ def _split_chunk(
         zs = c @ W.T  # (P, w) its slope in t
         roots = -z0 / zs  # zero slope -> +-inf or nan, which never counts as inside
         tol = tol_t[seg]
-        inside = (roots > (t0 + tol)[:, None]) & (roots < (t1 - tol)[:, None])
+        inside = (roots > _shift(t0, tol, rel_tol)[:, None]) & (roots < _shift(t1, -tol, rel_tol)[:, None])
         splits_per_piece = inside.sum(1)
         rows = torch.nonzero(splits_per_piece).squeeze(1)
         if rows.numel() > 0:
@@ -247,7 +258,8 @@ def _split_chunk(
             valid = torch.arange(kmax, device=device) < splits_per_piece[rows][:, None]
             # A root more than tol after the previous one starts a new transition; closer ones flip together.
             gap = torch.ones_like(valid)
-            gap[:, 1:] = (r_sorted[:, 1:] - r_sorted[:, :-1]) > tol[rows][:, None]
+            prev = r_sorted[:, :-1]
+            gap[:, 1:] = (r_sorted[:, 1:] - prev) > tol[rows][:, None] + rel_tol * prev.abs()
             starts = valid & gap
             new_per_piece = torch.ones_like(splits_per_piece)
             new_per_piece[rows] += starts.sum(1)
@@ -296,6 +308,7 @@ def _run_chunks(
     tol_t: Tensor,
     unbounded: bool,
     chunk_size: int | None,
+    rel_tol: float = 0.0,
 ) -> PathPieces:
     n = base.shape[0]
     chunk = chunk_size or _default_chunk(layers)
@@ -304,7 +317,7 @@ def _run_chunks(
     parts = []
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        out = _split_chunk(layers, base[lo:hi], direction[lo:hi], t0[lo:hi], t1[lo:hi], tol_t[lo:hi], unbounded)
+        out = _split_chunk(layers, base[lo:hi], direction[lo:hi], t0[lo:hi], t1[lo:hi], tol_t[lo:hi], unbounded, rel_tol)
         out["segment_index"] = out["segment_index"] + lo
         parts.append(out)
     merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
@@ -421,7 +434,7 @@ def line_regions(
     tol_t = tol_x / norm
     t0 = torch.full_like(norm, float("-inf"))
     t1 = torch.full_like(norm, float("inf"))
-    pieces = _run_chunks(layers, p, u, t0, t1, tol_t, True, chunk_size)
+    pieces = _run_chunks(layers, p, u, t0, t1, tol_t, True, chunk_size, rel_tol=rtol)
     # A convex region meets a line in one interval, so distinct (line, pattern) pairs = pieces, up to round-off.
     keyed = torch.cat([pieces.segment_index[:, None], pieces.patterns], dim=1)
     distinct = torch.unique(keyed, dim=0)

@@ -1,0 +1,314 @@
+"""PPO's minibatch update in numpy: the math of the torch path in `models.ppo`, without torch's per-op overhead.
+
+For the tiny MLPs of this project (tens of neurons) one autograd + Adam step costs ~2 ms on a CPU, almost all of
+it per-op dispatch; the same arithmetic as ~100 numpy calls costs a tenth of that. Everything here is float64:
+at these sizes numpy's cost is per call, not per flop, so float64 is as fast as float32 and makes this path
+closer to exact arithmetic than the float32 torch path (the tests compare it with torch run in float64).
+
+The torch modules and the torch optimizer stay the owners of the state. Each update reads the parameters and
+Adam's state ({'step', 'exp_avg', 'exp_avg_sq'} per parameter, torch's own format) into one flat float64
+vector each, runs every minibatch step on those, and writes the results back (cast to the parameters' dtype),
+so checkpoints are ordinary torch state dicts and a run can resume with either path.
+
+Shapes: N = samples in the rollout (T x n), B = minibatch size, d = obs dim, a = action dim, P = parameter count.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from models.networks import GaussianPolicy, ValueNet
+    from models.ppo import PPOConfig, Rollout
+
+LOG_2PI = math.log(2 * math.pi)
+STAT_KEYS = ("loss", "pg_loss", "vf_loss", "entropy_loss", "approx_kl", "clip_fraction")
+
+
+def linear_layers(net: nn.Sequential) -> list[nn.Linear] | None:
+    """The Linear layers of a Linear, ReLU, ..., Linear stack, or None when `net` has any other form."""
+    modules = list(net)
+    expected = [nn.Linear if k % 2 == 0 else nn.ReLU for k in range(len(modules))]
+    if len(modules) % 2 == 0 or any(type(m) is not t for m, t in zip(modules, expected)):
+        return None
+    return modules[0::2]
+
+
+def supports_numpy_update(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the numpy path computes what the torch path would: plain Adam over exactly these nets' CPU params."""
+    if type(optimizer) is not torch.optim.Adam:
+        return False
+    if linear_layers(policy.mean_net) is None or linear_layers(value_net.net) is None:
+        return False
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    own = list(policy.parameters()) + list(value_net.parameters())
+    if len(params) != len(own) or {id(p) for p in params} != {id(p) for p in own}:
+        return False
+    if any(p.device.type != "cpu" or p.is_complex() for p in params):
+        return False
+    for group in optimizer.param_groups:
+        if group.get("weight_decay", 0) != 0 or any(group.get(k) for k in
+                                                      ("amsgrad", "maximize", "capturable", "differentiable", "fused")):
+            return False
+    # Adam keeps one step count per parameter; the flat path needs them equal (all fresh or all at the same step).
+    states = [optimizer.state.get(p, {}) for p in params]
+    if any(states) and not all(states):
+        return False
+    return len({float(s["step"]) for s in states if s}) <= 1
+
+
+class FlatParams:
+    """All optimizer parameters as views into one float64 vector, with a gradient vector of the same layout.
+
+    The layout follows the optimizer's parameter order, so each param group is one contiguous slice.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.tensors = [p for group in optimizer.param_groups for p in group["params"]]
+        sizes = [p.numel() for p in self.tensors]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.values = np.concatenate([p.detach().cpu().double().numpy().reshape(-1) for p in self.tensors])
+        self.grad = np.zeros_like(self.values)
+        self.group_slices = []
+        start = 0
+        for group in optimizer.param_groups:
+            stop = start + sum(p.numel() for p in group["params"])
+            self.group_slices.append(slice(start, stop))
+            start = stop
+        self._index = {id(p): k for k, p in enumerate(self.tensors)}
+
+    def _view(self, flat: np.ndarray, tensor: torch.Tensor) -> np.ndarray:
+        k = self._index[id(tensor)]
+        return flat[self.offsets[k]:self.offsets[k + 1]].reshape(tuple(tensor.shape))
+
+    def value(self, tensor: torch.Tensor) -> np.ndarray:
+        """The float64 view holding `tensor`'s current value."""
+        return self._view(self.values, tensor)
+
+    def gradient(self, tensor: torch.Tensor) -> np.ndarray:
+        """The float64 view receiving `tensor`'s gradient."""
+        return self._view(self.grad, tensor)
+
+    def unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
+        """`flat` (P,) split into one array per parameter, shaped like it."""
+        return [flat[self.offsets[k]:self.offsets[k + 1]].reshape(tuple(p.shape)) for k, p in enumerate(self.tensors)]
+
+    def write_back(self) -> None:
+        """Copy the values into the torch parameters (cast to their dtype)."""
+        with torch.no_grad():
+            for p, value in zip(self.tensors, self.unflatten(self.values)):
+                p.copy_(torch.from_numpy(value))
+
+
+class NumpyMLP:
+    """A ReLU MLP (Linear, ReLU, ..., Linear) whose weights and gradients are views into a FlatParams."""
+
+    def __init__(self, flat: FlatParams, layers: list[nn.Linear]):
+        self.weights = [flat.value(m.weight) for m in layers]         # (out, in) each
+        self.biases = [flat.value(m.bias) for m in layers]            # (out,)
+        self.grad_weights = [flat.gradient(m.weight) for m in layers]
+        self.grad_biases = [flat.gradient(m.bias) for m in layers]
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Output (B, out) and the input of every layer (x, then each post-ReLU hidden activation)."""
+        inputs = [x]
+        for W, b in zip(self.weights[:-1], self.biases[:-1]):
+            x = np.maximum(x @ W.T + b, 0.0)
+            inputs.append(x)
+        return x @ self.weights[-1].T + self.biases[-1], inputs
+
+    def backward(self, inputs: list[np.ndarray], d_out: np.ndarray) -> None:
+        """Write d loss / d (W, b) of every layer into the gradient views, given d loss / d output (B, out)."""
+        d = d_out
+        for k in reversed(range(len(self.weights))):
+            np.matmul(d.T, inputs[k], out=self.grad_weights[k])
+            np.sum(d, axis=0, out=self.grad_biases[k])
+            if k > 0:
+                # ReLU passes the gradient where its output is positive (torch's threshold_backward).
+                d = (d @ self.weights[k]) * (inputs[k] > 0)
+
+
+def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims."""
+    var = np.exp(2 * log_std)
+    return (-((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * LOG_2PI).sum(-1)
+
+
+def compute_gae_numpy(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray,
+                      gamma: float, gae_lambda: float) -> tuple[np.ndarray, np.ndarray]:
+    """Advantages and returns (both (T, n)) by GAE, as `models.ppo.compute_gae`; `dones[t]` cuts after step t."""
+    not_done = 1.0 - dones
+    next_values = np.concatenate([values[1:], last_values[None]], axis=0)
+    deltas = rewards + gamma * next_values * not_done - values
+    decay = gamma * gae_lambda * not_done
+    advantages = np.empty_like(rewards)
+    last_gae = np.zeros_like(last_values)
+    for t in reversed(range(rewards.shape[0])):
+        last_gae = deltas[t] + decay[t] * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.ndarray, value: NumpyMLP,
+                        obs: np.ndarray, actions: np.ndarray, old_log_prob: np.ndarray, advantages: np.ndarray,
+                        returns: np.ndarray, cfg: "PPOConfig") -> tuple[float, ...]:
+    """Gradient of PPO's loss on one minibatch into the flat gradient vector; returns the STAT_KEYS values.
+
+    obs (B, d), actions (B, a), old_log_prob / advantages / returns (B,). The loss is
+    -mean(min(A r, A clip(r, 1-eps, 1+eps))) + ent_coef * (-mean entropy) + vf_coef * mean((R - V)^2),
+    with r = exp(log_prob - old_log_prob) and A normalized per minibatch (Bessel-corrected std, as torch's .std()).
+    """
+    B = obs.shape[0]
+    mean, policy_inputs = policy.forward(obs)                            # (B, a)
+    var = np.exp(2 * log_std)                                            # (a,)
+    diff = actions - mean                                                # (B, a)
+    log_prob = (-(diff ** 2) / (2 * var) - log_std - 0.5 * LOG_2PI).sum(-1)
+    entropy = float((0.5 + 0.5 * LOG_2PI + log_std).sum())               # the same for every sample
+    if cfg.normalize_advantage and B > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
+    log_ratio = log_prob - old_log_prob
+    ratio = np.exp(log_ratio)
+    low, high = 1 - cfg.clip_range, 1 + cfg.clip_range
+    unclipped = advantages * ratio
+    clipped = advantages * np.clip(ratio, low, high)
+    pg_loss = -float(np.minimum(unclipped, clipped).mean())
+    values, value_inputs = value.forward(obs)                            # (B, 1)
+    value_error = values[:, 0] - returns
+    vf_loss = float(np.mean(value_error ** 2))
+    entropy_loss = -entropy
+    loss = pg_loss + cfg.ent_coef * entropy_loss + cfg.vf_coef * vf_loss
+    approx_kl = float(np.mean((ratio - 1) - log_ratio))
+    clip_fraction = float(np.mean(np.abs(ratio - 1) > cfg.clip_range))
+
+    # d min(u, c) / d ratio as torch routes it: a tie sends half the gradient to each side; the clipped side
+    # passes it only where clamp's input lies within [low, high] (bounds included).
+    in_range = (ratio >= low) & (ratio <= high)
+    through = (unclipped < clipped) + (unclipped == clipped) * (0.5 + 0.5 * in_range) + (unclipped > clipped) * in_range
+    d_log_prob = (-1.0 / B) * advantages * through * ratio               # (B,) d loss / d log_prob
+    policy.backward(policy_inputs, d_log_prob[:, None] * diff / var)     # d log_prob / d mean = diff / var
+    grad_log_std[:] = d_log_prob @ (diff ** 2 / var - 1.0) - cfg.ent_coef
+    value.backward(value_inputs, (cfg.vf_coef * 2.0 / B) * value_error[:, None])
+    return loss, pg_loss, vf_loss, entropy_loss, approx_kl, clip_fraction
+
+
+def clip_grad_norm(grad: np.ndarray, max_norm: float) -> float:
+    """Scale `grad` in place as torch.nn.utils.clip_grad_norm_ does; returns the norm before clipping."""
+    total_norm = float(np.sqrt(grad @ grad))
+    grad *= min(max_norm / (total_norm + 1e-6), 1.0)
+    return total_norm
+
+
+def adam_step(params: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: float,
+              lr: float, betas: tuple[float, float], eps: float) -> None:
+    """One torch.optim.Adam step (no weight decay, no amsgrad) in place; `step` counts this step (1 first).
+
+    The operations mirror torch's single-tensor Adam, bias correction included.
+    """
+    beta1, beta2 = betas
+    exp_avg += (1 - beta1) * (grad - exp_avg)                            # exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * grad * grad
+    step_size = lr / (1 - beta1 ** step)
+    bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+    params -= step_size * exp_avg / (np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps)
+
+
+@dataclass
+class AdamState:
+    """Adam's moments for the flat parameter vector and the (shared) step count."""
+
+    step: float
+    exp_avg: np.ndarray       # (P,)
+    exp_avg_sq: np.ndarray    # (P,)
+
+    @classmethod
+    def read(cls, optimizer: torch.optim.Optimizer, flat: FlatParams) -> "AdamState":
+        """The optimizer's state for flat's parameters (zeros at step 0 when the optimizer has not stepped yet)."""
+        states = [optimizer.state.get(p, {}) for p in flat.tensors]
+        if not all(states):
+            return cls(0.0, np.zeros_like(flat.values), np.zeros_like(flat.values))
+        moment = lambda key: np.concatenate([s[key].detach().cpu().double().numpy().reshape(-1)  # noqa: E731
+                                             for s in states])
+        return cls(float(states[0]["step"]), moment("exp_avg"), moment("exp_avg_sq"))
+
+    def step_all(self, optimizer: torch.optim.Optimizer, flat: FlatParams) -> None:
+        """Advance the step count and Adam-update every param group's slice of flat.values with flat.grad."""
+        self.step += 1.0
+        for group, sl in zip(optimizer.param_groups, flat.group_slices):
+            adam_step(flat.values[sl], flat.grad[sl], self.exp_avg[sl], self.exp_avg_sq[sl], self.step,
+                      float(group["lr"]), tuple(group["betas"]), float(group["eps"]))
+
+    def write(self, optimizer: torch.optim.Optimizer, flat: FlatParams) -> None:
+        """Store the state back into the optimizer in torch's format (in place where it already exists)."""
+        if self.step == 0:
+            return
+        scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+        with torch.no_grad():
+            for p, m, v in zip(flat.tensors, flat.unflatten(self.exp_avg), flat.unflatten(self.exp_avg_sq)):
+                state = optimizer.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0, dtype=scalar_dtype)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"].fill_(self.step)
+                state["exp_avg"].copy_(torch.from_numpy(m))
+                state["exp_avg_sq"].copy_(torch.from_numpy(v))
+
+
+def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer,
+                     rollout: "Rollout", rng: np.random.Generator, cfg: "PPOConfig") -> dict[str, float]:
+    """n_epochs of minibatch clipped-PPO updates on one rollout in float64 numpy; same stats as ppo_update.
+
+    Needs supports_numpy_update(policy, value_net, optimizer). Consumes `rng` exactly as the torch path
+    (one permutation of the N samples per epoch) and visits the same minibatches, the last one possibly partial.
+    """
+    T, n, d = rollout.obs.shape
+    N = T * n
+    flat = FlatParams(optimizer)
+    adam = AdamState.read(optimizer, flat)
+    policy_mlp = NumpyMLP(flat, linear_layers(policy.mean_net))
+    value_mlp = NumpyMLP(flat, linear_layers(value_net.net))
+    log_std, grad_log_std = flat.value(policy.log_std), flat.gradient(policy.log_std)
+
+    obs = np.asarray(rollout.obs, np.float64).reshape(N, d)
+    actions = np.asarray(rollout.actions, np.float64).reshape(N, -1)
+    rewards = np.array(rollout.rewards, np.float64)                      # a copy: bootstrapping edits it
+    values = value_mlp.forward(obs)[0].reshape(T, n)
+    last_values = value_mlp.forward(np.asarray(rollout.last_obs, np.float64))[0][:, 0]
+    if len(rollout.truncated_index):
+        # Time-limit truncation is not termination: bootstrap with the value of the final observation.
+        t_idx, e_idx = rollout.truncated_index[:, 0], rollout.truncated_index[:, 1]
+        rewards[t_idx, e_idx] += cfg.gamma * value_mlp.forward(np.asarray(rollout.truncated_obs, np.float64))[0][:, 0]
+    advantages, returns = compute_gae_numpy(rewards, values, np.asarray(rollout.dones, np.float64), last_values,
+                                            cfg.gamma, cfg.gae_lambda)
+    advantages, returns = advantages.reshape(-1), returns.reshape(-1)
+    old_log_prob = gaussian_log_prob(policy_mlp.forward(obs)[0], log_std, actions)
+
+    totals = np.zeros(len(STAT_KEYS))
+    n_batches = 0
+    for _ in range(cfg.n_epochs):
+        order = rng.permutation(N)
+        # Gather once per epoch so every minibatch below is a contiguous slice.
+        epoch = [x[order] for x in (obs, actions, old_log_prob, advantages, returns)]
+        for start in range(0, N, cfg.batch_size):
+            batch = [x[start:start + cfg.batch_size] for x in epoch]
+            totals += minibatch_gradients(policy_mlp, log_std, grad_log_std, value_mlp, *batch, cfg)
+            clip_grad_norm(flat.grad, cfg.max_grad_norm)
+            adam.step_all(optimizer, flat)
+            n_batches += 1
+    flat.write_back()
+    adam.write(optimizer, flat)
+
+    stats = {key: float(total / n_batches) for key, total in zip(STAT_KEYS, totals)}
+    values = values.reshape(-1)
+    var_returns = np.var(returns, ddof=1)
+    stats["explained_variance"] = float(1 - np.var(returns - values, ddof=1) / var_returns) \
+        if var_returns > 0 else float("nan")
+    stats["entropy"] = -stats.pop("entropy_loss")
+    stats["std"] = float(np.exp(log_std).mean())
+    return stats

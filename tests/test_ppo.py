@@ -1,0 +1,86 @@
+"""GAE and the clipped PPO loss against values computed by hand."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.networks import GaussianPolicy, parse_dims
+from models.ppo import PPOConfig, clipped_losses, compute_gae
+from utils.errors import UserError
+
+
+def test_gae_matches_hand_computation():
+    gamma, lam = 0.9, 0.8
+    rewards = torch.tensor([[1.0], [2.0], [3.0]])
+    values = torch.tensor([[0.5], [1.0], [1.5]])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends after step 1
+    last = torch.tensor([2.0])
+    adv, ret = compute_gae(rewards, values, dones, last, gamma, lam)
+    d2 = 3.0 + 0.9 * 2.0 - 1.5          # bootstraps from last value
+    d1 = 2.0 + 0.0 - 1.0                # done: no bootstrap
+    d0 = 1.0 + 0.9 * 1.0 - 0.5
+    a2 = d2
+    a1 = d1                              # done cuts the trace
+    a0 = d0 + 0.9 * 0.8 * a1
+    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2])
+    assert ret[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5])
+
+
+def test_gae_two_envs_are_independent():
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    values = torch.zeros(2, 2)
+    dones = torch.zeros(2, 2)
+    adv, _ = compute_gae(rewards, values, dones, torch.zeros(2), 0.5, 1.0)
+    assert adv[:, 0].tolist() == pytest.approx([1.5, 1.0])
+    assert adv[:, 1].tolist() == [0.0, 0.0]
+
+
+def test_clipped_loss_matches_hand_computation():
+    cfg = PPOConfig(clip_range=0.2, vf_coef=0.5, ent_coef=0.01, normalize_advantage=False)
+    old = torch.tensor([0.0, 0.0, 0.0])
+    new = torch.log(torch.tensor([1.5, 0.5, 1.1]))  # ratios 1.5, 0.5, 1.1
+    adv = torch.tensor([1.0, -2.0, 3.0])
+    values, returns = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.5, 2.0, 2.0])
+    entropy = torch.tensor([0.3, 0.3, 0.3])
+    out = clipped_losses(new, old, adv, values, returns, entropy, cfg)
+    # min(r*A, clip(r)*A): 1.2*1 = 1.2; min(-1.0, -1.6) = -1.6; min(3.3, 3.3) = 3.3
+    pg = -(1.2 - 1.6 + 3.3) / 3
+    vf = (0.25 + 0 + 1) / 3
+    assert float(out["pg_loss"]) == pytest.approx(pg)
+    assert float(out["vf_loss"]) == pytest.approx(vf)
+    assert float(out["loss"]) == pytest.approx(pg + 0.5 * vf - 0.01 * 0.3)
+    assert float(out["clip_fraction"]) == pytest.approx(2 / 3)
+    expected_kl = np.mean([r - 1 - math.log(r) for r in (1.5, 0.5, 1.1)])
+    assert float(out["approx_kl"]) == pytest.approx(expected_kl, rel=1e-5)
+
+
+def test_advantage_normalization_uses_minibatch_statistics():
+    cfg = PPOConfig(normalize_advantage=True)
+    adv = torch.tensor([1.0, 3.0])
+    zeros = torch.zeros(2)
+    out = clipped_losses(zeros, zeros, adv, zeros, zeros, zeros, cfg)
+    # normalized advantages are -1/sqrt(2) and 1/sqrt(2): ratio 1 so pg loss = -mean = 0
+    assert float(out["pg_loss"]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_gaussian_log_prob_and_entropy_match_torch_distributions():
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 2, (4, 4), log_std_init=-1.0)
+    obs, actions = torch.randn(5, 3), torch.randn(5, 2)
+    log_prob, entropy = policy.log_prob_and_entropy(obs, actions)
+    dist = torch.distributions.Normal(policy(obs), torch.exp(policy.log_std))
+    assert torch.allclose(log_prob, dist.log_prob(actions).sum(-1), atol=1e-5)
+    assert torch.allclose(entropy, dist.entropy().sum(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("text,expected", [("c16,16", (16, 16)), ("16,16", (16, 16)), ("c64", (64,)),
+                                           ("C8,4,2", (8, 4, 2))])
+def test_parse_dims(text, expected):
+    assert parse_dims(text) == expected
+
+
+@pytest.mark.parametrize("text", ["c16,,x", "c0", "", "c", "16,-2", "abc"])
+def test_parse_dims_rejects(text):
+    with pytest.raises(UserError, match="--policy_dims"):
+        parse_dims(text)
