@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -49,4 +50,7 @@ def resolve_env_id(requested: str) -> ResolvedEnv:
 def make_env(env_id: str, **kwargs) -> gym.Env:
     """A single gymnasium env for an already resolved id (no env checker: it costs time on every step)."""
     import envs  # noqa: F401  (registers Car1D)
-    return gym.make(env_id, disable_env_checker=True, **kwargs)
+    with warnings.catch_warnings():
+        # older versions are wanted here (the paper's Car1DEnv-v0); gymnasium's "out of date" warning is noise
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        return gym.make(env_id, disable_env_checker=True, **kwargs)

@@ -28,13 +28,16 @@ def read_checkpoint(path: Path | str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}; pass the path of a .pt file written by train.py")
+    if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; anything else is not ours
+        raise UserError(f"{path} is not a checkpoint written by train.py (truncated, corrupt or another format); "
+                        f"pass a .pt file from a run's checkpoints/ directory")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
         raise UserError(f"refusing to load {path}: it is not a plain-tensor checkpoint ({first[:120]}); "
                         f"only checkpoints written by train.py can be loaded") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # a damaged archive can fail in many ways inside torch; all mean the same to the user
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
                         f"use another checkpoint of the run or re-train") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or any(k not in state for k in _REQUIRED):

@@ -135,8 +135,24 @@ class NumpyMLP:
 
 def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:
     """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims."""
-    var = np.exp(2 * log_std)
-    return (-((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * LOG_2PI).sum(-1)
+    diff = actions - mean
+    return -0.5 * ((diff * diff) @ np.exp(-2 * log_std)) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)
+
+
+def normalized_per_minibatch(advantages: np.ndarray, batch_size: int) -> np.ndarray:
+    """(N,) advantages standardized within each consecutive minibatch of `batch_size` (the last may be shorter).
+
+    As torch does per minibatch: (A - mean) / (std + 1e-8) with Bessel's correction; a one-sample minibatch is
+    left as it is. Done for a whole epoch at once because advantages do not depend on the parameters.
+    """
+    n_full = len(advantages) // batch_size * batch_size
+    out = np.array(advantages, np.float64)
+    blocks = [out[:n_full].reshape(-1, batch_size), out[n_full:].reshape(1, -1)]
+    for block in blocks:
+        if block.shape[1] > 1:
+            block -= block.mean(axis=1, keepdims=True)
+            block /= block.std(axis=1, ddof=1, keepdims=True) + 1e-8
+    return out
 
 
 def compute_gae_numpy(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray,
@@ -159,39 +175,37 @@ def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.
                         returns: np.ndarray, cfg: "PPOConfig") -> tuple[float, ...]:
     """Gradient of PPO's loss on one minibatch into the flat gradient vector; returns the STAT_KEYS values.
 
-    obs (B, d), actions (B, a), old_log_prob / advantages / returns (B,). The loss is
-    -mean(min(A r, A clip(r, 1-eps, 1+eps))) + ent_coef * (-mean entropy) + vf_coef * mean((R - V)^2),
-    with r = exp(log_prob - old_log_prob) and A normalized per minibatch (Bessel-corrected std, as torch's .std()).
+    obs (B, d), actions (B, a), old_log_prob / advantages / returns (B,), advantages already normalized
+    (normalized_per_minibatch). The loss is
+    -mean(min(A r, A clip(r, 1-eps, 1+eps))) + ent_coef * (-mean entropy) + vf_coef * mean((V - R)^2),
+    with r = exp(log_prob - old_log_prob).
     """
     B = obs.shape[0]
     mean, policy_inputs = policy.forward(obs)                            # (B, a)
-    var = np.exp(2 * log_std)                                            # (a,)
+    inv_var = np.exp(-2 * log_std)                                       # (a,)
     diff = actions - mean                                                # (B, a)
-    log_prob = (-(diff ** 2) / (2 * var) - log_std - 0.5 * LOG_2PI).sum(-1)
-    entropy = float((0.5 + 0.5 * LOG_2PI + log_std).sum())               # the same for every sample
-    if cfg.normalize_advantage and B > 1:
-        advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-8)
+    sq_diff = diff * diff
+    log_prob = -0.5 * (sq_diff @ inv_var) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)  # as gaussian_log_prob
     log_ratio = log_prob - old_log_prob
     ratio = np.exp(log_ratio)
-    low, high = 1 - cfg.clip_range, 1 + cfg.clip_range
-    unclipped = advantages * ratio
-    clipped = advantages * np.clip(ratio, low, high)
-    pg_loss = -float(np.minimum(unclipped, clipped).mean())
+    clipped_ratio = ratio.clip(1 - cfg.clip_range, 1 + cfg.clip_range)
+    unclipped, clipped = advantages * ratio, advantages * clipped_ratio
     values, value_inputs = value.forward(obs)                            # (B, 1)
-    value_error = values[:, 0] - returns
-    vf_loss = float(np.mean(value_error ** 2))
-    entropy_loss = -entropy
-    loss = pg_loss + cfg.ent_coef * entropy_loss + cfg.vf_coef * vf_loss
-    approx_kl = float(np.mean((ratio - 1) - log_ratio))
-    clip_fraction = float(np.mean(np.abs(ratio - 1) > cfg.clip_range))
+    value_error = values[:, 0] - returns                                 # (B,)
 
-    # d min(u, c) / d ratio as torch routes it: a tie sends half the gradient to each side; the clipped side
-    # passes it only where clamp's input lies within [low, high] (bounds included).
-    in_range = (ratio >= low) & (ratio <= high)
-    through = (unclipped < clipped) + (unclipped == clipped) * (0.5 + 0.5 * in_range) + (unclipped > clipped) * in_range
+    pg_loss = -float(np.minimum(unclipped, clipped).sum()) / B
+    vf_loss = float(value_error @ value_error) / B
+    entropy_loss = -float((0.5 + 0.5 * LOG_2PI + log_std).sum())         # entropy is the same for every sample
+    loss = pg_loss + cfg.ent_coef * entropy_loss + cfg.vf_coef * vf_loss
+    approx_kl = float(((ratio - 1) - log_ratio).sum()) / B
+    clip_fraction = np.count_nonzero(np.abs(ratio - 1) > cfg.clip_range) / B
+
+    # d min(u, c) / d ratio routed as torch does: a tie sends half the gradient to each side, and the clipped
+    # side passes it only where clamp did not clip. Inside the range u and c tie and both halves pass.
+    through = np.where(clipped_ratio == ratio, 1.0, (unclipped < clipped) + 0.5 * (unclipped == clipped))
     d_log_prob = (-1.0 / B) * advantages * through * ratio               # (B,) d loss / d log_prob
-    policy.backward(policy_inputs, d_log_prob[:, None] * diff / var)     # d log_prob / d mean = diff / var
-    grad_log_std[:] = d_log_prob @ (diff ** 2 / var - 1.0) - cfg.ent_coef
+    policy.backward(policy_inputs, d_log_prob[:, None] * diff * inv_var)   # d log_prob / d mean = diff / var
+    grad_log_std[:] = d_log_prob @ (sq_diff * inv_var - 1.0) - cfg.ent_coef
     value.backward(value_inputs, (cfg.vf_coef * 2.0 / B) * value_error[:, None])
     return loss, pg_loss, vf_loss, entropy_loss, approx_kl, clip_fraction
 
@@ -295,6 +309,8 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
         order = rng.permutation(N)
         # Gather once per epoch so every minibatch below is a contiguous slice.
         epoch = [x[order] for x in (obs, actions, old_log_prob, advantages, returns)]
+        if cfg.normalize_advantage:
+            epoch[3] = normalized_per_minibatch(epoch[3], cfg.batch_size)
         for start in range(0, N, cfg.batch_size):
             batch = [x[start:start + cfg.batch_size] for x in epoch]
             totals += minibatch_gradients(policy_mlp, log_std, grad_log_std, value_mlp, *batch, cfg)

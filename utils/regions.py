@@ -117,13 +117,43 @@ def _bit_values(device: torch.device | str) -> Tensor:
                                      torch.arange(WORD_BITS, device=device))
 
 
+def _pack_matrix(w: int, device: torch.device | str) -> Tensor:
+    # Column 2k (2k + 1) sums bits 0-31 (32-63) of word k; partial sums stay below 2**32, so float64 is exact.
+    j = torch.arange(w, device=device)
+    m = torch.zeros(w, 2 * (-(-w // WORD_BITS)), dtype=torch.float64, device=device)
+    m[j, j // 32] = torch.exp2((j % 32).to(torch.float64))
+    return m
+
+
 def pack_bits(bits: Tensor) -> Tensor:
     """Pack booleans (N, w) of one layer into int64 words (N, ceil(w / 64)); neuron j -> bit j % 64 of word j // 64."""
-    n, w = bits.shape
-    nw = -(-w // WORD_BITS)
-    padded = torch.zeros(n, nw * WORD_BITS, dtype=torch.int64, device=bits.device)
-    padded[:, :w] = bits
-    return (padded.view(n, nw, WORD_BITS) * _bit_values(bits.device)).sum(-1)
+    halves = (bits.to(torch.float64) @ _pack_matrix(bits.shape[1], bits.device)).to(torch.int64)
+    # The high half's bit 31 lands on the sign bit: int64 shifts wrap, which is the two's-complement word we want.
+    return halves[:, 0::2] + torch.bitwise_left_shift(halves[:, 1::2], 32)
+
+
+def sort_rows(x: Tensor) -> Tensor:
+    """Permutation that sorts the rows of an integer matrix (N, k) lexicographically (stable)."""
+    order = torch.argsort(x[:, -1], stable=True)
+    for col in range(x.shape[1] - 2, -1, -1):  # radix-style: least significant column first
+        order = order[torch.argsort(x[order, col], stable=True)]
+    return order
+
+
+def first_of_distinct(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Lexicographic order of rows (N, k) and a flag per sorted row marking the first of each distinct value."""
+    order = sort_rows(x)
+    s = x[order]
+    first = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    first[1:] = (s[1:] != s[:-1]).any(1)
+    return order, first
+
+
+def count_distinct_rows(x: Tensor) -> int:
+    """Number of distinct rows of an integer matrix (N, k) (torch.unique(dim=0) is much slower on CPU)."""
+    if x.shape[0] == 0:
+        return 0
+    return int(first_of_distinct(x)[1].sum())
 
 
 def unpack_patterns(patterns: Tensor, widths: Sequence[int]) -> Tensor:
@@ -241,22 +271,23 @@ def _split_chunk(
     open_layer = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
     open_neuron = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
     words: list[Tensor] = []
+    last = len(layers) - 1
     for layer_index, (W, b) in enumerate(layers):
         z0 = torch.addmm(b, a, W.T)  # (P, w) pre-activation at t = 0
         zs = c @ W.T  # (P, w) its slope in t
-        roots = -z0 / zs  # zero slope -> +-inf or nan, which never counts as inside
+        ratio = z0 / zs  # the zero is at t = -ratio; zero slope -> +-inf or nan, which never counts as inside
         tol = tol_t[seg]
-        inside = (roots > _shift(t0, tol, rel_tol)[:, None]) & (roots < _shift(t1, -tol, rel_tol)[:, None])
+        inside = (ratio < -_shift(t0, tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -tol, rel_tol)[:, None])
         splits_per_piece = inside.sum(1)
         rows = torch.nonzero(splits_per_piece).squeeze(1)
         if rows.numel() > 0:
             kmax = int(splits_per_piece.max())
-            # Sorted roots of the split pieces; stable so tied roots are ordered by neuron index.
-            r = torch.where(inside[rows], roots[rows], torch.full_like(roots[rows], float("inf")))
+            # Sorted zeros of the split pieces; stable so tied zeros are ordered by neuron index.
+            r = torch.where(inside[rows], ratio[rows].neg_(), float("inf"))
             r_sorted, neuron = torch.sort(r, dim=1, stable=True)
             r_sorted, neuron = r_sorted[:, :kmax], neuron[:, :kmax]
             valid = torch.arange(kmax, device=device) < splits_per_piece[rows][:, None]
-            # A root more than tol after the previous one starts a new transition; closer ones flip together.
+            # A zero more than tol after the previous one starts a new transition; closer ones flip together.
             gap = torch.ones_like(valid)
             prev = r_sorted[:, :-1]
             gap[:, 1:] = (r_sorted[:, 1:] - prev) > tol[rows][:, None] + rel_tol * prev.abs()
@@ -277,12 +308,13 @@ def _split_chunk(
             open_layer[pos] = layer_index
             open_neuron[pos] = neuron[ri, cj]
             seg = seg[parent]
-            z0, zs = z0[parent], zs[parent]
-            words = [w[parent] for w in words]
+            z0, zs = z0.index_select(0, parent), zs.index_select(0, parent)
+            words = [w.index_select(0, parent) for w in words]
         tm = _piece_eval_t(t0, t1) if unbounded else 0.5 * (t0 + t1)
-        on = (z0 + tm[:, None] * zs) > 0
+        on = torch.addcmul(z0, tm[:, None], zs) > 0
         words.append(pack_bits(on))
-        a, c = z0 * on, zs * on
+        if layer_index < last:
+            a, c = torch.where(on, z0, 0.0), torch.where(on, zs, 0.0)
     return {
         "segment_index": seg,
         "t_start": t0,
@@ -327,7 +359,7 @@ def _run_chunks(
     widths = tuple(W.shape[0] for W, _ in layers)
     opened = merged["opened_by_layer"]
     per_layer = torch.bincount(opened[opened >= 0], minlength=len(layers))
-    num_regions = int(torch.unique(merged["patterns"], dim=0).shape[0])
+    num_regions = count_distinct_rows(merged["patterns"])
     return PathPieces(
         segment_index=seg,
         t_start=merged["t_start"],
@@ -437,8 +469,8 @@ def line_regions(
     pieces = _run_chunks(layers, p, u, t0, t1, tol_t, True, chunk_size, rel_tol=rtol)
     # A convex region meets a line in one interval, so distinct (line, pattern) pairs = pieces, up to round-off.
     keyed = torch.cat([pieces.segment_index[:, None], pieces.patterns], dim=1)
-    distinct = torch.unique(keyed, dim=0)
-    num_regions = torch.bincount(distinct[:, 0], minlength=p.shape[0])
+    order, first = first_of_distinct(keyed)
+    num_regions = torch.bincount(keyed[order[first], 0], minlength=p.shape[0])
     return LineRegions(num_regions=num_regions, pieces=pieces)
 
 

@@ -1,0 +1,37 @@
+"""Shared test helpers: running the CLIs as a user would, and snapshotting a directory tree."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(script: str, *args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None):
+    """Run `python <script> args...` from the repo root with wandb disabled unless `env` says otherwise."""
+    full_env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file below `path` (to prove nothing on disk changed)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), (needle, lines[0])

@@ -1,0 +1,176 @@
+"""train.py end to end: bad input, determinism, kill-and-resume, learning, and the paper's own command."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import ROOT, assert_one_line_error, run_cli, tree_digest
+
+TINY = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
+        "--n_epochs=2", "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20",
+        "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    """A finished tiny Car1D run to point --pretrained_path/--stats_path/--resume at."""
+    save_dir = tmp_path_factory.mktemp("store")
+    result = run_cli("train.py", *TINY, f"--save_dir={save_dir}", "--run_id=base")
+    assert result.returncode == 0, result.stderr
+    return save_dir / "base"
+
+
+def test_tiny_run_writes_the_run_store(base_run):
+    info = json.loads((base_run / "run.json").read_text())
+    assert info["status"] == "finished" and info["env_id"] == "Car1DEnv-v1" and info["obs_dim"] == 2
+    assert info["config"]["policy_dims"] == [8, 8] and "torch" in info["packages"]
+    assert sorted(p.name for p in (base_run / "checkpoints").iterdir()) == ["000000.pt", "000001.pt", "000002.pt"]
+    assert (base_run / "best.pt").is_file()
+    lines = [json.loads(line) for line in (base_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [0, 1, 2]
+    assert lines[-1]["timesteps"] == 400 and "eval_return" in lines[-1] and "approx_kl" in lines[-1]
+    assert not list(base_run.rglob("*.tmp"))
+
+
+def _bad_input_cases(base: Path, tmp: Path) -> list[tuple[list[str], tuple[str, ...]]]:
+    truncated = tmp / "truncated.pt"
+    data = (base / "best.pt").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    not_ckpt = tmp / "notes.pt"
+    not_ckpt.write_text("hello")
+    blocker = tmp / "a_file"
+    blocker.write_text("x")
+    return [
+        (["--env=HalfCheeta-v5"], ("unknown env id", "HalfCheetah-v5")),
+        (["--policy_dims=c16,,x"], ("--policy_dims",)),
+        (["--policy_dims=c0"], ("--policy_dims",)),
+        (["--value_dims="], ("--value_dims",)),
+        (["--total_timesteps=0"], ("--total_timesteps", "positive")),
+        (["--nsteps=-5"], ("--nsteps", "positive")),
+        (["--batch_size=0"], ("--batch_size", "positive")),
+        (["--n_epochs=0"], ("--n_epochs", "positive")),
+        (["--batch_size=5000"], ("--batch_size", "larger than a rollout")),
+        (["--device=cuda"], ("cuda", "--device=cpu")),
+        ([f"--save_dir={blocker}/sub"], ("--save_dir",)),
+        (["--run_id=base"], ("already exists", "--resume")),
+        (["--resume=nosuchrun"], ("no run 'nosuchrun'", "base")),
+        ([f"--pretrained_path={tmp}/missing.pt"], ("not found",)),
+        ([f"--pretrained_path={truncated}"], ("truncated", "truncated.pt")),
+        ([f"--pretrained_path={not_ckpt}"], ("notes.pt",)),
+        ([f"--pretrained_path={base}/best.pt", "--policy_dims=c16,16"], ("policy dims", "--policy_dims")),
+        ([f"--pretrained_path={base}/best.pt", "--env=Car1DEnv-v0", "--policy_dims=c8,8"], ("Car1DEnv-v1",)),
+        ([f"--stats_path={base}/best.pt", "--env=MountainCarContinuous-v0"], ("same env",)),
+        ([f"--stats_path={truncated}"], ("truncated",)),
+    ]
+
+
+def test_bad_inputs_fail_with_one_line_and_touch_nothing(base_run, tmp_path):
+    save_dir = base_run.parent
+    before = tree_digest(save_dir)
+    for extra, needles in _bad_input_cases(base_run, tmp_path):
+        args = [a for a in TINY if not any(a.startswith(e.split("=")[0] + "=") for e in extra)] + extra
+        result = run_cli("train.py", *args, f"--save_dir={save_dir}" if not any("--save_dir" in e for e in extra)
+                         else "--quiet")
+        assert_one_line_error(result, *needles)
+        assert tree_digest(save_dir) == before, extra
+
+
+def test_resume_without_complete_checkpoint(base_run, tmp_path):
+    broken = tmp_path / "store" / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "run.json").write_text((base_run / "run.json").read_text())
+    data = (base_run / "checkpoints" / "000000.pt").read_bytes()
+    (broken / "checkpoints" / "000000.pt").write_bytes(data[:100])
+    before = tree_digest(broken)
+    result = run_cli("train.py", "--resume=broken", f"--save_dir={tmp_path / 'store'}", "--quiet")
+    assert_one_line_error(result, "no complete checkpoint")
+    assert tree_digest(broken) == before
+
+
+def _tensors_equal(a: Path, b: Path) -> bool:
+    sa, sb = (torch.load(p, weights_only=True) for p in (a, b))
+    return all(torch.equal(sa[k][n], sb[k][n]) for k in ("policy", "value") for n in sa[k]) \
+        and torch.equal(sa["normalizer"]["obs_mean"], sb["normalizer"]["obs_mean"])
+
+
+def test_same_seed_gives_identical_metrics_and_checkpoints(tmp_path):
+    for name in ("a", "b"):
+        result = run_cli("train.py", *TINY, "--seed=3", f"--save_dir={tmp_path / name}", "--run_id=same")
+        assert result.returncode == 0, result.stderr
+    a, b = tmp_path / "a" / "same", tmp_path / "b" / "same"
+    assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
+    for ckpt in (a / "checkpoints").iterdir():
+        assert _tensors_equal(ckpt, b / "checkpoints" / ckpt.name)
+    other = run_cli("train.py", *TINY, "--seed=4", f"--save_dir={tmp_path / 'c'}", "--run_id=same")
+    assert other.returncode == 0
+    assert (tmp_path / "c" / "same" / "metrics.jsonl").read_bytes() != (a / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_uninterrupted_run(tmp_path):
+    args = ["--env=Car1DEnv-v1", "--total_timesteps=6000", "--nsteps=250", "--n_envs=2", "--n_epochs=3",
+            "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1", "--eval_every=2", "--quiet",
+            "--norm_warmup_steps=50", "--run_id=r"]
+    full = run_cli("train.py", *args, f"--save_dir={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr
+    store = tmp_path / "killed"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args, f"--save_dir={store}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.time() + 120
+    while not (store / "r" / "checkpoints" / "000003.pt").exists():
+        assert time.time() < deadline and proc.poll() is None, "run ended before it could be killed"
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 0.3))  # a random moment: mid-rollout, mid-update or mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in (store / "r" / "checkpoints").iterdir())
+    assert "000012.pt" not in done, "the kill came too late to test resume"
+    resumed = run_cli("train.py", "--resume=r", f"--save_dir={store}", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = tmp_path / "full" / "r", store / "r"
+    assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
+    assert _tensors_equal(a / "checkpoints" / "000012.pt", b / "checkpoints" / "000012.pt")
+    assert _tensors_equal(a / "best.pt", b / "best.pt")
+    assert json.loads((b / "run.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_policy_learns_car1d(tmp_path):
+    """The toy task is solved (deterministic return > 800, from about 300 at the start) within 100k steps."""
+    result = run_cli("train.py", "--env=Car1DEnv-v1", "--total_timesteps=100000", "--nsteps=1000", "--n_envs=2",
+                     "--policy_dims=c16,16", "--value_dims=c32,32", "--stop_at_return=800", "--quiet",
+                     f"--save_dir={tmp_path}", "--run_id=learn", timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "learn" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["eval_return"] < 500
+    assert max(r.get("eval_return", -1e9) for r in lines) > 800
+
+
+@pytest.mark.slow
+def test_paper_command_runs_offline_without_login(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), NETRC=str(tmp_path / "no-netrc"), WANDB_SILENT="true")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--device=cpu", "--env=HalfCheetah-v2", "--total_timesteps=2000",
+         "--nsteps=1000", "--eval_every=1", "--save_every=1", "--policy_dims=c16,16", "--value_dims=c32,32",
+         f"--save_dir={tmp_path / 'checkpoints'}", "--entity=USERNAME", "--project_name=deep_rl_regions"],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "HalfCheetah-v5" in result.stderr and "offline" in result.stderr
+    (run_dir,) = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["env_requested"] == "HalfCheetah-v2" and info["env_id"] == "HalfCheetah-v5"
+    assert info["obs_dim"] == 17 and info["status"] == "finished" and info["wandb"]["mode"] == "offline"
+    assert info["wandb"]["id"] == run_dir.name
+    assert (run_dir / "best.pt").is_file() and (run_dir / "checkpoints" / "000000.pt").is_file()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
