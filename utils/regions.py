@@ -248,6 +248,66 @@ def _shift(t: Tensor, tol: Tensor, rel_tol: float) -> Tensor:
     return torch.where(torch.isinf(t), t, moved)
 
 
+def _eval_t(t0: Tensor, t1: Tensor, unbounded: bool) -> Tensor:
+    return _piece_eval_t(t0, t1) if unbounded else 0.5 * (t0 + t1)
+
+
+def _prefix_xor(x: Tensor) -> Tensor:
+    """Inclusive prefix XOR along dim 0 (log-step scan)."""
+    x = x.clone()
+    step = 1
+    while step < x.shape[0]:
+        x[step:] ^= x[:-step].clone()
+        step *= 2
+    return x
+
+
+def _split_pieces(
+    row: Tensor, neuron: Tensor, zero_t: Tensor, t0: Tensor, t1: Tensor, tol: Tensor, rel_tol: float, width: int
+) -> dict[str, Tensor]:
+    """Where pieces split, from their strictly-inside zeros (row, neuron, t): one flat entry per zero.
+
+    Returns the parent of every new piece, the positions and parameters of the new pieces that start at a
+    transition, the neuron that opened each (lowest zero, then lowest index), the bit flips of each transition,
+    each parent's first new piece and the end of that first piece.
+    """
+    device = row.device
+    # Order entries by piece, then by zero position; stable, so tied zeros stay in neuron order.
+    order = torch.argsort(zero_t, stable=True)
+    order = order[torch.argsort(row[order], stable=True)]
+    row, neuron, zero_t = row[order], neuron[order], zero_t[order]
+    new_row = torch.ones_like(row, dtype=torch.bool)
+    new_row[1:] = row[1:] != row[:-1]
+    # A zero more than tol after the previous one starts a new transition; closer ones flip together.
+    starts = new_row.clone()
+    prev = zero_t[:-1]
+    starts[1:] |= (zero_t[1:] - prev) > tol[row[1:]] + rel_tol * prev.abs()
+    cluster = torch.cumsum(starts, 0) - 1
+    s_idx = torch.nonzero(starts).squeeze(1)
+    s_row = row[s_idx]
+    n_pieces = t0.shape[0]
+    new_per_piece = 1 + torch.bincount(s_row, minlength=n_pieces)
+    parent = torch.repeat_interleave(torch.arange(n_pieces, device=device), new_per_piece)
+    first = torch.cumsum(new_per_piece, 0) - new_per_piece
+    # The k-th transition overall, in row r, lands after r + 1 first pieces and k earlier transitions.
+    pos = torch.arange(s_idx.shape[0], device=device) + s_row + 1
+    nw = -(-width // WORD_BITS)
+    flips = torch.zeros(s_idx.shape[0], nw, dtype=torch.int64, device=device)
+    bit = torch.bitwise_left_shift(torch.ones_like(neuron), neuron % WORD_BITS)
+    flips.index_put_((cluster, neuron // WORD_BITS), bit, accumulate=True)  # distinct bits: sum == OR
+    first_end = t1.clone()
+    first_end[row[new_row]] = zero_t[new_row]
+    return {
+        "parent": parent,
+        "first": first,
+        "pos": pos,
+        "t": zero_t[s_idx],
+        "neuron": neuron[s_idx],
+        "flips": flips,
+        "first_end": first_end,
+    }
+
+
 def _split_chunk(
     layers: list[tuple[Tensor, Tensor]],
     base: Tensor,
@@ -278,41 +338,32 @@ def _split_chunk(
         ratio = z0 / zs  # the zero is at t = -ratio; zero slope -> +-inf or nan, which never counts as inside
         tol = tol_t[seg]
         inside = (ratio < -_shift(t0, tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -tol, rel_tol)[:, None])
-        splits_per_piece = inside.sum(1)
-        rows = torch.nonzero(splits_per_piece).squeeze(1)
-        if rows.numel() > 0:
-            kmax = int(splits_per_piece.max())
-            # Sorted zeros of the split pieces; stable so tied zeros are ordered by neuron index.
-            r = torch.where(inside[rows], ratio[rows].neg_(), float("inf"))
-            r_sorted, neuron = torch.sort(r, dim=1, stable=True)
-            r_sorted, neuron = r_sorted[:, :kmax], neuron[:, :kmax]
-            valid = torch.arange(kmax, device=device) < splits_per_piece[rows][:, None]
-            # A zero more than tol after the previous one starts a new transition; closer ones flip together.
-            gap = torch.ones_like(valid)
-            prev = r_sorted[:, :-1]
-            gap[:, 1:] = (r_sorted[:, 1:] - prev) > tol[rows][:, None] + rel_tol * prev.abs()
-            starts = valid & gap
-            new_per_piece = torch.ones_like(splits_per_piece)
-            new_per_piece[rows] += starts.sum(1)
-            parent = torch.repeat_interleave(torch.arange(len(new_per_piece), device=device), new_per_piece)
-            first = torch.cumsum(new_per_piece, 0) - new_per_piece  # position of each parent's first sub-piece
-            ri, cj = torch.nonzero(starts, as_tuple=True)
-            pos = first[rows[ri]] + torch.cumsum(starts, 1)[ri, cj]
-            r_new = r_sorted[ri, cj]
-            t0 = t0[parent]
-            t1 = t1[parent]
-            t0[pos] = r_new
-            t1[pos - 1] = r_new
-            open_layer = open_layer[parent]
-            open_neuron = open_neuron[parent]
+        row, neuron = torch.nonzero(inside, as_tuple=True)  # one entry per (piece, neuron) zero strictly inside
+        if row.numel() == 0:
+            on = torch.addcmul(z0, _eval_t(t0, t1, unbounded)[:, None], zs) > 0
+            words.append(pack_bits(on))
+        else:
+            split = _split_pieces(row, neuron, -ratio[row, neuron], t0, t1, tol, rel_tol, W.shape[0])
+            parent, pos = split["parent"], split["pos"]
+            # Pattern of each parent's first sub-piece at its midpoint; later sub-pieces flip the bits of the
+            # neurons whose zeros opened them (each neuron is affine on the parent, so it changes sign exactly there).
+            first_on = torch.addcmul(z0, _eval_t(t0, split["first_end"], unbounded)[:, None], zs) > 0
+            flips = torch.zeros(parent.shape[0], split["flips"].shape[1], dtype=torch.int64, device=device)
+            flips[pos] = split["flips"]
+            acc = _prefix_xor(flips)
+            first = split["first"]
+            words.append(pack_bits(first_on)[parent] ^ acc ^ acc[first[parent]])
+            t0, t1 = t0[parent], t1[parent]
+            t0[pos] = split["t"]
+            t1[pos - 1] = split["t"]
+            open_layer, open_neuron = open_layer[parent], open_neuron[parent]
             open_layer[pos] = layer_index
-            open_neuron[pos] = neuron[ri, cj]
+            open_neuron[pos] = split["neuron"]
             seg = seg[parent]
-            z0, zs = z0.index_select(0, parent), zs.index_select(0, parent)
-            words = [w.index_select(0, parent) for w in words]
-        tm = _piece_eval_t(t0, t1) if unbounded else 0.5 * (t0 + t1)
-        on = torch.addcmul(z0, tm[:, None], zs) > 0
-        words.append(pack_bits(on))
+            words[:-1] = [w.index_select(0, parent) for w in words[:-1]]
+            if layer_index < last:
+                z0, zs = z0.index_select(0, parent), zs.index_select(0, parent)
+                on = unpack_patterns(words[-1], [W.shape[0]])
         if layer_index < last:
             a, c = torch.where(on, z0, 0.0), torch.where(on, zs, 0.0)
     return {
