@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     n_envs = args.n_envs or available_cpus()
     opts = TrainOptions.from_namespace(args)
     opts.n_envs = n_envs
+    if opts.run_id is None and not opts.resume and os.environ.get("WANDB_SWEEP_ID"):
+        opts.run_id = os.environ.get("WANDB_RUN_ID")  # a wandb agent chose the run id; keep local and wandb ids equal
     result = launch_training(opts, notify=lambda line: print(line, file=sys.stderr),
                              wandb_sweep_id=os.environ.get("WANDB_SWEEP_ID"))
     print(result.report)

@@ -104,24 +104,27 @@ def collect_rollout(venv: VecEnv, policy: GaussianPolicy, normalizer: Normalizer
     std = np.exp(policy.log_std.detach().cpu().double().numpy())
     low, high = venv.action_space.low.astype(np.float64), venv.action_space.high.astype(np.float64)
     a = std.shape[0]
+    # All the exploration noise in one draw: the same numbers, in the same order, as one (n, a) draw per step.
+    noise = std * rng.standard_normal((n_steps, n, a))
     obs_buf = np.empty((n_steps, n, d)); act_buf = np.empty((n_steps, n, a))
     rew_buf = np.empty((n_steps, n)); done_buf = np.empty((n_steps, n))
     trunc_obs, trunc_idx, ep_returns, ep_lengths = [], [], [], []
     for t in range(n_steps):
-        mean = numpy_mlp(layers, obs_norm)
-        actions = mean + std * rng.standard_normal((n, a))
-        step = venv.step(np.clip(actions, low, high))
+        actions = numpy_mlp(layers, obs_norm) + noise[t]
+        step = venv.step(np.minimum(np.maximum(actions, low), high))
         done = step.terminated | step.truncated
         normalizer.observe(step.obs)
         next_obs_norm = normalizer.normalize_obs(step.obs)
-        for i in np.flatnonzero(step.truncated & ~step.terminated):
-            trunc_obs.append(normalizer.normalize_obs(step.final_obs[i]))
-            trunc_idx.append((t, i))
+        if step.truncated.any():
+            for i in np.flatnonzero(step.truncated & ~step.terminated):
+                trunc_obs.append(normalizer.normalize_obs(step.final_obs[i]))
+                trunc_idx.append((t, i))
         obs_buf[t], act_buf[t] = obs_norm, actions
         rew_buf[t] = normalizer.scale_rewards(step.rewards, done)
         done_buf[t] = done
-        ep_returns += step.episode_returns
-        ep_lengths += step.episode_lengths
+        if step.episode_returns:
+            ep_returns += step.episode_returns
+            ep_lengths += step.episode_lengths
         obs_norm = next_obs_norm
     return Rollout(obs_buf, act_buf, rew_buf, done_buf,
                    np.asarray(trunc_obs, np.float64).reshape(-1, d), np.asarray(trunc_idx, np.int64).reshape(-1, 2),

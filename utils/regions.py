@@ -158,12 +158,11 @@ def count_distinct_rows(x: Tensor) -> int:
 
 def unpack_patterns(patterns: Tensor, widths: Sequence[int]) -> Tensor:
     """Unpack int64 pattern words (N, W) into booleans (N, sum(widths)), neurons in layer order."""
-    shifts = torch.arange(WORD_BITS, device=patterns.device)
     parts = []
-    for offset, nw, w in zip(word_offsets(widths), words_per_layer(widths), widths):
-        words = patterns[:, offset:offset + nw]
-        bits = torch.bitwise_and(torch.bitwise_right_shift(words[:, :, None], shifts), 1).bool()
-        parts.append(bits.reshape(patterns.shape[0], nw * WORD_BITS)[:, :w])
+    for offset, w in zip(word_offsets(widths), widths):
+        j = torch.arange(w, device=patterns.device)
+        words = patterns[:, offset + j // WORD_BITS]  # (N, w): the word holding each neuron's bit
+        parts.append(torch.bitwise_and(torch.bitwise_right_shift(words, j % WORD_BITS), 1).bool())
     return torch.cat(parts, dim=1)
 
 

@@ -1,0 +1,139 @@
+"""Run the configurations of a sweep as train.py processes, several at a time, resumable.
+
+The run store stays the source of truth: a run's state (finished, resumable, missing) is read from its run.json
+and checkpoints, and the sweep record (<save_dir>/_sweeps/<sweep_id>/sweep.json) only fixes which configurations
+belong to the sweep and which run id each one gets.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from utils.errors import UserError
+from utils.io import write_json_atomic
+from utils.run_store import RunPaths, new_run_id, now_iso
+from utils.sweeps import config_to_args
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPS_DIR = "_sweeps"
+
+
+@dataclass
+class SweepRecord:
+    sweep_id: str
+    file: str
+    method: str
+    configs: list[dict]
+    run_ids: list[str]
+    extra_args: list[str] = field(default_factory=list)  # applied to every run (e.g. --wandb_mode=offline)
+    created: str = ""
+
+    def directory(self, save_dir: Path) -> Path:
+        return Path(save_dir) / SWEEPS_DIR / self.sweep_id
+
+
+@dataclass
+class RunOutcome:
+    index: int
+    run_id: str
+    status: str          # finished, failed, skipped (already finished)
+    log_path: Path
+    returncode: int | None = None
+
+
+def create_sweep(save_dir: Path, file: Path, method: str, configs: list[dict], extra_args: list[str],
+                 sweep_id: str | None = None) -> SweepRecord:
+    """Record a new sweep: its configurations and the run id each one will get."""
+    sweep_id = sweep_id or new_run_id()
+    record = SweepRecord(sweep_id, str(file), method, configs,
+                         [f"{sweep_id}-{i:03d}" for i in range(len(configs))], extra_args, now_iso())
+    directory = record.directory(save_dir)
+    if directory.exists():
+        raise UserError(f"sweep {sweep_id} already exists in {save_dir}; continue it with --resume={sweep_id}")
+    (directory / "logs").mkdir(parents=True)
+    write_json_atomic(directory / "sweep.json", asdict(record))
+    return record
+
+
+def load_sweep(save_dir: Path, sweep_id: str) -> SweepRecord:
+    """A sweep recorded by create_sweep."""
+    path = Path(save_dir) / SWEEPS_DIR / sweep_id / "sweep.json"
+    if not path.is_file():
+        known = sorted(p.name for p in (Path(save_dir) / SWEEPS_DIR).glob("*") if (p / "sweep.json").is_file()) \
+            if (Path(save_dir) / SWEEPS_DIR).is_dir() else []
+        raise UserError(f"no sweep '{sweep_id}' in {save_dir} (sweeps there: {', '.join(known) or 'none'}); "
+                        f"pass an existing sweep id with --resume, or --save_dir where it lives")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return SweepRecord(**data)
+
+
+def run_state(save_dir: Path, run_id: str) -> str:
+    """'finished', 'resumable' (has checkpoints), 'empty' (created, nothing saved) or 'missing'."""
+    run = RunPaths(Path(save_dir) / run_id)
+    if not run.root.exists():
+        return "missing"
+    try:
+        status = json.loads(run.run_json.read_text(encoding="utf-8")).get("status")
+    except (OSError, json.JSONDecodeError):
+        status = None
+    if status == "finished":
+        return "finished"
+    return "resumable" if run.list_checkpoints() else "empty"
+
+
+def train_command(record: SweepRecord, index: int, save_dir: Path) -> list[str]:
+    """The train.py command that starts, or continues, run `index` of the sweep."""
+    run_id = record.run_ids[index]
+    program = [sys.executable, str(ROOT / "train.py")]
+    if run_state(save_dir, run_id) == "resumable":
+        return program + [f"--resume={run_id}", f"--save_dir={save_dir}", "--quiet"]
+    return program + config_to_args(record.configs[index]) + record.extra_args + [
+        f"--save_dir={save_dir}", f"--run_id={run_id}", f"--sweep_id={record.sweep_id}", "--quiet"]
+
+
+def run_sweep(record: SweepRecord, save_dir: Path, workers: int,
+              on_update: Callable[[RunOutcome | None, dict], None] = lambda outcome, counts: None) -> list[RunOutcome]:
+    """Run every unfinished configuration, `workers` at a time; one failure never stops the others."""
+    save_dir = Path(save_dir)
+    logs = record.directory(save_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    lock = threading.Lock()
+    counts = {"done": 0, "running": 0, "failed": 0, "total": len(record.configs)}
+
+    def run_one(index: int) -> RunOutcome:
+        run_id = record.run_ids[index]
+        log_path = logs / f"{run_id}.log"
+        state = run_state(save_dir, run_id)
+        if state == "finished":
+            outcome = RunOutcome(index, run_id, "skipped", log_path)
+            with lock:
+                counts["done"] += 1
+                on_update(outcome, dict(counts))
+            return outcome
+        if state == "empty":  # killed before its first checkpoint: nothing worth keeping, start it again
+            shutil.rmtree(save_dir / run_id)
+        cmd = train_command(record, index, save_dir)
+        with lock:
+            counts["running"] += 1
+            on_update(None, dict(counts))
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            log.flush()
+            returncode = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=ROOT)
+        outcome = RunOutcome(index, run_id, "finished" if returncode == 0 else "failed", log_path, returncode)
+        with lock:
+            counts["running"] -= 1
+            counts["done" if returncode == 0 else "failed"] += 1
+            on_update(outcome, dict(counts))
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(run_one, range(len(record.configs))))

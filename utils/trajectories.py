@@ -1,0 +1,116 @@
+"""Evaluation episodes of a checkpoint's policy (or of uniform random actions), cached as raw-state .npz files.
+
+A trajectory is the states s_0..s_{T-1} of one episode: the initial state and every state at which the policy
+acted before the episode ended (DESIGN.md, "Metrics"). The observation returned by the final step is not part
+of it: it is terminal, or (for a time-limit truncation) a state the policy never acted in. States are raw
+(un-normalized) observations; every checkpoint normalizes them with its own statistics when they are measured.
+
+Sampling is seeded: the env is reset with `seed` and stochastic actions draw from numpy's default_rng(seed),
+so re-sampling gives exactly the same states, and a cache is only an optimization.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from envs.resolve import make_env
+from models.checkpoint import LoadedPolicy
+from utils.io import load_npz, save_npz_atomic
+
+POLICY_TYPES = ("deterministic", "stochastic")
+
+
+@dataclass
+class Trajectory:
+    """One episode: raw states (T, obs_dim), the actions taken (T, act_dim), rewards (T,)."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+
+    @property
+    def episode_return(self) -> float:
+        """Undiscounted sum of the env's (raw) rewards."""
+        return float(self.rewards.sum())
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.states.shape[0])
+
+
+def _numpy_layers(policy: LoadedPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(W.numpy(), b.numpy()) for W, b in [*policy.hidden_layers, policy.head]]
+
+
+def _mean_action(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
+    for W, b in layers[:-1]:
+        x = np.maximum(W @ x + b, 0.0)
+    W, b = layers[-1]
+    return W @ x + b
+
+
+def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool = False, seed: int = 0,
+                   max_steps: int | None = None) -> Trajectory:
+    """One episode of `policy` on `env_id` (deterministic: the Gaussian's mean; stochastic: mean + std noise),
+    or of uniform random actions when `policy` is None; actions are clipped to the action space as in training."""
+    env = make_env(env_id)
+    try:
+        low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+        env.action_space.seed(seed)
+        rng = np.random.default_rng(seed)
+        obs, _ = env.reset(seed=seed)
+        layers = _numpy_layers(policy) if policy is not None else None
+        std = np.exp(policy.log_std.numpy()) if policy is not None else None
+        states, actions, rewards = [], [], []
+        done = False
+        while not done and (max_steps is None or len(states) < max_steps):
+            s = np.asarray(obs, dtype=np.float64)
+            if layers is None:
+                a = rng.uniform(low, high)
+            else:
+                a = _mean_action(layers, policy.normalize(s[None])[0])
+                if stochastic:
+                    a = a + std * rng.standard_normal(a.shape[0])
+                a = np.clip(a, low, high)
+            obs, reward, terminated, truncated, _ = env.step(a)
+            states.append(s)
+            actions.append(a)
+            rewards.append(float(reward))
+            done = terminated or truncated
+    finally:
+        env.close()
+    return Trajectory(np.asarray(states, dtype=np.float64), np.asarray(actions, dtype=np.float64),
+                      np.asarray(rewards, dtype=np.float64))
+
+
+def cache_path(trajectories_dir: Path, checkpoint_key: str, policy_type: str, seed: int) -> Path:
+    """<run>/trajectories/<checkpoint>_<policy type>_seed<seed>.npz, checkpoint = 6-digit iteration or 'best'."""
+    return Path(trajectories_dir) / f"{checkpoint_key}_{policy_type}_seed{seed}.npz"
+
+
+def cached_episode(trajectories_dir: Path, checkpoint_key: str, policy: LoadedPolicy, env_id: str, *,
+                   stochastic: bool, seed: int) -> Trajectory:
+    """The policy's episode from the cache when it was sampled from this very checkpoint, else sampled and cached."""
+    policy_type = "stochastic" if stochastic else "deterministic"
+    path = cache_path(trajectories_dir, checkpoint_key, policy_type, seed)
+    if path.is_file():
+        try:
+            data = load_npz(path)
+            # best.pt moves while a run trains: a cache from another checkpoint version is stale.
+            if (int(data["iteration"]) == policy.iteration and int(data["timesteps"]) == policy.timesteps
+                    and str(data["env_id"]) == env_id and data["states"].shape[1:] == (policy.obs_dim,)):
+                return Trajectory(data["states"], data["actions"], data["rewards"])
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable cache is re-sampled (sampling is seeded, so the states are the same)
+    traj = sample_episode(env_id, policy, stochastic=stochastic, seed=seed)
+    save_npz_atomic(path, states=traj.states, actions=traj.actions, rewards=traj.rewards,
+                    iteration=np.int64(policy.iteration), timesteps=np.int64(policy.timesteps),
+                    env_id=np.str_(env_id), seed=np.int64(seed))
+    return traj
+
+
+def random_action_episodes(env_id: str, num: int, seed: int) -> list[Trajectory]:
+    """`num` episodes under uniform random actions, episode k seeded with seed + k."""
+    return [sample_episode(env_id, None, seed=seed + k) for k in range(num)]
