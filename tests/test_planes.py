@@ -1,0 +1,203 @@
+"""Tests for utils/planes.py: exact 2-D partitions of plane domains and the paper's plane construction."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.reference_regions import plane_partition_ref
+from utils.errors import UserError
+from utils.planes import Plane, plane_partition, plane_patterns, plane_through_states
+from utils.regions import input_jacobian
+
+torch.set_num_threads(1)
+
+
+def random_net(rng: np.random.Generator, in_dim: int, widths, act_dim: int = 2, bias_std: float = 0.3):
+    layers, prev = [], in_dim
+    for w in widths:
+        layers.append((rng.normal(size=(w, prev)) * np.sqrt(2.0 / prev), rng.normal(size=w) * bias_std))
+        prev = w
+    head = (rng.normal(size=(act_dim, prev)), rng.normal(size=act_dim))
+    return layers, head
+
+
+def random_plane_case(rng: np.random.Generator):
+    d = int(rng.integers(2, 21))
+    widths = [int(rng.integers(2, 13)) for _ in range(int(rng.integers(1, 4)))]
+    layers, head = random_net(rng, d, widths)
+    plane = plane_through_states(*rng.normal(size=(3, d)))
+    return layers, head, plane
+
+
+def pattern_set(bits) -> set[bytes]:
+    return {bytes(np.asarray(b, dtype=np.uint8)) for b in bits}
+
+
+def forward(layers, head, x: np.ndarray) -> np.ndarray:
+    h = x
+    for W, b in layers:
+        h = np.maximum(h @ W.T + b, 0.0)
+    return h @ head[0].T + head[1]
+
+
+def points_inside(part, rng: np.random.Generator, per_polygon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random convex combinations of each polygon's vertices (strictly inside): (R * k, 2) points, polygon ids."""
+    verts = part.vertices.numpy()
+    nv = part.num_vertices.numpy()
+    R, V, _ = verts.shape
+    w = rng.random((R, per_polygon, V)) + 0.05
+    w *= np.arange(V)[None, None, :] < nv[:, None, None]
+    w /= w.sum(-1, keepdims=True)
+    pts = np.einsum("rkv,rvc->rkc", w, verts).reshape(-1, 2)
+    return pts, np.repeat(np.arange(R), per_polygon)
+
+
+def test_partition_matches_simple_clipping_on_random_nets():
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        layers, head, plane = random_plane_case(rng)
+        part = plane_partition(layers, head, plane)
+        ref = plane_partition_ref(layers, plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy())
+        assert part.num_regions == ref["num_regions"]
+        assert pattern_set(part.unpacked_patterns().numpy()) == pattern_set(ref["patterns"])
+        assert np.isclose(sorted(part.areas.tolist()), sorted(ref["areas"]), rtol=1e-7, atol=1e-12).all()
+
+
+def test_brute_force_areas_samples_and_grid():
+    rng = np.random.default_rng(1)
+    for _ in range(25):
+        layers, head, plane = random_plane_case(rng)
+        part = plane_partition(layers, head, plane)
+        # Areas tile the domain.
+        assert abs(float(part.areas.sum()) - part.domain_area) / part.domain_area < 1e-9
+        assert bool((part.areas > 0).all())
+        # Points inside each polygon all have its pattern.
+        uv, owner = points_inside(part, rng, 8)
+        pats = plane_patterns(layers, plane, uv)
+        assert torch.equal(pats, part.patterns[torch.as_tensor(owner)])
+        # A dense grid finds no pattern that no polygon has.
+        h = float(plane.domain.abs().max())
+        g = np.linspace(-h, h, 120)
+        grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+        grid_pats = {tuple(r) for r in plane_patterns(layers, plane, grid).tolist()}
+        assert grid_pats <= {tuple(r) for r in part.patterns.tolist()}
+        # Patterns are distinct: a convex region meets the plane in one convex polygon.
+        assert len({tuple(r) for r in part.patterns.tolist()}) == part.num_regions
+
+
+def test_affine_action_map_matches_the_network_inside_each_polygon():
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        layers, head, plane = random_plane_case(rng)
+        part = plane_partition(layers, head, plane)
+        uv, owner = points_inside(part, rng, 3)
+        x = plane.to_input(torch.as_tensor(uv)).numpy()
+        expected = forward(layers, head, x)
+        got = np.einsum("rac,rc->ra", part.action_slope.numpy()[owner], uv) + part.action_offset.numpy()[owner]
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+        # The slope in plane coordinates is the input Jacobian restricted to the plane.
+        jac = input_jacobian(layers, head, part.patterns)
+        np.testing.assert_allclose((jac @ plane.basis.T).numpy(), part.action_slope.numpy(), atol=1e-10)
+
+
+def test_one_layer_in_general_position_has_1_plus_n_plus_n_choose_2_regions():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 20, 40):
+        W = rng.normal(size=(n, 2))
+        b = rng.normal(size=n) * 0.2
+        h = 1e3  # every pairwise intersection lies inside this square
+        square = np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
+        part = plane_partition([(W, b)], None, (np.zeros(2), np.eye(2)), square)
+        assert part.num_regions == 1 + n + n * (n - 1) // 2
+        assert part.action_slope is None
+
+
+def test_line_through_a_vertex_and_along_an_edge_cuts_correctly():
+    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    # Neuron 0: the diagonal x = y through two vertices; neuron 1: x = 1, along an edge; neuron 2: x = 0.5.
+    W = np.array([[1.0, -1.0], [1.0, 0.0], [1.0, 0.0]])
+    b = np.array([0.0, -1.0, -0.5])
+    part = plane_partition([(W, b)], None, (np.zeros(2), np.eye(2)), square)
+    assert part.num_regions == 4
+    assert sorted(np.round(part.areas.numpy(), 12).tolist()) == [0.125, 0.125, 0.375, 0.375]
+    assert all(int(n) == 3 or int(n) == 4 for n in part.num_vertices)
+
+
+def test_degenerate_neurons_duplicate_zero_weight_and_dead_layer():
+    rng = np.random.default_rng(4)
+    layers, head = random_net(rng, 5, [8, 6, 4])
+    W, b = layers[0]
+    W[1], b[1] = 3.0 * W[0], 3.0 * b[0]  # same zero line as neuron 0
+    plane = plane_through_states(*rng.normal(size=(3, 5)))
+    W[2] -= (W[2] @ plane.basis.numpy().T) @ plane.basis.numpy()  # constant on the plane
+    base = plane_partition(layers, head, plane)
+    uv, owner = points_inside(base, rng, 5)
+    assert torch.equal(plane_patterns(layers, plane, uv), base.patterns[torch.as_tensor(owner)])
+    ref = plane_partition_ref(layers, plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy())
+    assert base.num_regions == ref["num_regions"]
+    dead = [layers[0], (np.zeros((6, 8)), -np.ones(6)), layers[2]]
+    part = plane_partition(dead, head, plane)
+    first_only = plane_partition([layers[0]], None, plane)
+    assert part.num_regions == first_only.num_regions
+
+
+def test_plane_through_states_geometry():
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(3, 9))
+    plane = plane_through_states(*s)
+    np.testing.assert_allclose((plane.basis @ plane.basis.T).numpy(), np.eye(2), atol=1e-12)
+    back = plane.to_input(plane.state_coords).numpy()
+    np.testing.assert_allclose(back, s, atol=1e-12)
+    radii = plane.state_coords.norm(dim=1).numpy()
+    np.testing.assert_allclose(radii, radii[0], rtol=1e-10)  # origin = circumcentre
+    half = float(plane.domain.abs().max())
+    assert np.isclose(2 * half, 1.25 * 2 * radii[0])
+    assert isinstance(plane, Plane)
+    with pytest.raises(UserError, match="collinear"):
+        plane_through_states(s[0], s[1], 2 * s[1] - s[0])
+
+
+def test_user_errors():
+    layers, head = random_net(np.random.default_rng(6), 3, [4])
+    plane = plane_through_states(*np.random.default_rng(7).normal(size=(3, 3)))
+    with pytest.raises(UserError, match="convex"):
+        plane_partition(layers, head, plane, np.array([[0, 0], [1, 0], [0.2, 0.2], [0, 1.0]]))
+    with pytest.raises(UserError, match="match the network input"):
+        plane_partition(layers, head, (np.zeros(4), np.eye(4)[:2]), plane.domain)
+    with pytest.raises(UserError, match="head"):
+        plane_partition(layers, (np.ones((2, 5)), np.ones(2)), plane)
+
+
+def test_clockwise_domain_is_accepted():
+    rng = np.random.default_rng(8)
+    layers, head = random_net(rng, 4, [6, 6])
+    plane = plane_through_states(*rng.normal(size=(3, 4)))
+    a = plane_partition(layers, head, plane)
+    b = plane_partition(layers, head, plane, plane.domain.flip(0))
+    assert a.num_regions == b.num_regions and bool((b.areas > 0).all())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 3), width=st.integers(2, 10), grow=st.floats(1.0, 4.0))
+def test_scaling_the_domain_up_never_lowers_the_region_count(seed, depth, width, grow):
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(2, 8))
+    layers, _ = random_net(rng, d, [width] * depth)
+    plane = plane_through_states(*rng.normal(size=(3, d)))
+    small = plane_partition(layers, None, plane)
+    large = plane_partition(layers, None, plane, plane.domain * grow)
+    assert large.num_regions >= small.num_regions
+    assert {tuple(r) for r in small.patterns.tolist()} <= {tuple(r) for r in large.patterns.tolist()}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_matches_cpu():
+    rng = np.random.default_rng(9)
+    layers, head = random_net(rng, 6, [16, 16])
+    plane = plane_through_states(*rng.normal(size=(3, 6)))
+    cpu = plane_partition(layers, head, plane)
+    gpu = plane_partition(layers, head, plane, device="cuda")
+    assert gpu.vertices.device.type == "cuda" and cpu.num_regions == gpu.num_regions

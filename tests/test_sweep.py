@@ -1,0 +1,185 @@
+"""sweep.py: file validation, grid/random expansion, parallel runs, resume after a kill, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import train
+from tests.helpers import ROOT, assert_one_line_error, run_cli, tree_digest
+from utils.errors import UserError
+from utils.sweeps import expand_grid, load_sweep_file, sample_random
+
+VALID = {a.dest for a in train.build_parser()._actions if a.option_strings}
+
+TINY_PARAMS = """
+  env: {value: Car1DEnv-v1}
+  total_timesteps: {value: 400}
+  nsteps: {value: 100}
+  n_envs: {value: 2}
+  batch_size: {value: 50}
+  n_epochs: {value: 2}
+  value_dims: {value: "c8"}
+  eval_episodes: {value: 1}
+  norm_warmup_steps: {value: 20}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_grid_expansion_order_matches_hand_computed_list(tmp_path):
+    spec = load_sweep_file(write(tmp_path, """
+program: train.py
+method: grid
+parameters:
+  env: {value: Car1DEnv-v1}
+  policy_dims: {values: ["c8", "c16"]}
+  seed: {values: [0, 1, 2]}
+"""), VALID)
+    assert expand_grid(spec) == [
+        {"env": "Car1DEnv-v1", "policy_dims": "c8", "seed": 0}, {"env": "Car1DEnv-v1", "policy_dims": "c8", "seed": 1},
+        {"env": "Car1DEnv-v1", "policy_dims": "c8", "seed": 2}, {"env": "Car1DEnv-v1", "policy_dims": "c16", "seed": 0},
+        {"env": "Car1DEnv-v1", "policy_dims": "c16", "seed": 1}, {"env": "Car1DEnv-v1", "policy_dims": "c16", "seed": 2},
+    ]
+
+
+def test_random_expansion_is_seeded_and_within_bounds(tmp_path):
+    spec = load_sweep_file(write(tmp_path, """
+program: train.py
+method: random
+parameters:
+  policy_dims: {values: ["c8", "c16", "c32"]}
+  learning_rate: {distribution: log_uniform_values, min: 0.0001, max: 0.01}
+  seed: {distribution: int_uniform, min: 0, max: 3}
+  log_std_init: {distribution: uniform, min: -3, max: -1}
+  env: {value: Car1DEnv-v1}
+"""), VALID)
+    configs = sample_random(spec, 50, seed=7)
+    assert configs == sample_random(spec, 50, seed=7) and configs != sample_random(spec, 50, seed=8)
+    assert len(configs) == 50
+    assert {c["policy_dims"] for c in configs} == {"c8", "c16", "c32"}
+    assert all(1e-4 <= c["learning_rate"] <= 1e-2 and c["seed"] in (0, 1, 2, 3) for c in configs)
+    assert all(-3 <= c["log_std_init"] <= -1 and c["env"] == "Car1DEnv-v1" for c in configs)
+    # hand-computed: the first draw with numpy's default_rng(7), parameters in file order
+    import math
+
+    import numpy as np
+    rng = np.random.default_rng(7)
+    first = {"policy_dims": ["c8", "c16", "c32"][int(rng.integers(3))],
+             "learning_rate": math.exp(rng.uniform(math.log(1e-4), math.log(1e-2))),
+             "seed": int(rng.integers(0, 4)), "log_std_init": float(rng.uniform(-3, -1))}
+    assert {k: configs[0][k] for k in first} == first
+
+
+def test_car1d_sweep_file_expands_to_nine_runs(repo_root):
+    spec = load_sweep_file(repo_root / "sweeps" / "car1d_widths.yaml", VALID)
+    configs = expand_grid(spec)
+    assert len(configs) == 9
+    assert {c["policy_dims"] for c in configs} == {"c8,8", "c16,16", "c32,32"}
+    assert {c["seed"] for c in configs} == {0, 1, 2}
+
+
+@pytest.mark.parametrize("name", ["halfcheetah", "walker2d", "ant", "swimmer", "hopper"])
+def test_paper_grids_parse(repo_root, name):
+    configs = expand_grid(load_sweep_file(repo_root / "sweeps" / f"{name}.yaml", VALID))
+    assert len(configs) == 80
+    depths = {len(c["policy_dims"][1:].split(",")) for c in configs}
+    assert depths == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("text,needles", [
+    ("program: train.py\nparameters:\n  env: {value: Car1DEnv-v1\n", ("line", "yaml")),
+    ("program: train.py\nparameters:\n  nosuchflag: {value: 1}\n", ("nosuchflag", "policy_dims")),
+    ("program: train.py\nparameters:\n  seed: {values: []}\n", ("empty", "seed")),
+    ("program: other.py\nparameters:\n  seed: {value: 1}\n", ("program", "train.py")),
+    ("program: train.py\nmethod: bayes\nparameters:\n  seed: {value: 1}\n", ("bayes",)),
+    ("program: train.py\nparameters:\n  save_dir: {value: x}\n", ("save_dir", "sweep.py")),
+])
+def test_bad_sweep_files(tmp_path, text, needles):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError):
+        load_sweep_file(path, VALID)
+    result = run_cli("sweep.py", str(path), f"--save_dir={tmp_path / 'store'}")
+    assert_one_line_error(result, *needles)
+    assert not (tmp_path / "store").exists()
+
+
+def test_missing_file_and_bad_workers(tmp_path):
+    assert_one_line_error(run_cli("sweep.py", str(tmp_path / "nope.yaml")), "not found")
+    good = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
+    assert_one_line_error(run_cli("sweep.py", str(good), "--workers=0"), "--workers")
+    assert_one_line_error(run_cli("sweep.py", "--resume=nosuch", f"--save_dir={tmp_path}"), "no sweep")
+
+
+def _runs(store: Path, sweep_id: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(store.glob(f"{sweep_id}-*/run.json"))]
+
+
+@pytest.mark.slow
+def test_parallel_workers_finishing_together_keep_the_store_intact(tmp_path):
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS
+                 + '  policy_dims: {values: ["c4", "c6"]}\n  seed: {values: [0, 1]}\n')
+    store = tmp_path / "store"
+    result = run_cli("sweep.py", str(path), "--workers=4", f"--save_dir={store}", "--sweep_id=par", "--quiet",
+                     timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = _runs(store, "par")
+    assert len(runs) == 4 and all(r["status"] == "finished" and r["sweep_id"] == "par" for r in runs)
+    assert sorted((r["config"]["policy_dims"][0], r["seed"]) for r in runs) == [(4, 0), (4, 1), (6, 0), (6, 1)]
+    for run_dir in store.glob("par-*"):
+        assert not list(run_dir.rglob("*.tmp"))
+        assert len(list((run_dir / "checkpoints").glob("*.pt"))) == 3
+    assert json.loads((store / "_sweeps" / "par" / "sweep.json").read_text())["run_ids"] == [
+        "par-000", "par-001", "par-002", "par-003"]
+
+
+@pytest.mark.slow
+def test_resume_after_killing_the_sweep_finishes_only_the_rest(tmp_path):
+    text = ("program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS.replace("400", "1200")
+            + '  policy_dims: {value: "c8"}\n  seed: {values: [0, 1, 2]}\n')
+    path = write(tmp_path, text)
+    store = tmp_path / "store"
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--workers=1", f"--save_dir={store}",
+                             "--sweep_id=kill", "--quiet"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (store / "kill-001" / "checkpoints" / "000002.pt").exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its running train.py die together
+    proc.wait()
+    first_before = tree_digest(store / "kill-000")
+    assert json.loads((store / "kill-000" / "run.json").read_text())["status"] == "finished"
+    assert json.loads((store / "kill-001" / "run.json").read_text())["status"] == "running"
+    assert not (store / "kill-002").exists()
+    result = run_cli("sweep.py", "--resume=kill", f"--save_dir={store}", "--workers=2", "--quiet", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipped" in result.stdout
+    assert tree_digest(store / "kill-000") == first_before  # finished run untouched
+    runs = _runs(store, "kill")
+    assert [r["status"] for r in runs] == ["finished"] * 3
+    log = (store / "_sweeps" / "kill" / "logs" / "kill-001.log").read_text()
+    assert "--resume=kill-001" in log
+
+
+def test_one_failing_run_does_not_stop_the_others(tmp_path):
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS.replace("400", "200")
+                 + '  policy_dims: {values: ["c4", "c0"]}\n')
+    store = tmp_path / "store"
+    result = run_cli("sweep.py", str(path), "--workers=2", f"--save_dir={store}", "--sweep_id=f", "--quiet",
+                     timeout=300)
+    assert result.returncode == 1
+    assert "f-001" in result.stderr and "f-001.log" in result.stderr
+    assert _runs(store, "f")[0]["status"] == "finished"
+    assert "--policy_dims" in (store / "_sweeps" / "f" / "logs" / "f-001.log").read_text()

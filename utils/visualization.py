@@ -1,0 +1,323 @@
+"""Exact pictures of a policy's linear regions on a 2-D plane of *raw* state space: the planes, the partitions, the
+values that colour them (drawing itself is in ``utils.partition_plot``).
+
+A ``StatePlane`` is fixed in raw state space, r(w) = origin + w @ basis with display coordinates w in a convex
+``domain``. Each checkpoint sees it through its own normalization x = (r - mean) / std (DESIGN.md, "Input space"),
+an affine map, so in its input space the plane is x(w) = normalize(origin) + w @ (basis / std): the same raw
+states and the same patch of the plane for every checkpoint, which makes frames of a run comparable.
+
+- High-dimensional states (the paper's method): three raw states s1, s2, s3 from stochastic episodes of a
+  reference policy (a run's best checkpoint); the plane through their normalized images in the reference policy's
+  input space, centred at their circumcentre with an orthonormal basis there, and the domain square 1.25 times
+  wider than their circumcircle (``utils.planes.plane_through_states``). Display coordinates w are that plane's
+  coordinates, in the reference policy's normalized input units. For the reference policy this is exactly the
+  paper's picture; every other checkpoint's plane passes through its own normalized images of the same s1, s2, s3.
+- Two-dimensional state spaces (Car1D, MountainCarContinuous): the plane is the state space; w = the raw state.
+
+Observation clipping: policies clip normalized inputs to +-10. The partition is of the network on the unclipped
+affine image of the plane; ``clip_polygon`` gives the part of the domain where no input is clipped (outside it the
+true policy is the network at the clipped input, which the drawing marks with a dashed outline).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from envs.resolve import make_env
+from models.checkpoint import LoadedPolicy
+from models.normalization import CLIP_OBS, EPSILON
+from utils.errors import UserError
+from utils.planes import PlanePartition, plane_partition, plane_through_states
+from utils.regions import input_jacobian
+from utils.trajectories import Trajectory, sample_episode
+
+COLORINGS = ("region", "action", "slope")
+DEFAULT_SCALE = 1.25
+# Toy tasks whose state space is the plane: default bounds (x, then y) and names of the two state variables.
+STATE_SPACE_DEFAULTS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "Car1DEnv-v0": ((-50.0, 150.0), (-20.0, 20.0)),
+    "Car1DEnv-v1": ((-50.0, 150.0), (-20.0, 20.0)),
+    "MountainCarContinuous-v0": ((-1.2, 0.6), (-0.07, 0.07)),
+}
+_TARGETS = {"Car1DEnv-v0": (100.0, 0.0), "Car1DEnv-v1": (100.0, 0.0), "MountainCarContinuous-v0": (0.45, 0.0)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Environments
+# --------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence C-level writes to stderr (MuJoCo's model-compiler deprecation lines) for the duration."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # pytest capture or an unusual stream: nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the pictures need to know about an env: its id, observation size and state names."""
+
+    env_id: str
+    obs_dim: int
+    state_names: tuple[str, ...]
+
+
+def env_info(env_id: str) -> EnvInfo:
+    """Observation size and state names of an already resolved env id."""
+    with quiet_native_stderr():
+        env = make_env(env_id)
+    try:
+        obs_dim = int(np.prod(env.observation_space.shape))
+        names = getattr(env.unwrapped, "state_names", None)
+        if names is None and env_id.startswith("MountainCarContinuous"):
+            names = ("position", "velocity")
+        names = tuple(names) if names is not None and len(names) == obs_dim else tuple(f"s{i}" for i in range(obs_dim))
+    finally:
+        env.close()
+    return EnvInfo(env_id, obs_dim, names)
+
+
+def default_state_space_bounds(env_id: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Default (xlim, ylim) of a 2-D state space; finite observation bounds when the env has them."""
+    if env_id in STATE_SPACE_DEFAULTS:
+        return STATE_SPACE_DEFAULTS[env_id]
+    with quiet_native_stderr():
+        env = make_env(env_id)
+    low, high = env.observation_space.low.astype(float), env.observation_space.high.astype(float)
+    env.close()
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise UserError(f"{env_id} has an unbounded state space; pass --xlim=MIN,MAX and --ylim=MIN,MAX")
+    return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
+
+
+def target_state(env_id: str) -> tuple[float, float] | None:
+    """The goal state of a toy task in raw state coordinates, if it has one."""
+    return _TARGETS.get(env_id)
+
+
+def run_episode(env_id: str, policy: LoadedPolicy, *, stochastic: bool, seed: int,
+                max_steps: int | None = None) -> Trajectory:
+    """One seeded episode of the policy (raw states), with MuJoCo's compiler chatter silenced."""
+    with quiet_native_stderr():
+        return sample_episode(env_id, policy, stochastic=stochastic, seed=seed, max_steps=max_steps)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Planes in raw state space
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class StatePlane:
+    """A plane in raw state space, r(w) = origin + w @ basis, drawn over a convex domain of display coordinates w."""
+
+    origin: np.ndarray  # (d,) raw state at w = 0
+    basis: np.ndarray  # (2, d) raw state per unit of w
+    domain: np.ndarray  # (V, 2) convex polygon, counter-clockwise, display coordinates
+    kind: str  # "states" (three sampled states) or "state_space" (the 2-D state space itself)
+    axis_labels: tuple[str, str]
+    states: np.ndarray | None = None  # (3, d) raw states the plane goes through
+    state_coords: np.ndarray | None = None  # (3, 2) their display coordinates
+    info: dict = field(default_factory=dict)  # how the plane was built (seed, reference checkpoint, ...)
+
+    @property
+    def bounds(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        lo, hi = self.domain.min(0), self.domain.max(0)
+        return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
+
+    def to_raw(self, w: np.ndarray) -> np.ndarray:
+        """Raw states (N, d) at display coordinates (N, 2)."""
+        return self.origin + np.asarray(w, dtype=np.float64) @ self.basis
+
+    def to_display(self, states: np.ndarray) -> np.ndarray:
+        """Display coordinates (N, 2) of raw states (N, d) projected onto the plane (least squares)."""
+        rel = np.asarray(states, dtype=np.float64) - self.origin
+        return np.linalg.lstsq(self.basis.T, rel.T, rcond=None)[0].T
+
+
+def state_space_plane(xlim: Sequence[float], ylim: Sequence[float], state_names: Sequence[str]) -> StatePlane:
+    """The 2-D state space itself as the plane, over the box xlim x ylim (raw units)."""
+    (x0, x1), (y0, y1) = xlim, ylim
+    if not (x0 < x1 and y0 < y1):
+        raise UserError(f"bounds must have min < max, got x {list(xlim)} and y {list(ylim)}")
+    domain = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+    return StatePlane(np.zeros(2), np.eye(2), domain, "state_space", (str(state_names[0]), str(state_names[1])),
+                      info={"xlim": [x0, x1], "ylim": [y0, y1]})
+
+
+def _normalization(policy: LoadedPolicy) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) with normalize(s) = clip((s - mean) / std); (0, 1) when normalization is off."""
+    if not policy.obs_norm_enabled:
+        return np.zeros_like(policy.obs_mean), np.ones_like(policy.obs_var)
+    return policy.obs_mean, np.sqrt(policy.obs_var + EPSILON)
+
+
+def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale: float = DEFAULT_SCALE) -> StatePlane:
+    """The paper's plane through three raw states, built in the reference policy's normalized input space."""
+    states = np.asarray(states, dtype=np.float64)
+    if states.shape != (3, reference.obs_dim):
+        raise UserError(f"need three states of {reference.obs_dim} numbers, got shape {states.shape}")
+    mean, std = _normalization(reference)
+    x = (states - mean) / std  # unclipped, so the raw plane is the exact preimage
+    plane = plane_through_states(x[0], x[1], x[2], scale)
+    origin = plane.origin.numpy() * std + mean
+    basis = plane.basis.numpy() * std
+    return StatePlane(origin, basis, plane.domain.numpy(), "states", ("plane coordinate 1", "plane coordinate 2"),
+                      states=states, state_coords=plane.state_coords.numpy(),
+                      info={"scale": scale, "reference": str(reference.path)})
+
+
+def sample_states(env_id: str, policy: LoadedPolicy, num_episodes: int, seed: int,
+                  max_steps: int | None = None) -> np.ndarray:
+    """Raw states of `num_episodes` stochastic episodes of the policy (episode k seeded with seed + k), stacked."""
+    episodes = [run_episode(env_id, policy, stochastic=True, seed=seed + k, max_steps=max_steps).states
+                for k in range(num_episodes)]
+    return np.concatenate(episodes, axis=0)
+
+
+def choose_three_states(pool: np.ndarray, reference: LoadedPolicy, seed: int, tries: int = 100) -> np.ndarray:
+    """Three distinct states drawn at random (numpy default_rng(seed)) that span a plane in the reference's input space."""
+    if len(pool) < 3:
+        raise UserError(f"the episodes gave only {len(pool)} states; raise --num_episodes")
+    rng = np.random.default_rng(seed)
+    mean, std = _normalization(reference)
+    for _ in range(tries):
+        idx = rng.choice(len(pool), size=3, replace=False)
+        x = (pool[idx] - mean) / std
+        u, v = x[1] - x[0], x[2] - x[0]
+        size = max(np.linalg.norm(u), np.linalg.norm(v))
+        if size > 0 and np.linalg.norm(u) > 0:
+            w = v - (v @ u) / (u @ u) * u
+            if np.linalg.norm(w) > 1e-6 * size:
+                return pool[idx]
+    raise UserError("the sampled states do not span a plane (all equal or collinear); try another --seed "
+                    "or more --num_episodes")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Partitions
+# --------------------------------------------------------------------------------------------------------------
+def policy_plane(policy: LoadedPolicy, plane: StatePlane) -> tuple[np.ndarray, np.ndarray]:
+    """(origin (d,), basis (2, d)) of the plane in this policy's (unclipped) normalized input space."""
+    if plane.origin.shape != (policy.obs_dim,):
+        raise UserError(f"the plane lives in a {plane.origin.shape[0]}-D state space but {policy.path} takes "
+                        f"{policy.obs_dim} observations; pass checkpoints of the same env")
+    mean, std = _normalization(policy)
+    return (plane.origin - mean) / std, plane.basis / std
+
+
+def clip_polygon(policy: LoadedPolicy, plane: StatePlane) -> np.ndarray | None:
+    """Part of the domain (display coords) where the policy clips no input, or None when that is the whole domain."""
+    if not policy.obs_norm_enabled:
+        return None
+    origin, basis = policy_plane(policy, plane)
+    poly = plane.domain.copy()
+    for j in range(origin.shape[0]):
+        for sign in (1.0, -1.0):
+            # keep sign * (origin_j + w @ basis_j) <= CLIP_OBS
+            poly = _clip_halfplane(poly, -sign * basis[:, j], CLIP_OBS - sign * origin[j])
+            if len(poly) < 3:
+                return np.zeros((0, 2))
+    if len(poly) == len(plane.domain) and np.allclose(poly, plane.domain):
+        return None
+    return poly
+
+
+def _clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
+    """Sutherland-Hodgman: the part of a convex polygon where w @ normal >= -offset ... i.e. offset + w @ normal >= 0."""
+    s = offset + poly @ normal
+    out = []
+    n = len(poly)
+    for i in range(n):
+        j = (i + 1) % n
+        if s[i] >= 0:
+            out.append(poly[i])
+        if (s[i] >= 0) != (s[j] >= 0):
+            t = s[i] / (s[i] - s[j])
+            out.append(poly[i] + t * (poly[j] - poly[i]))
+    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
+
+
+def partition_on_plane(policy: LoadedPolicy, plane: StatePlane, *, device: str = "cpu") -> PlanePartition:
+    """Exact linear regions of the policy on the plane; vertices in display coordinates (utils.planes core)."""
+    origin, basis = policy_plane(policy, plane)
+    return plane_partition(policy.hidden_layers, policy.head, (origin, basis), plane.domain, device=device)
+
+
+def region_centroids(part: PlanePartition) -> np.ndarray:
+    """Area centroids (R, 2) of the partition's polygons, display coordinates."""
+    v = part.vertices.cpu().numpy()
+    x, y = v[..., 0], v[..., 1]
+    xn, yn = np.roll(x, -1, axis=1), np.roll(y, -1, axis=1)
+    cross = x * yn - xn * y  # padding repeats the last vertex; the closing edge is handled by the roll
+    area = 0.5 * cross.sum(1)
+    safe = np.where(np.abs(area) > 0, area, 1.0)
+    cx = ((x + xn) * cross).sum(1) / (6 * safe)
+    cy = ((y + yn) * cross).sum(1) / (6 * safe)
+    fallback = v.mean(1)
+    ok = np.abs(area) > 0
+    return np.where(ok[:, None], np.stack([cx, cy], 1), fallback)
+
+
+def region_values(policy: LoadedPolicy, part: PlanePartition, color: str) -> np.ndarray | None:
+    """Per-region scalar for continuous colourings: 'action' = ||action mean|| at the region's centroid (before the
+    env clips actions); 'slope' = Frobenius norm of d(action mean)/d(normalized input) on the region; None for 'region'."""
+    if color == "region":
+        return None
+    if color == "action":
+        c = torch.as_tensor(region_centroids(part), dtype=torch.float64)
+        actions = part.action_offset + torch.einsum("rad,rd->ra", part.action_slope, c)
+        return torch.linalg.vector_norm(actions, dim=1).numpy()
+    if color == "slope":
+        jac = input_jacobian(policy.hidden_layers, policy.head, part.patterns)
+        return torch.linalg.matrix_norm(jac).numpy()
+    raise UserError(f"unknown colouring '{color}'; use one of {', '.join(COLORINGS)}")
+
+
+@dataclass
+class PlaneFrame:
+    """Everything one panel shows: a checkpoint's partition of a plane, its colouring and overlays."""
+
+    policy: LoadedPolicy
+    plane: StatePlane
+    partition: PlanePartition
+    color: str
+    values: np.ndarray | None  # (R,) for continuous colourings
+    clip: np.ndarray | None  # polygon where no input is clipped, None = everywhere
+    env_id: str
+    label: str = ""  # run id or checkpoint name, shown in titles
+    trajectory: np.ndarray | None = None  # (T, 2) display coordinates of the deterministic trajectory
+    target: tuple[float, float] | None = None
+
+    @property
+    def num_regions(self) -> int:
+        return int(self.partition.num_regions)
+
+
+def build_frame(policy: LoadedPolicy, plane: StatePlane, env_id: str, *, color: str = "region", label: str = "",
+                device: str = "cpu", trajectory_seed: int | None = None) -> PlaneFrame:
+    """Partition, colour values and overlays of one checkpoint on the plane; for a state-space plane with
+    `trajectory_seed` set, also the policy's deterministic episode from that seed."""
+    part = partition_on_plane(policy, plane, device=device)
+    traj = target = None
+    if plane.kind == "state_space":
+        target = target_state(env_id)
+        if trajectory_seed is not None:
+            traj = plane.to_display(run_episode(env_id, policy, stochastic=False, seed=trajectory_seed).states)
+    return PlaneFrame(policy, plane, part, color, region_values(policy, part, color), clip_polygon(policy, plane),
+                      env_id, label, traj, target)
