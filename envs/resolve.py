@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -45,6 +46,23 @@ def resolve_env_id(requested: str) -> ResolvedEnv:
         hint = f"did you mean {', '.join(close)}?" if close else "see gymnasium.pprint_registry() for ids"
         raise UserError(f"unknown env id '{requested}'; {hint}")
     return ResolvedEnv(requested, env_id, None)
+
+
+def _route_mujoco_warnings() -> None:
+    """MuJoCo 4 prints a deprecation warning for gymnasium's own model files on every env; log it instead."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def on_warning(message: str) -> None:
+        level = logging.DEBUG if "deprecated" in message else logging.WARNING
+        logging.getLogger("deep_rl_regions.mujoco").log(level, "%s", message)
+
+    mujoco.set_mju_user_warning(on_warning)
+
+
+_route_mujoco_warnings()
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:

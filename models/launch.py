@@ -15,7 +15,8 @@ from models.training import TIMING_KEYS, TrainConfig, Trainer, run_training
 from utils.cli import check_device
 from utils.errors import UserError
 from utils.run_store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
-                             package_versions, read_run_info, truncate_metrics, update_run_info, write_run_info)
+                             package_versions, read_run_info, truncate_iteration_logs, update_run_info,
+                             write_run_info)
 from utils.tracking import choose_mode, start_tracking
 
 
@@ -164,22 +165,22 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
     mode, mode_notice = choose_mode(opts.wandb_mode, opts.unobserve)
     if mode_notice:
         notify(mode_notice)
-    tracker = start_tracking(mode, run_id=run.run_id, run_dir=run.root, config={**info["config"], "env_requested": cfg.env,
-                             "sweep_id": info.get("sweep_id")},
-                             project=opts.project_name if not opts.resume else info.get("wandb", {}).get("project"),
-                             entity=opts.entity if not opts.resume else info.get("wandb", {}).get("entity"),
-                             name=opts.run_name or info.get("flags", {}).get("run_name"), resume=bool(opts.resume))
+    stored = info.get("wandb") or {}
+    project = stored.get("project", opts.project_name) if opts.resume else opts.project_name
+    entity = stored.get("entity", opts.entity) if opts.resume else opts.entity
+    tracker = start_tracking(mode, run_id=run.run_id, run_dir=run.root,
+                             config={**info["config"], "env_requested": cfg.env, "sweep_id": info.get("sweep_id")},
+                             project=project, entity=entity, name=info.get("flags", {}).get("run_name"),
+                             resume=bool(opts.resume))
     for line in tracker.notices:
         notify(line)
     info = update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
-                                                         "project": opts.project_name, "entity": opts.entity,
-                                                         "url": tracker.url})
+                                                         "project": project, "entity": entity, "url": tracker.url})
 
     trainer = Trainer(cfg)
     try:
         if resume_state is not None:
-            truncate_metrics(run, int(resume_state["iteration"]))
-            _truncate_jsonl(run.root / "timing.jsonl", int(resume_state["iteration"]))
+            truncate_iteration_logs(run, int(resume_state["iteration"]))
             trainer.load_state_dict(resume_state)
             if not trainer.env_state_restored:
                 notify(f"notice: {cfg.env_id} state cannot be snapshotted; resumed with fresh episodes, "
@@ -214,13 +215,6 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
-
-
-def _truncate_jsonl(path: Path, last_iteration: int) -> None:
-    from utils.io import read_jsonl, write_text_atomic
-    import json
-    kept = [r for r in read_jsonl(path) if r.get("iteration", -1) <= last_iteration]
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
 
 
 class _EarlyStop(Exception):

@@ -80,10 +80,10 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-def evaluate_policy(policy_layers: list, env_id: str, normalize: Callable[[np.ndarray], np.ndarray],
-                    n_episodes: int, seed: int) -> list[float]:
-    """Raw returns of deterministic episodes (action = mean), run in lockstep on separate env instances."""
-    env_list = [make_env(env_id) for _ in range(n_episodes)]
+def evaluate_policy(policy_layers: list, env_list: list, normalize: Callable[[np.ndarray], np.ndarray],
+                    seed: int) -> list[float]:
+    """Raw returns of deterministic episodes (action = mean), one per env of `env_list`, run in lockstep."""
+    n_episodes = len(env_list)
     low, high = env_list[0].action_space.low, env_list[0].action_space.high
     obs = np.asarray([e.reset(seed=seed + k)[0] for k, e in enumerate(env_list)], dtype=np.float64)
     returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
@@ -94,8 +94,6 @@ def evaluate_policy(policy_layers: list, env_id: str, normalize: Callable[[np.nd
             returns[k] += reward
             obs[k] = next_obs
             active[k] = not (terminated or truncated)
-    for e in env_list:
-        e.close()
     return returns.tolist()
 
 
@@ -120,6 +118,7 @@ class Trainer:
         self.best_eval_return: float | None = None
         self.last_eval_return: float | None = None
         self.env_state_restored = True
+        self.eval_envs: list = []
 
     # --- phases -------------------------------------------------------------------------------------------
     def warmup(self) -> None:
@@ -154,9 +153,10 @@ class Trainer:
         """Mean and std of deterministic returns over eval_episodes fixed-seed episodes; updates best."""
         mean, var = self.normalizer.obs_rms.mean.copy(), self.normalizer.obs_rms.var.copy()
         enabled = self.cfg.obs_norm != "off"
-        returns = evaluate_policy(policy_numpy_layers(self.policy), self.cfg.env_id,
-                                  lambda s: normalize_with(s, mean, var, enabled), self.cfg.eval_episodes,
-                                  self.cfg.seed + self.EVAL_SEED_OFFSET)
+        if not self.eval_envs:  # separate instances, made once: training envs are never disturbed by evaluation
+            self.eval_envs = [make_env(self.cfg.env_id) for _ in range(self.cfg.eval_episodes)]
+        returns = evaluate_policy(policy_numpy_layers(self.policy), self.eval_envs,
+                                  lambda s: normalize_with(s, mean, var, enabled), self.cfg.seed + self.EVAL_SEED_OFFSET)
         self.last_eval_return = float(np.mean(returns))
         improved = self.best_eval_return is None or self.last_eval_return > self.best_eval_return
         if improved:
@@ -205,6 +205,8 @@ class Trainer:
 
     def close(self) -> None:
         self.venv.close()
+        for env in self.eval_envs:
+            env.close()
 
 
 def _optimizer_to_cpu(state: dict) -> dict:

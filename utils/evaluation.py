@@ -394,8 +394,7 @@ def evaluate_run(resolved: ResolvedRun, opts: EvalOptions, *, progress: bool = F
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
     check_matches_run(best, run.best, run_id, env_id, obs_dim, policy_dims)
 
-    out_dir = Path(opts.results_dir) / opts.result_id / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(opts.results_dir) / opts.result_id / run_id  # created by the first (atomic) write
     history_path, summary_path = out_dir / "history.csv", out_dir / "summary.json"
     random_data = None
     if opts.random_lines or opts.random_trajectories:

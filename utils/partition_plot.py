@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from PIL import Image
 
-from utils.visualization import PlaneFrame
+from utils.visualization import PlaneFrame, policy_patterns
 
 EDGE_COLOR = "#2a2a2a"
 CMAPS = {"action": "viridis", "slope": "magma"}
@@ -70,8 +70,8 @@ def pattern_colors(patterns: np.ndarray) -> np.ndarray:
     saturation and brightness, so a region keeps its colour in every frame and neighbours rarely look alike."""
     h = pattern_hashes(patterns)
     hue = (h >> np.uint64(40)).astype(np.float64) / float(1 << 24)
-    sat = 0.30 + 0.22 * ((h >> np.uint64(20)) & np.uint64(0xFF)).astype(np.float64) / 255.0
-    val = 0.80 + 0.16 * ((h >> np.uint64(8)) & np.uint64(0xFF)).astype(np.float64) / 255.0
+    sat = 0.18 + 0.20 * ((h >> np.uint64(20)) & np.uint64(0xFF)).astype(np.float64) / 255.0
+    val = 0.84 + 0.13 * ((h >> np.uint64(8)) & np.uint64(0xFF)).astype(np.float64) / 255.0
     return hsv_to_rgb(np.stack([hue, sat, val], axis=1))
 
 
@@ -102,7 +102,7 @@ def frame_title(frame: PlaneFrame, compact: bool = False) -> str:
     widths = "c" + ",".join(str(w) for w in p.widths)
     regions = f"{frame.num_regions:,} regions"
     if compact:
-        head = f"{frame.label} · " if frame.label else ""
+        head = f"{frame.label} · {widths} · " if frame.label else f"{widths} · "
         return f"{head}it {p.iteration} · {p.timesteps:,} steps\n{regions}"
     label = f"{frame.label} · " if frame.label else ""
     return f"{frame.env_id} · {widths} · {label}iteration {p.iteration} ({p.timesteps:,} steps)\n{regions}"
@@ -117,7 +117,7 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
     lw = edge_width(frame.num_regions, panel_inches)
     coll = PolyCollection(verts, edgecolors=EDGE_COLOR, linewidths=lw, antialiaseds=True, zorder=1)
     if frame.values is None:
-        coll.set_facecolor(pattern_colors(part.patterns.cpu().numpy()))
+        coll.set_facecolor(pattern_colors(policy_patterns(frame.policy, part).cpu().numpy()))
     else:
         coll.set_array(frame.values)
         coll.set_cmap(CMAPS[frame.color])
@@ -132,7 +132,7 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
     handles = []
     if frame.clip is not None and len(frame.clip) >= 3:
         ax.add_patch(Polygon(frame.clip, closed=True, fill=False, ls=(0, (4, 2.5)), lw=1.0, ec="black", zorder=3,
-                             label="inputs unclipped inside"))
+                             label="clip boundary (±10 std)"))
         handles.append(ax.patches[-1])
     if plane.kind == "states":
         ax.set_aspect("equal")

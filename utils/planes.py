@@ -149,22 +149,31 @@ def _cut_layer(
     parent = torch.arange(verts.shape[0], device=verts.device)
     done: list[tuple[Tensor, Tensor, Tensor]] = []
     while verts.shape[0] > 0:
-        dist = torch.baddbmm(z0n[parent][:, None, :], verts, gn[parent])  # (Ra, V, w)
+        dist = torch.baddbmm(z0n[:, None, :], verts, gn)  # (Ra, V, k) signed vertex distances
         crosses = (dist.amax(1) > tol) & (dist.amin(1) < -tol)
-        has_cut = crosses.any(1)
+        n_cross = crosses.sum(1)
+        has_cut = n_cross > 0
         finished = ~has_cut
         if bool(finished.any()):
             done.append((verts[finished], nv[finished], parent[finished]))
         if not bool(has_cut.any()):
             break
-        neuron = torch.argmax(crosses[has_cut].to(torch.int8), dim=1)  # lowest-index crossing neuron
-        d = dist[has_cut]
-        s = torch.gather(d, 2, neuron[:, None, None].expand(-1, d.shape[1], 1)).squeeze(2)
+        crosses, n_cross, d = crosses[has_cut], n_cross[has_cut], dist[has_cut]
+        # Keep only the crossing neurons' columns (lowest index first): lines that miss a polygon miss its parts.
+        kmax = int(n_cross.max())
+        cols = torch.sort((~crosses).to(torch.int8), dim=1, stable=True).indices[:, :kmax]
+        s = torch.gather(d, 2, cols[:, None, :1].expand(-1, d.shape[1], 1)).squeeze(2)
         pos, n_pos, neg, n_neg = _clip(verts[has_cut], nv[has_cut], s, tol)
         vmax = max(pos.shape[1], neg.shape[1])
         verts = torch.cat([_pad_to(pos, vmax), _pad_to(neg, vmax)])
         nv = torch.cat([n_pos, n_neg])
         parent = parent[has_cut].repeat(2)
+        # The cutting neuron (column 0) is done; padded columns get a zero function, which never crosses.
+        keep = cols[:, 1:]
+        live = (torch.arange(1, kmax, device=verts.device)[None, :] < n_cross[:, None]).to(z0n)
+        z0n = torch.gather(z0n[has_cut], 1, keep) * live
+        gn = torch.gather(gn[has_cut], 2, keep[:, None, :].expand(-1, 2, -1)) * live[:, None, :]
+        z0n, gn = z0n.repeat(2, 1), gn.repeat(2, 1, 1)
     vmax = max(v.shape[1] for v, _, _ in done)
     return (
         torch.cat([_pad_to(v, vmax) for v, _, _ in done]),

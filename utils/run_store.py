@@ -1,6 +1,7 @@
 """The local run store, the source of truth: <save_dir>/<run_id>/{run.json, metrics.jsonl, checkpoints/, best.pt}."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -122,7 +123,7 @@ def list_run_ids(save_dir: Path) -> list[str]:
 
 
 def read_run_info(run: RunPaths) -> dict:
-    import json
+    """The parsed run.json of a run."""
     try:
         return json.loads(run.run_json.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -140,9 +141,8 @@ def update_run_info(run: RunPaths, **changes) -> dict:
     return info
 
 
-def truncate_metrics(run: RunPaths, last_iteration: int) -> list[dict]:
-    """Keep only metric lines up to `last_iteration` (used on resume so no iteration is logged twice)."""
-    kept = [r for r in read_jsonl(run.metrics) if r.get("iteration", -1) <= last_iteration]
-    import json
-    write_text_atomic(run.metrics, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-    return kept
+def truncate_iteration_logs(run: RunPaths, last_iteration: int) -> None:
+    """Keep only metrics.jsonl / timing.jsonl lines up to `last_iteration` (on resume, so none is logged twice)."""
+    for path in (run.metrics, run.root / "timing.jsonl"):
+        kept = [r for r in read_jsonl(path) if r.get("iteration", -1) <= last_iteration]
+        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))

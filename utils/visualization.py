@@ -14,9 +14,12 @@ states and the same patch of the plane for every checkpoint, which makes frames 
   paper's picture; every other checkpoint's plane passes through its own normalized images of the same s1, s2, s3.
 - Two-dimensional state spaces (Car1D, MountainCarContinuous): the plane is the state space; w = the raw state.
 
-Observation clipping: policies clip normalized inputs to +-10. The partition is of the network on the unclipped
-affine image of the plane; ``clip_polygon`` gives the part of the domain where no input is clipped (outside it the
-true policy is the network at the clipped input, which the drawing marks with a dashed outline).
+Observation clipping: policies clip normalized inputs to +-10 (VecNormalize). By default the partition is exact
+for the policy as a function of the raw state, clip included: clipping is itself a ReLU layer,
+clip(x) = -10 + relu(x + 10) - relu(x - 10), so it is prepended to the hidden layers (2 d extra neurons whose zero
+lines are the clip boundaries; they cut nothing where no input is clipped). Region colours and the 'slope'
+colouring use the policy's own neurons; ``clip_polygon`` gives the part of the domain where no input is clipped
+(the drawing outlines it). ``clip_inputs=False`` partitions the bare network on the unclipped affine image instead.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from models.checkpoint import LoadedPolicy
 from models.normalization import CLIP_OBS, EPSILON
 from utils.errors import UserError
 from utils.planes import PlanePartition, plane_partition, plane_through_states
-from utils.regions import input_jacobian
+from utils.regions import input_jacobian, word_offsets
 from utils.trajectories import Trajectory, sample_episode
 
 COLORINGS = ("region", "action", "slope")
@@ -239,7 +242,7 @@ def clip_polygon(policy: LoadedPolicy, plane: StatePlane) -> np.ndarray | None:
 
 
 def _clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
-    """Sutherland-Hodgman: the part of a convex polygon where w @ normal >= -offset ... i.e. offset + w @ normal >= 0."""
+    """The part of a convex polygon where offset + w @ normal >= 0 (one Sutherland-Hodgman step)."""
     s = offset + poly @ normal
     out = []
     n = len(poly)
@@ -253,10 +256,36 @@ def _clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.n
     return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
-def partition_on_plane(policy: LoadedPolicy, plane: StatePlane, *, device: str = "cpu") -> PlanePartition:
-    """Exact linear regions of the policy on the plane; vertices in display coordinates (utils.planes core)."""
+def clipped_hidden_layers(policy: LoadedPolicy) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Hidden layers of network(clip(x)) on unclipped normalized inputs x: a first layer [relu(x + 10), relu(x - 10)]
+    (2 d neurons), then the policy's first layer rewritten to act on it; the rest unchanged."""
+    W1, b1 = policy.hidden_layers[0]
+    d = W1.shape[1]
+    eye = torch.eye(d, dtype=torch.float64)
+    clip_layer = (torch.cat([eye, eye]), torch.cat([torch.full((d,), CLIP_OBS), torch.full((d,), -CLIP_OBS)]).double())
+    first = (torch.cat([W1, -W1], dim=1), b1 - CLIP_OBS * W1.sum(1))
+    return [clip_layer, first, *policy.hidden_layers[1:]]
+
+
+def partition_layers(policy: LoadedPolicy, clip_inputs: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The hidden layers whose plane partition is drawn: clip layer + policy when the policy clips its inputs."""
+    if clip_inputs and policy.obs_norm_enabled:
+        return clipped_hidden_layers(policy)
+    return list(policy.hidden_layers)
+
+
+def policy_patterns(policy: LoadedPolicy, part: PlanePartition) -> torch.Tensor:
+    """Packed patterns (R, W) of the policy's own hidden neurons (a prepended clip layer's words dropped)."""
+    extra = len(part.layer_widths) - len(policy.widths)
+    return part.patterns[:, word_offsets(part.layer_widths)[extra]:] if extra else part.patterns
+
+
+def partition_on_plane(policy: LoadedPolicy, plane: StatePlane, *, clip_inputs: bool = True,
+                       device: str = "cpu") -> PlanePartition:
+    """Exact linear regions of the policy on the plane (utils.planes core); vertices in display coordinates."""
     origin, basis = policy_plane(policy, plane)
-    return plane_partition(policy.hidden_layers, policy.head, (origin, basis), plane.domain, device=device)
+    return plane_partition(partition_layers(policy, clip_inputs), policy.head, (origin, basis), plane.domain,
+                           device=device)
 
 
 def region_centroids(part: PlanePartition) -> np.ndarray:
@@ -276,7 +305,8 @@ def region_centroids(part: PlanePartition) -> np.ndarray:
 
 def region_values(policy: LoadedPolicy, part: PlanePartition, color: str) -> np.ndarray | None:
     """Per-region scalar for continuous colourings: 'action' = ||action mean|| at the region's centroid (before the
-    env clips actions); 'slope' = Frobenius norm of d(action mean)/d(normalized input) on the region; None for 'region'."""
+    env clips actions); 'slope' = Frobenius norm of d(action mean)/d(normalized input) on the region (zero along
+    clipped inputs); None for 'region'."""
     if color == "region":
         return None
     if color == "action":
@@ -284,7 +314,8 @@ def region_values(policy: LoadedPolicy, part: PlanePartition, color: str) -> np.
         actions = part.action_offset + torch.einsum("rad,rd->ra", part.action_slope, c)
         return torch.linalg.vector_norm(actions, dim=1).numpy()
     if color == "slope":
-        jac = input_jacobian(policy.hidden_layers, policy.head, part.patterns)
+        layers = policy.hidden_layers if len(part.layer_widths) == len(policy.widths) else clipped_hidden_layers(policy)
+        jac = input_jacobian(layers, policy.head, part.patterns)
         return torch.linalg.matrix_norm(jac).numpy()
     raise UserError(f"unknown colouring '{color}'; use one of {', '.join(COLORINGS)}")
 
@@ -310,10 +341,10 @@ class PlaneFrame:
 
 
 def build_frame(policy: LoadedPolicy, plane: StatePlane, env_id: str, *, color: str = "region", label: str = "",
-                device: str = "cpu", trajectory_seed: int | None = None) -> PlaneFrame:
+                clip_inputs: bool = True, device: str = "cpu", trajectory_seed: int | None = None) -> PlaneFrame:
     """Partition, colour values and overlays of one checkpoint on the plane; for a state-space plane with
     `trajectory_seed` set, also the policy's deterministic episode from that seed."""
-    part = partition_on_plane(policy, plane, device=device)
+    part = partition_on_plane(policy, plane, clip_inputs=clip_inputs, device=device)
     traj = target = None
     if plane.kind == "state_space":
         target = target_state(env_id)

@@ -1,0 +1,350 @@
+"""evaluate.py and randomized_metric_helper.py end to end, plus the evaluation library's run lookup and sharding."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from tests.helpers import assert_one_line_error, run_cli, tree_digest
+from tests.reference_regions import line_pieces_ref, path_pieces_ref
+from utils.errors import UserError
+from utils.evaluation import EvalOptions, expected_columns, resolve_runs, slurm_shard
+from utils.io import load_npz
+
+TINY = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
+        "--n_epochs=2", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20", "--quiet"]
+CHEETAH = ["--env=HalfCheetah-v5", "--total_timesteps=200", "--nsteps=50", "--n_envs=2", "--batch_size=50",
+           "--n_epochs=1", "--policy_dims=c16,16", "--value_dims=c8", "--eval_episodes=1",
+           "--norm_warmup_steps=20", "--quiet"]
+
+
+def _train(store: Path, run_id: str, *extra: str) -> Path:
+    result = run_cli("train.py", *extra, f"--save_dir={store}", f"--run_id={run_id}")
+    assert result.returncode == 0, result.stderr
+    return store / run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """A sweep S of three tiny Car1D runs (two seeds of c8,8, one c4) in one run store."""
+    store = tmp_path_factory.mktemp("store")
+    _train(store, "a8", *TINY, "--policy_dims=c8,8", "--seed=0", "--sweep_id=S")
+    _train(store, "b8", *TINY, "--policy_dims=c8,8", "--seed=1", "--sweep_id=S")
+    _train(store, "c4", *TINY, "--policy_dims=c4", "--seed=0", "--sweep_id=S")
+    return store
+
+
+def _history(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _evaluate(store: Path, results: Path, *args: str):
+    return run_cli("evaluate.py", f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", *args)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Quick unit tests
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_items", [0, 1, 5, 7, 12])
+@pytest.mark.parametrize("count,minimum", [(1, 0), (3, 0), (4, 1), (5, 10), (13, 2)])
+def test_slurm_chunks_cover_every_run_exactly_once(n_items, count, minimum):
+    items = [f"run{i}" for i in range(n_items)]
+    chunks = [slurm_shard(items, {"SLURM_ARRAY_TASK_ID": str(minimum + k), "SLURM_ARRAY_TASK_COUNT": str(count),
+                                  "SLURM_ARRAY_TASK_MIN": str(minimum)}) for k in range(count)]
+    assert [x for c in chunks for x in c] == items  # contiguous, in order, each once
+    assert max(map(len, chunks)) - min(map(len, chunks)) <= 1
+    assert slurm_shard(items, {}) == items
+    with pytest.raises(UserError, match="outside"):
+        slurm_shard(items, {"SLURM_ARRAY_TASK_ID": str(minimum + count), "SLURM_ARRAY_TASK_COUNT": str(count),
+                            "SLURM_ARRAY_TASK_MIN": str(minimum)})
+
+
+def test_expected_columns_use_design_names():
+    cols = expected_columns(EvalOptions(run_id="x", add_stochastic=True, random_lines=True, random_trajectories=True))
+    for name in ["num_transitions_deterministic_fixed", "num_regions_deterministic_current",
+                 "num_transitions_stochastic_current", "deterministic_fixed_trajectory_length_normalized",
+                 "deterministic_fixed_normalized_density", "deterministic_fixed_transitions_per_length",
+                 "stochastic_current_trajectory_timesteps", "deterministic_current_trajectory_length",
+                 "mean_num_regions_random_trajectories", "std_num_regions_random_trajectories",
+                 "mean_normalized_num_transitions_random_trajectories", "mean_trajectory_length_random_trajectories",
+                 "mean_num_regions_random_lines_origin", "std_num_regions_random_lines_mean"]:
+        assert name in cols, name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A run end to end
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_idempotent(store, tmp_path):
+    results = tmp_path / "results"
+    res = _evaluate(store, results, "--run_id=a8", "--add_stochastic", "--log_locally")
+    assert res.returncode == 0, res.stderr
+    out = results / "a8" / "a8"
+    rows = _history(out / "history.csv")
+    assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
+    columns = expected_columns(EvalOptions(run_id="a8", add_stochastic=True))
+    for row in rows:
+        for c in columns:
+            assert c in row
+            if c != "eval_return":
+                assert math.isfinite(float(row[c])), (c, row[c])
+    for name in ["history.csv", "summary.json", "normalized_density.png", "trajectory_length.png",
+                 "region_count.png", "eval_return.png"]:
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["depth"], summary["width"], summary["n"]) == (2, 8, 16)
+    assert summary["n_params"] == 2 * 8 + 8 + 8 * 8 + 8 + 8 * 1 + 1
+    assert summary["bad_checkpoints"] == [] and "best_num_regions_deterministic_fixed" in summary
+    assert summary["best_eval_return"] is not None
+
+    # Independent computation: the reference (loop) region counter on the cached raw states.
+    run = store / "a8"
+    fixed = load_npz(run / "trajectories" / "best_deterministic_seed0.npz")["states"]
+    for row in rows:
+        it = int(row["iteration"])
+        policy = load_checkpoint(run / "checkpoints" / f"{it:06d}.pt")
+        layers = [(W.numpy(), b.numpy()) for W, b in policy.hidden_layers]
+        current = load_npz(run / "trajectories" / f"{it:06d}_deterministic_seed0.npz")["states"]
+        assert len(fixed) == 1000 and len(current) == 1000  # Car1D never terminates: s_0..s_999
+        for kind, states in (("fixed", fixed), ("current", current)):
+            ref = path_pieces_ref(layers, policy.normalize(states))
+            assert int(row[f"num_transitions_deterministic_{kind}"]) == ref["num_transitions"]
+            assert int(row[f"num_regions_deterministic_{kind}"]) == ref["num_regions"]
+            x = policy.normalize(states)
+            length = np.linalg.norm(np.diff(x, axis=0), axis=1).sum()
+            assert float(row[f"deterministic_{kind}_normalized_density"]) == pytest.approx(
+                ref["num_transitions"] / (length * 16))
+
+    before = tree_digest(tmp_path)
+    cache_before = tree_digest(run / "trajectories")
+    again = _evaluate(store, results, "--run_id=a8", "--add_stochastic")
+    assert again.returncode == 0, again.stderr
+    assert "0 checkpoints evaluated, 3 already done" in again.stdout
+    assert tree_digest(tmp_path) == before and tree_digest(run / "trajectories") == cache_before
+
+    # --overwrite recomputes everything and gets exactly the same numbers (sampling is seeded).
+    shutil.rmtree(run / "trajectories")
+    third = _evaluate(store, results, "--run_id=a8", "--add_stochastic", "--overwrite", "--no_plots")
+    assert third.returncode == 0, third.stderr
+    assert _history(out / "history.csv") == rows
+
+
+@pytest.mark.slow
+def test_halfcheetah_run(tmp_path):
+    store = tmp_path / "store"
+    _train(store, "hc", *CHEETAH)
+    res = _evaluate(store, tmp_path / "results", "--run_id=hc", "--workers=2", "--no_plots")
+    assert res.returncode == 0, res.stderr
+    rows = _history(tmp_path / "results" / "hc" / "hc" / "history.csv")
+    assert len(rows) == 3
+    policy = load_checkpoint(store / "hc" / "checkpoints" / "000002.pt")
+    states = load_npz(store / "hc" / "trajectories" / "000002_deterministic_seed0.npz")["states"]
+    assert states.shape[1] == 17
+    ref = path_pieces_ref([(W.numpy(), b.numpy()) for W, b in policy.hidden_layers], policy.normalize(states))
+    assert int(rows[-1]["num_transitions_deterministic_current"]) == ref["num_transitions"]
+    assert int(rows[-1]["num_regions_deterministic_current"]) == ref["num_regions"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A sweep with random data
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
+    results, data = tmp_path / "results", tmp_path / "randomized"
+    missing = _evaluate(store, results, "--sweep_id=S", "--evaluate_random_lines", f"--randomized_data_dir={data}")
+    assert_one_line_error(missing, "missing", f"python randomized_metric_helper.py --sweep_id=S "
+                                              f"--checkpoints_dir={store} --save_dir={data}")
+    assert not list(results.rglob("history.csv"))
+
+    made = run_cli("randomized_metric_helper.py", "--sweep_id=S", f"--checkpoints_dir={store}",
+                   f"--save_dir={data}", "--num_random_lines=20", "--num_random_trajectories=2")
+    assert made.returncode == 0, made.stderr
+    lines = load_npz(data / "S" / "Car1DEnv-v1_random_lines.npz")
+    assert lines["points"].shape == (20, 2)
+    trajs = load_npz(data / "S" / "Car1DEnv-v1_random_trajectories.npz")
+    assert list(trajs["lengths"]) == [1000, 1000]
+
+    res = _evaluate(store, results, "--sweep_id=S", "--evaluate_random_lines", "--evaluate_random_trajectories",
+                    f"--randomized_data_dir={data}")
+    assert res.returncode == 0, res.stderr
+    with open(results / "S" / "sweep.csv", newline="") as fh:
+        sweep = list(csv.DictReader(fh))
+    assert sorted(r["run_id"] for r in sweep) == ["a8", "b8", "c4"]
+    assert {r["architecture"] for r in sweep} == {"c8,8", "c4"}
+    for name in ["sweep_normalized_density", "sweep_region_count", "sweep_trajectory_length", "sweep_eval_return",
+                 "sweep_regions_vs_neurons"]:
+        assert (results / "S" / f"{name}.png").is_file()
+    opts = EvalOptions(sweep_id="S", random_lines=True, random_trajectories=True)
+    for run_id in ("a8", "b8", "c4"):
+        rows = _history(results / "S" / run_id / "history.csv")
+        for row in rows:
+            for c in expected_columns(opts):
+                if c != "eval_return":
+                    assert math.isfinite(float(row[c])), (run_id, c)
+    # Random lines of one checkpoint against the reference counter.
+    policy = load_checkpoint(store / "c4" / "checkpoints" / "000002.pt")
+    x = policy.normalize(lines["points"])
+    ref = line_pieces_ref([(W.numpy(), b.numpy()) for W, b in policy.hidden_layers], x, x)
+    row = _history(results / "S" / "c4" / "history.csv")[-1]
+    assert float(row["mean_num_regions_random_lines_origin"]) == pytest.approx(np.mean(ref["num_regions_per_line"]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------------------------------
+def _copy_run(store: Path, run_id: str, new_store: Path, new_id: str | None = None) -> Path:
+    target = new_store / (new_id or run_id)
+    shutil.copytree(store / run_id, target, ignore=shutil.ignore_patterns("trajectories", "wandb"))
+    return target
+
+
+@pytest.mark.slow
+def test_bad_inputs_fail_with_one_line(store, tmp_path):
+    results = tmp_path / "results"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    no_ckpt = _copy_run(store, "a8", bad, "nockpt")
+    shutil.rmtree(no_ckpt / "checkpoints")
+    no_best = _copy_run(store, "a8", bad, "nobest")
+    (no_best / "best.pt").unlink()
+    dims = _copy_run(store, "a8", bad, "dims")
+    shutil.copyfile(store / "c4" / "checkpoints" / "000001.pt", dims / "checkpoints" / "000001.pt")
+    env = _copy_run(store, "a8", bad, "env")
+    state = read_checkpoint(env / "checkpoints" / "000001.pt")
+    state["config"] = {**state["config"], "env_id": "Car1DEnv-v0"}
+    save_checkpoint(env / "checkpoints" / "000001.pt", {k: v for k, v in state.items() if k != "format"})
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    cases = [
+        ([], ("exactly one of --run_id",)),
+        (["--run_id=a8", "--sweep_id=S"], ("exactly one of --run_id",)),
+        (["--run_id=nosuch"], ("no run 'nosuch'", "a8", "wandb not searched")),
+        (["--sweep_id=nosuch"], ("no sweep 'nosuch'", "a8")),
+        (["--run_id=nockpt", f"--checkpoints_dir={bad}"], ("no checkpoints", "nockpt")),
+        (["--run_id=nobest", f"--checkpoints_dir={bad}"], ("no best.pt",)),
+        (["--run_id=dims", f"--checkpoints_dir={bad}"], ("000001.pt", "policy dims")),
+        (["--run_id=env", f"--checkpoints_dir={bad}"], ("000001.pt", "Car1DEnv-v0")),
+        (["--run_id=a8", "--device=cuda"], ("cuda", "--device=cpu")),
+        (["--run_id=a8", f"--results_dir={blocker}/sub"], ("--results_dir",)),
+        (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
+         ("missing", "python randomized_metric_helper.py --run_id=a8")),
+        (["--run_id=a8", "--workers=0"], ("--workers",)),
+    ]
+    before = tree_digest(store)
+    for extra, needles in cases:
+        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
+        result = run_cli("evaluate.py", *args)
+        assert_one_line_error(result, *needles)
+        assert not list(results.rglob("history.csv")), extra
+    assert tree_digest(store) == before
+
+
+@pytest.mark.slow
+def test_corrupt_checkpoint_is_named_and_other_epochs_are_evaluated(store, tmp_path):
+    bad = tmp_path / "bad"
+    run = _copy_run(store, "a8", bad)
+    data = (run / "checkpoints" / "000001.pt").read_bytes()
+    (run / "checkpoints" / "000001.pt").write_bytes(data[: len(data) // 3])
+    result = _evaluate(bad, tmp_path / "results", "--run_id=a8", "--no_plots")
+    assert_one_line_error(result, "000001.pt", "summary.json")
+    out = tmp_path / "results" / "a8" / "a8"
+    assert [int(r["iteration"]) for r in _history(out / "history.csv")] == [0, 2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [Path(b["file"]).name for b in summary["bad_checkpoints"]] == ["000001.pt"]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The wandb API path (the client replaced by a fake: no network here)
+# ----------------------------------------------------------------------------------------------------------------
+class FakeArtifact:
+    def __init__(self, run_id: str, path: Path, iteration: int):
+        self.name, self.type, self.metadata = f"checkpoints-{run_id}:v{iteration}", "model", {"iteration": iteration}
+        self._path = path
+
+    def download(self, root: str) -> str:
+        shutil.copyfile(self._path, Path(root) / f"{self.metadata['iteration']:06d}.pt")
+        return root
+
+
+class FakeRun:
+    def __init__(self, run_dir: Path, name: str):
+        info = json.loads((run_dir / "run.json").read_text())
+        self.id, self.name, self.state = info["run_id"], name, "finished"
+        self.config = {**info["config"], "sweep_id": info.get("sweep_id")}
+        self._artifacts = [FakeArtifact(self.id, p, int(p.stem)) for p in sorted((run_dir / "checkpoints").glob("*.pt"))]
+
+    def logged_artifacts(self):
+        return list(self._artifacts)
+
+
+class FakeApi:
+    def __init__(self, runs: list[FakeRun]):
+        self.runs_by_id = {r.id: r for r in runs}
+        self.calls = []
+
+    def run(self, path: str):
+        self.calls.append(("run", path))
+        run_id = path.split("/")[-1]
+        if run_id not in self.runs_by_id:
+            raise ValueError(f"Could not find run {path}")
+        return self.runs_by_id[run_id]
+
+    def runs(self, path: str, filters: dict | None = None):
+        self.calls.append(("runs", path, filters))
+        key, value = next(iter((filters or {}).items()))
+        if key == "display_name":
+            return [r for r in self.runs_by_id.values() if r.name == value]
+        return [r for r in self.runs_by_id.values() if r.config.get("sweep_id") == value]
+
+    def sweep(self, path: str):
+        self.calls.append(("sweep", path))
+        sweep_id = path.split("/")[-1]
+        if sweep_id != "wsweep":
+            raise ValueError("no such sweep")
+        return SimpleNamespace(runs=list(self.runs_by_id.values()))
+
+
+@pytest.mark.slow
+def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
+    api = FakeApi([FakeRun(store / "a8", "name-a8"), FakeRun(store / "c4", "name-c4")])
+    empty = tmp_path / "empty_store"
+    base = dict(checkpoints_dir=empty, entity="me", project="deep_rl_regions")
+
+    with pytest.raises(UserError, match="wandb not searched"):
+        resolve_runs(EvalOptions(run_id="a8", **base), wandb_online=False, api_factory=lambda: api)
+    (found,) = resolve_runs(EvalOptions(run_id="a8", **base), wandb_online=True, api_factory=lambda: api)
+    assert found.source == "wandb" and found.run.root == empty / ".wandb_cache" / "a8"
+    assert [i for i, _ in found.run.list_checkpoints()] == [0, 1, 2] and found.run.best.is_file()
+    assert found.info["env_id"] == "Car1DEnv-v1" and found.info["config"]["policy_dims"] == [8, 8]
+    for it, path in found.run.list_checkpoints():
+        assert path.read_bytes() == (store / "a8" / "checkpoints" / f"{it:06d}.pt").read_bytes()
+    (by_name,) = resolve_runs(EvalOptions(run_id="name-c4", **base), wandb_online=True, api_factory=lambda: api)
+    assert by_name.run_id == "c4"
+    wsweep = resolve_runs(EvalOptions(sweep_id="wsweep", **base), wandb_online=True, api_factory=lambda: api)
+    assert sorted(r.run_id for r in wsweep) == ["a8", "c4"]
+    local_sweep = resolve_runs(EvalOptions(sweep_id="S", **base), wandb_online=True, api_factory=lambda: api)
+    assert sorted(r.run_id for r in local_sweep) == ["a8", "c4"]  # train.py --sweep_id is a config field
+    with pytest.raises(UserError, match="nor in wandb me/deep_rl_regions"):
+        resolve_runs(EvalOptions(run_id="zzz", **base), wandb_online=True, api_factory=lambda: api)
+    # A run that exists locally is taken from the run store, never downloaded.
+    (local,) = resolve_runs(EvalOptions(sweep_id="wsweep", checkpoints_dir=store, entity="me"), wandb_online=True,
+                            api_factory=lambda: api)[:1]
+    assert local.source == "local" and local.run.root == store / "a8"
+
+    # The downloaded run evaluates like a local one.
+    from utils.evaluation import evaluate
+    report = evaluate(EvalOptions(run_id="a8", results_dir=tmp_path / "results", plots=False, **base),
+                      wandb_online=True, api_factory=lambda: api)
+    rows = _history(report.runs[0].out_dir / "history.csv")
+    assert len(rows) == 3

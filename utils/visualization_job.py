@@ -1,0 +1,271 @@
+"""What visualize_hd.py does, as a library: validate a request (checkpoints, runs, env, bounds, output directory)
+before any work, build one plane for all checkpoints, partition and draw them, and write the images atomically.
+
+Everything a user can get wrong is checked in ``plan_job``, which writes nothing but the (empty) output directory;
+``run_job`` renders every image in memory first and writes files only at the end, each atomically, so a failure
+never leaves a half-written image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from envs.resolve import resolve_env_id
+from models.checkpoint import LoadedPolicy, load_checkpoint
+from utils.errors import UserError
+from utils.io import write_bytes_atomic
+from utils.run_store import RunPaths, check_writable_dir, find_run
+from utils.visualization import (PlaneFrame, StatePlane, build_frame, choose_three_states, default_state_space_bounds,
+                                 env_info, plane_through_raw_states, sample_states, state_space_plane)
+
+SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
+SHEET_PANEL = {"states": (3.2, 3.4), "state_space": (3.8, 3.1)}  # inches per panel, contact sheets
+SHEET_MAX_COLS = 5
+
+
+@dataclass
+class VisualizeRequest:
+    """visualize_hd.py's flags, parsed (see its --help for meanings and defaults)."""
+
+    env: str | None = None
+    policy_path: str | None = None
+    stats_path: str | None = None
+    save_path: Path = Path("plots")
+    run: str | None = None
+    compare: list[str] | None = None
+    checkpoints_dir: Path = Path("checkpoints")
+    all_checkpoints: bool = False
+    color: str = "region"
+    fmt: str = "png"
+    num_episodes: int = 10
+    seed: int = 0
+    scale: float = 1.25
+    xlim: tuple[float, float] | None = None
+    ylim: tuple[float, float] | None = None
+    dpi: int = 150
+    frame_ms: int = 700
+    clip_inputs: bool = True
+    device: str = "cpu"
+
+
+@dataclass
+class Series:
+    """The checkpoints of one column: a run (or a lone checkpoint), oldest first."""
+
+    label: str
+    policies: list[LoadedPolicy]
+    reference: LoadedPolicy  # the policy whose episodes give the states (the run's best)
+
+
+@dataclass
+class Job:
+    request: VisualizeRequest
+    env_id: str
+    series: list[Series]
+    plane: StatePlane
+    animate: bool  # one frame per checkpoint index (GIF + contact sheet) instead of one image
+
+
+@dataclass
+class JobResult:
+    paths: list[Path]
+    summary: list[str]
+    frames: list[list[PlaneFrame]] = field(repr=False, default_factory=list)  # [frame index][series]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Planning: every check before any work
+# --------------------------------------------------------------------------------------------------------------
+def _run_of_checkpoint(path: Path) -> RunPaths | None:
+    """The run a checkpoint file belongs to (<run>/best.pt or <run>/checkpoints/NNNNNN.pt), if any."""
+    for root in (path.parent, path.parent.parent):
+        if (root / "run.json").is_file():
+            return RunPaths(root)
+    return None
+
+
+def _run_series(run: RunPaths, all_checkpoints: bool) -> Series:
+    listed = run.list_checkpoints()
+    if not listed and not run.best.is_file():
+        raise UserError(f"run {run.run_id} has no checkpoints in {run.checkpoints_dir}; train it first "
+                        f"(python train.py) or pass another run")
+    reference = load_checkpoint(run.best) if run.best.is_file() else load_checkpoint(listed[-1][1])
+    if all_checkpoints:
+        if not listed:
+            raise UserError(f"run {run.run_id} has no checkpoints in {run.checkpoints_dir} (only best.pt); "
+                            f"drop --all_checkpoints to draw best.pt")
+        policies = [load_checkpoint(p) for _, p in listed]
+    else:
+        policies = [reference]
+    return Series(run.run_id, policies, reference)
+
+
+def _apply_stats(series: list[Series], stats_path: str | None) -> None:
+    if stats_path is None:
+        return
+    stats = load_checkpoint(stats_path)
+    for s in series:
+        s.policies = [p.with_statistics(stats) for p in s.policies]
+        s.reference = s.reference.with_statistics(stats)
+
+
+def plan_job(req: VisualizeRequest, notify: Callable[[str], None] = lambda line: None) -> Job:
+    """Validate the request and build the plane; raises UserError (nothing written but the output dir) on bad input."""
+    sources = sum(x is not None for x in (req.policy_path, req.run, req.compare))
+    if sources > 1:
+        raise UserError("pass one of --policy_path, --run_id/--run_dir or --compare")
+    if req.all_checkpoints and not (req.run or req.compare):
+        raise UserError("--all_checkpoints needs a run: pass --run_id=RUN (or --run_dir=DIR, or --compare RUN ...)")
+    if sources == 0:
+        raise UserError("nothing to draw; pass --policy_path=CHECKPOINT.pt, or --run_id=RUN [--all_checkpoints]")
+    if req.policy_path is not None:
+        policy = load_checkpoint(req.policy_path)
+        run = _run_of_checkpoint(Path(req.policy_path))
+        reference = policy
+        if run is not None and run.best.is_file() and run.best.resolve() != Path(req.policy_path).resolve():
+            reference = load_checkpoint(run.best)
+        label = run.run_id if run is not None else Path(req.policy_path).stem
+        series = [Series(label, [policy], reference)]
+    else:
+        names = req.compare if req.compare is not None else [req.run]
+        series = [_run_series(find_run(req.checkpoints_dir, name), req.all_checkpoints) for name in names]
+    _apply_stats(series, req.stats_path)
+
+    first = series[0].policies[0]
+    requested_env = req.env or first.config.get("env_id")
+    if not requested_env:
+        raise UserError(f"{first.path} does not record its env; pass --env=ID")
+    resolved = resolve_env_id(requested_env)
+    if resolved.notice and req.env:
+        notify(resolved.notice)
+    info = env_info(resolved.resolved)
+    for s in series:
+        for p in [*s.policies, s.reference]:
+            if p.obs_dim != info.obs_dim:
+                raise UserError(f"--env={requested_env} observes {info.obs_dim} numbers but {p.path} takes "
+                                f"{p.obs_dim} (trained on {p.config.get('env_id')}); pass the env the checkpoint "
+                                f"was trained on")
+    trained_on = {p.config.get("env_id") for s in series for p in s.policies}
+    if trained_on - {resolved.resolved}:
+        notify(f"notice: drawing on {resolved.resolved}, checkpoints were trained on {', '.join(map(str, sorted(trained_on)))}")
+
+    if info.obs_dim != 2 and (req.xlim or req.ylim):
+        raise UserError(f"--xlim/--ylim bound a 2-D state space, {resolved.resolved} has {info.obs_dim}; drop them "
+                        f"(high-D pictures use the plane through three states)")
+    check_writable_dir(req.save_path, "--save_path")
+
+    if info.obs_dim == 2:
+        xlim, ylim = req.xlim, req.ylim
+        if xlim is None or ylim is None:
+            dx, dy = default_state_space_bounds(resolved.resolved)
+            xlim, ylim = xlim or dx, ylim or dy
+        plane = state_space_plane(xlim, ylim, info.state_names)
+    else:
+        reference = series[0].reference
+        pool = sample_states(resolved.resolved, reference, req.num_episodes, req.seed)
+        states = choose_three_states(pool, reference, req.seed)
+        plane = plane_through_raw_states(states, reference, req.scale)
+        plane.info.update(seed=req.seed, num_episodes=req.num_episodes)
+    animate = req.all_checkpoints
+    return Job(req, resolved.resolved, series, plane, animate)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------------------------
+def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
+    """Partitions for every frame index (rows) and series (columns); a shorter run holds its last checkpoint."""
+    req = job.request
+    n = max(len(s.policies) for s in job.series)
+    rows: list[list[PlaneFrame]] = []
+    cache: dict[tuple[int, int], PlaneFrame] = {}
+    traj_seed = req.seed if job.plane.kind == "state_space" else None
+    with tqdm(total=n * len(job.series), desc="partitions", unit="frame", disable=not progress, leave=False) as bar:
+        for i in range(n):
+            row = []
+            for j, s in enumerate(job.series):
+                k = min(i, len(s.policies) - 1)
+                if (j, k) not in cache:
+                    cache[(j, k)] = build_frame(s.policies[k], job.plane, job.env_id, color=req.color, label=s.label,
+                                                clip_inputs=req.clip_inputs, device=req.device,
+                                                trajectory_seed=traj_seed)
+                row.append(cache[(j, k)])
+                bar.update(1)
+            rows.append(row)
+    return rows
+
+
+def _name(job: Job, kind: str, ext: str) -> Path:
+    labels = "-".join(s.label for s in job.series)
+    prefix = f"compare_{labels}" if len(job.series) > 1 else labels
+    return job.request.save_path / f"{prefix}_{kind}_{job.request.color}.{ext}"
+
+
+def run_job(job: Job, progress: bool = True) -> JobResult:
+    """Partition, draw and write: one image, or a GIF (frame per checkpoint) plus a contact sheet."""
+    from utils.partition_plot import figure_bytes, figure_image, gif_bytes, render_panels, shared_norm
+
+    req = job.request
+    rows = _frames(job, progress)
+    all_frames = [f for row in rows for f in row]
+    norm = shared_norm(all_frames)
+    kind = job.plane.kind
+    ncols = len(job.series)
+    compare = ncols > 1
+    suptitle = None
+    if compare:
+        suptitle = f"{job.env_id} · " + ("the state space" if kind == "state_space" else "plane through three states")
+    outputs: dict[Path, bytes] = {}
+    if not job.animate:
+        fig = render_panels(rows[0], ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=req.dpi, norm=norm,
+                            compact=compare, suptitle=suptitle)
+        p = rows[0][0].policy
+        tag = "best" if compare else f"it{p.iteration:06d}"
+        outputs[_name(job, tag, req.fmt)] = figure_bytes(fig, req.fmt)
+    else:
+        images = []
+        for row in tqdm(rows, desc="frames", unit="frame", disable=not progress, leave=False):
+            fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=req.dpi, norm=norm,
+                                compact=compare, suptitle=suptitle)
+            images.append(figure_image(fig))
+        outputs[_name(job, "evolution", "gif")] = gif_bytes(images, req.frame_ms, last_frame_ms=3 * req.frame_ms)
+        sheet_cols = ncols if compare else min(len(all_frames), SHEET_MAX_COLS)
+        sheet = render_panels(all_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=req.dpi, norm=norm,
+                              compact=True, suptitle=suptitle or _sheet_title(job))
+        outputs[_name(job, "contact", req.fmt)] = figure_bytes(sheet, req.fmt)
+    for path, data in outputs.items():
+        try:
+            write_bytes_atomic(path, data)
+        except OSError as err:
+            raise UserError(f"cannot write {path} ({err.strerror}); choose a writable --save_path") from None
+    return JobResult(list(outputs), _summary(job, rows), rows)
+
+
+def _sheet_title(job: Job) -> str:
+    p = job.series[0].policies[0]
+    widths = "c" + ",".join(str(w) for w in p.widths)
+    where = "state space" if job.plane.kind == "state_space" else "plane through three states"
+    return f"{job.env_id} · {widths} · {job.series[0].label} · {where}"
+
+
+def _summary(job: Job, rows: list[list[PlaneFrame]]) -> list[str]:
+    """One line per drawn checkpoint: run, iteration, timesteps and region count (the core's polygon count)."""
+    lines = []
+    if job.plane.kind == "states":
+        s = job.plane.info
+        lines.append(f"plane: three states from {s.get('num_episodes')} stochastic episodes of {s.get('reference')} "
+                     f"(seed {s.get('seed')}), domain {s.get('scale')} x circumcircle")
+    seen = set()
+    for row in rows:
+        for f in row:
+            key = (f.label, str(f.policy.path))
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(f"{f.label} iteration {f.policy.iteration} timesteps {f.policy.timesteps} "
+                         f"regions: {f.num_regions}")
+    return lines
