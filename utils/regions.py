@@ -393,7 +393,7 @@ def _run_chunks(
     rel_tol: float = 0.0,
 ) -> PathPieces:
     n = base.shape[0]
-    chunk = chunk_size or _default_chunk(layers)
+    chunk = _default_chunk(layers) if chunk_size is None else chunk_size
     if chunk < 1:
         raise UserError("chunk_size must be a positive number of segments")
     parts = []
