@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.scale > 0:
         raise UserError(f"--scale={args.scale} must be positive")
+    if args.run_dir and args.run_id:
+        raise UserError("pass either --run_id or --run_dir, not both")
     xlim, ylim = parse_limits(args.xlim, "--xlim"), parse_limits(args.ylim, "--ylim")
     import torch
 
@@ -80,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         all_checkpoints=args.all_checkpoints, color=args.color, fmt=args.format, num_episodes=args.num_episodes,
         seed=args.seed, scale=args.scale, xlim=xlim, ylim=ylim, dpi=args.dpi, frame_ms=args.frame_ms,
         clip_inputs=not args.unclipped, device=args.device)
-    if args.run_dir and args.run_id:
-        raise UserError("pass either --run_id or --run_dir, not both")
     job = plan_job(request, notify=lambda line: print(line, file=sys.stderr))
     result = run_job(job, progress=not args.quiet)
     for line in result.summary:

@@ -96,20 +96,21 @@ def shared_norm(frames: Sequence[PlaneFrame]) -> Normalize | None:
 # --------------------------------------------------------------------------------------------------------------
 # One panel
 # --------------------------------------------------------------------------------------------------------------
-def frame_title(frame: PlaneFrame, compact: bool = False) -> str:
-    """Title of a panel: env and widths, checkpoint iteration and timesteps, region count."""
+def frame_title(frame: PlaneFrame, compact: bool = False, show_label: bool = True) -> str:
+    """Title of a panel: env and widths, checkpoint iteration and timesteps, region count (compact: without env,
+    and without run and widths unless `show_label`)."""
     p = frame.policy
     widths = "c" + ",".join(str(w) for w in p.widths)
     regions = f"{frame.num_regions:,} regions"
     if compact:
-        head = f"{frame.label} · {widths} · " if frame.label else f"{widths} · "
+        head = "" if not show_label else f"{frame.label} · {widths} · " if frame.label else f"{widths} · "
         return f"{head}it {p.iteration} · {p.timesteps:,} steps\n{regions}"
     label = f"{frame.label} · " if frame.label else ""
     return f"{frame.env_id} · {widths} · {label}iteration {p.iteration} ({p.timesteps:,} steps)\n{regions}"
 
 
 def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact: bool = False,
-               panel_inches: float = 5.0, legend: bool = True):
+               panel_inches: float = 5.0, legend: bool = True, show_label: bool = True):
     """Draw one partition on `ax`: filled polygons with thin edges plus the plane's overlays; returns the
     PolyCollection (a ScalarMappable for colour bars when the colouring is continuous)."""
     part = frame.partition
@@ -160,8 +161,9 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
                                       edgecolors="black", linewidths=0.9, zorder=7, label="target"))
     if legend and handles:
         ax.legend(handles=handles, loc="upper left", frameon=True, framealpha=0.85, borderpad=0.4,
-                  handlelength=1.6, fancybox=False, edgecolor="0.6")
-    ax.set_title(frame_title(frame, compact))
+                  handlelength=1.6, fancybox=False, edgecolor="0.6", fontsize=6 if compact else None,
+                  markerscale=0.7 if compact else 1.0)
+    ax.set_title(frame_title(frame, compact, show_label))
     return coll
 
 
@@ -170,7 +172,7 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
 # --------------------------------------------------------------------------------------------------------------
 def render_panels(frames: Sequence[PlaneFrame], *, ncols: int | None = None, panel_size: tuple[float, float] = (5.0, 5.0),
                   dpi: int = 150, norm: Normalize | None = None, compact: bool = False,
-                  suptitle: str | None = None) -> Figure:
+                  suptitle: str | None = None, show_label: bool = True) -> Figure:
     """A figure with one panel per frame on a grid (row-major) and, for continuous colourings, one shared colour
     bar. Its size is exactly ncols * panel_size[0] by nrows * panel_size[1] inches (+ colour bar strip)."""
     import matplotlib as mpl
@@ -181,7 +183,7 @@ def render_panels(frames: Sequence[PlaneFrame], *, ncols: int | None = None, pan
     continuous = frames[0].values is not None
     norm = norm or (shared_norm(frames) if continuous else None)
     width = ncols * panel_size[0] + (0.9 if continuous else 0.0)
-    height = nrows * panel_size[1] + (0.35 if suptitle else 0.0)
+    height = nrows * panel_size[1] + (0.4 if suptitle else 0.0)
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
         FigureCanvasAgg(fig)
@@ -192,7 +194,7 @@ def render_panels(frames: Sequence[PlaneFrame], *, ncols: int | None = None, pan
                 ax.set_axis_off()
                 continue
             mappable = draw_frame(ax, frames[k], norm=norm, compact=compact, panel_inches=min(panel_size),
-                                  legend=not compact or k == 0)
+                                  legend=not compact or k == 0, show_label=show_label)
         if continuous and mappable is not None:
             fig.colorbar(mappable, ax=axes, shrink=0.85 if nrows == 1 else 0.6, aspect=30, pad=0.02,
                          label=COLORBAR_LABELS[frames[0].color])

@@ -23,11 +23,8 @@ colouring use the policy's own neurons; ``clip_polygon`` gives the part of the d
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -54,25 +51,6 @@ _TARGETS = {"Car1DEnv-v0": (100.0, 0.0), "Car1DEnv-v1": (100.0, 0.0), "MountainC
 # --------------------------------------------------------------------------------------------------------------
 # Environments
 # --------------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence C-level writes to stderr (MuJoCo's model-compiler deprecation lines) for the duration."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # pytest capture or an unusual stream: nothing to silence
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
-
-
 @dataclass(frozen=True)
 class EnvInfo:
     """What the pictures need to know about an env: its id, observation size and state names."""
@@ -84,8 +62,7 @@ class EnvInfo:
 
 def env_info(env_id: str) -> EnvInfo:
     """Observation size and state names of an already resolved env id."""
-    with quiet_native_stderr():
-        env = make_env(env_id)
+    env = make_env(env_id)
     try:
         obs_dim = int(np.prod(env.observation_space.shape))
         names = getattr(env.unwrapped, "state_names", None)
@@ -101,8 +78,7 @@ def default_state_space_bounds(env_id: str) -> tuple[tuple[float, float], tuple[
     """Default (xlim, ylim) of a 2-D state space; finite observation bounds when the env has them."""
     if env_id in STATE_SPACE_DEFAULTS:
         return STATE_SPACE_DEFAULTS[env_id]
-    with quiet_native_stderr():
-        env = make_env(env_id)
+    env = make_env(env_id)
     low, high = env.observation_space.low.astype(float), env.observation_space.high.astype(float)
     env.close()
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
@@ -117,9 +93,8 @@ def target_state(env_id: str) -> tuple[float, float] | None:
 
 def run_episode(env_id: str, policy: LoadedPolicy, *, stochastic: bool, seed: int,
                 max_steps: int | None = None) -> Trajectory:
-    """One seeded episode of the policy (raw states), with MuJoCo's compiler chatter silenced."""
-    with quiet_native_stderr():
-        return sample_episode(env_id, policy, stochastic=stochastic, seed=seed, max_steps=max_steps)
+    """One seeded episode of the policy (raw states; stochastic: mean + std noise), utils.trajectories' sampler."""
+    return sample_episode(env_id, policy, stochastic=stochastic, seed=seed, max_steps=max_steps)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ never leaves a half-written image.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -235,7 +234,7 @@ def run_job(job: Job, progress: bool = True) -> JobResult:
         outputs[_name(job, "evolution", "gif")] = gif_bytes(images, req.frame_ms, last_frame_ms=3 * req.frame_ms)
         sheet_cols = ncols if compare else min(len(all_frames), SHEET_MAX_COLS)
         sheet = render_panels(all_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=req.dpi, norm=norm,
-                              compact=True, suptitle=suptitle or _sheet_title(job))
+                              compact=True, suptitle=suptitle or _sheet_title(job), show_label=compare)
         outputs[_name(job, "contact", req.fmt)] = figure_bytes(sheet, req.fmt)
     for path, data in outputs.items():
         try:

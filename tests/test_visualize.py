@@ -1,0 +1,221 @@
+"""visualize_hd.py end to end: images for Car1D and a HalfCheetah-size policy, region counts equal to the core's
+partition, GIF frames per checkpoint, reproducible planes, and every bad input as one line with exit code 2."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import visualize_hd
+from models.checkpoint import load_checkpoint
+from models.normalization import EPSILON
+from tests.helpers import assert_one_line_error, run_cli
+from utils.errors import run_cli as run_main
+from utils.planes import plane_partition, plane_through_states
+from utils.visualization import choose_three_states, clipped_hidden_layers, sample_states
+from utils.visualization_job import VisualizeRequest, plan_job, run_job
+
+CAR = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
+       "--n_epochs=2", "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20",
+       "--quiet"]
+CHEETAH = ["--env=HalfCheetah-v5", "--total_timesteps=200", "--nsteps=50", "--n_envs=2", "--batch_size=50",
+           "--n_epochs=1", "--policy_dims=c16,16", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20",
+           "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A run store with a tiny Car1D run (3 checkpoints) and a tiny HalfCheetah run (c16,16)."""
+    save_dir = tmp_path_factory.mktemp("store")
+    for flags, run_id in ((CAR, "car"), (CHEETAH, "cheetah")):
+        result = run_cli("train.py", *flags, f"--save_dir={save_dir}", f"--run_id={run_id}")
+        assert result.returncode == 0, result.stderr
+    return save_dir
+
+
+def _regions(stdout: str) -> list[int]:
+    return [int(line.rsplit("regions:", 1)[1]) for line in stdout.splitlines() if "regions:" in line]
+
+
+def _written(stdout: str) -> list[str]:
+    return [line[len("wrote "):] for line in stdout.splitlines() if line.startswith("wrote ")]
+
+
+def _state_space_partition(policy, xlim, ylim, clip: bool):
+    """The core's partition of the Car1D state space box, built here independently of utils.visualization."""
+    std = np.sqrt(policy.obs_var + EPSILON)
+    origin, basis = -policy.obs_mean / std, np.diag(1.0 / std)
+    (x0, x1), (y0, y1) = xlim, ylim
+    domain = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    layers = clipped_hidden_layers(policy) if clip else policy.hidden_layers
+    return plane_partition(layers, policy.head, (origin, basis), domain)
+
+
+def test_car1d_image_size_and_region_count(store, tmp_path):
+    ckpt = store / "car" / "checkpoints" / "000002.pt"
+    out = tmp_path / "plots" / "nested"  # created when missing
+    result = run_cli("visualize_hd.py", "--env=envs:Car1DEnv-v1", f"--policy_path={ckpt}", f"--stats_path={ckpt}",
+                     f"--save_path={out}", "--quiet")
+    assert result.returncode == 0, result.stderr
+    (path,) = _written(result.stdout)
+    assert path.endswith(".png") and (out / "car_it000002_region.png").is_file()
+    with Image.open(path) as im:
+        assert im.size == (960, 720)  # 6.4 x 4.8 inches at the default 150 dpi
+    policy = load_checkpoint(ckpt)
+    expected = _state_space_partition(policy, (-50, 150), (-20, 20), clip=True).num_regions
+    assert _regions(result.stdout) == [expected]
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_car1d_unclipped_counts_equal_bare_network_partition(store, tmp_path):
+    ckpt = store / "car" / "best.pt"
+    args = [f"--policy_path={ckpt}", f"--save_path={tmp_path}", "--unclipped", "--xlim=-5,20", "--ylim=-3,3",
+            "--color=action", "--dpi=100"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert visualize_hd.main([*args, "--quiet"]) == 0
+    policy = load_checkpoint(ckpt)
+    assert _regions(buf.getvalue()) == [_state_space_partition(policy, (-5, 20), (-3, 3), clip=False).num_regions]
+    with Image.open(_written(buf.getvalue())[0]) as im:
+        assert im.size == (730, 480)  # (6.4 + 0.9 colour bar) x 4.8 inches at 100 dpi
+
+
+def test_cheetah_image_matches_core_partition_on_the_papers_plane(store, tmp_path):
+    best = store / "cheetah" / "best.pt"
+    result = run_cli("visualize_hd.py", "--env=HalfCheetah-v2", f"--policy_path={best}", f"--save_path={tmp_path}",
+                     "--num_episodes=2", "--seed=3", "--unclipped", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "notice: HalfCheetah-v2 needs mujoco-py, which no longer installs; using the maintained HalfCheetah-v5"]
+    (path,) = _written(result.stdout)
+    with Image.open(path) as im:
+        assert im.size == (810, 810)  # 5.4 x 5.4 inches at 150 dpi
+    # The paper's construction straight from the core, in the policy's normalized input space.
+    policy = load_checkpoint(best)
+    states = choose_three_states(sample_states("HalfCheetah-v5", policy, 2, 3), policy, 3)
+    std = np.sqrt(policy.obs_var + EPSILON)
+    x = (states - policy.obs_mean) / std
+    core = plane_partition(policy.hidden_layers, policy.head, plane_through_states(*x, scale=1.25))
+    assert _regions(result.stdout) == [core.num_regions] and core.num_regions > 10
+
+
+@pytest.mark.parametrize("fmt, magic", [("pdf", b"%PDF"), ("svg", b"<?xml")])
+def test_vector_formats(store, tmp_path, fmt, magic):
+    req = VisualizeRequest(policy_path=str(store / "car" / "best.pt"), save_path=tmp_path, fmt=fmt)
+    result = run_job(plan_job(req), progress=False)
+    (path,) = result.paths
+    assert path.suffix == f".{fmt}" and path.read_bytes().startswith(magic)
+
+
+def test_all_checkpoints_gif_has_one_frame_per_checkpoint(store, tmp_path):
+    result = run_cli("visualize_hd.py", "--run_id=car", f"--checkpoints_dir={store}", "--all_checkpoints",
+                     f"--save_path={tmp_path}", "--color=slope")
+    assert result.returncode == 0, result.stderr
+    gif, sheet = (tmp_path / "car_evolution_slope.gif"), (tmp_path / "car_contact_slope.png")
+    assert sorted(_written(result.stdout)) == sorted([str(gif), str(sheet)])
+    n_ckpt = len(list((store / "car" / "checkpoints").glob("*.pt")))
+    with Image.open(gif) as im:
+        assert im.n_frames == n_ckpt == 3 and im.size == (1095, 720)
+    assert len(_regions(result.stdout)) == n_ckpt
+    with Image.open(sheet) as im:
+        assert im.size[0] > im.size[1] > 0
+
+
+def test_same_seed_gives_the_same_plane_and_image(store, tmp_path):
+    def plane(seed):
+        req = VisualizeRequest(run="cheetah", checkpoints_dir=store, save_path=tmp_path / str(seed),
+                               num_episodes=2, seed=seed)
+        return plan_job(req)
+
+    a, b, c = plane(5), plane(5), plane(6)
+    np.testing.assert_array_equal(a.plane.states, b.plane.states)
+    np.testing.assert_array_equal(a.plane.origin, b.plane.origin)
+    np.testing.assert_array_equal(a.plane.basis, b.plane.basis)
+    assert not np.array_equal(a.plane.states, c.plane.states)
+    pa, pb = run_job(a, progress=False).paths[0], run_job(b, progress=False).paths[0]
+    assert pa.read_bytes() == pb.read_bytes()
+
+
+def test_evolution_frames_share_the_three_states(store, tmp_path):
+    job = plan_job(VisualizeRequest(run="cheetah", checkpoints_dir=store, save_path=tmp_path, num_episodes=2,
+                                    all_checkpoints=True))
+    result = run_job(job, progress=False)
+    frames = [row[0] for row in result.frames]
+    assert len(frames) == len(list((store / "cheetah" / "checkpoints").glob("*.pt")))
+    for f in frames:  # every checkpoint's plane goes through its own normalized images of the same raw states
+        origin, basis = (f.plane.origin - f.policy.obs_mean) / np.sqrt(f.policy.obs_var + EPSILON), \
+            f.plane.basis / np.sqrt(f.policy.obs_var + EPSILON)
+        x = f.policy.normalize(f.plane.states)
+        np.testing.assert_allclose(origin + f.plane.state_coords @ basis, x, atol=1e-9)
+
+
+@pytest.mark.slow
+def test_compare_runs_side_by_side(store, tmp_path):
+    other = run_cli("train.py", *[a for a in CAR if not a.startswith("--policy_dims")], "--policy_dims=c16,16",
+                    f"--save_dir={store}", "--run_id=car16")
+    assert other.returncode == 0, other.stderr
+    result = run_cli("visualize_hd.py", f"--checkpoints_dir={store}", "--compare", "car", "car16",
+                     "--all_checkpoints", f"--save_path={tmp_path}", "--quiet")
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "compare_car-car16_evolution_region.gif") as im:
+        assert im.n_frames == 3 and im.size == (1920, 780)  # two 6.4 x 4.8 panels + a title strip
+    assert len(_regions(result.stdout)) == 6
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------------------------
+def _bad_cases(store, tmp):
+    truncated = tmp / "truncated.pt"
+    data = (store / "car" / "best.pt").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    empty_run = store / "empty"
+    if not empty_run.exists():
+        (empty_run / "checkpoints").mkdir(parents=True)
+        (empty_run / "run.json").write_text(json.dumps({"status": "failed"}))
+    blocker = tmp / "a_file"
+    blocker.write_text("x")
+    best = store / "car" / "best.pt"
+    out = f"--save_path={tmp / 'out'}"
+    return [
+        ([f"--policy_path={tmp / 'missing.pt'}", out], ("not found",)),
+        ([f"--policy_path={truncated}", out], ("truncated", "truncated.pt")),
+        ([f"--policy_path={best}", f"--stats_path={truncated}", out], ("truncated",)),
+        ([f"--policy_path={best}", "--env=HalfCheetah-v5", out], ("observes 17", "takes 2")),
+        ([f"--policy_path={best}", "--xlim=5,5", out], ("--xlim", "MIN < MAX")),
+        ([f"--policy_path={best}", "--ylim=3,-3", out], ("--ylim",)),
+        ([f"--policy_path={best}", "--xlim=abc", out], ("--xlim",)),
+        ([f"--run_id=empty", f"--checkpoints_dir={store}", "--all_checkpoints", out], ("no checkpoints",)),
+        ([f"--run_id=nosuchrun", f"--checkpoints_dir={store}", out], ("no run 'nosuchrun'",)),
+        ([f"--policy_path={best}", f"--save_path={blocker}/sub"], ("--save_path",)),
+        ([f"--policy_path={best}", "--all_checkpoints", out], ("--all_checkpoints needs a run",)),
+        ([out], ("--policy_path",)),
+        ([f"--policy_path={store / 'cheetah' / 'best.pt'}", "--xlim=0,1", out], ("--xlim",)),
+        ([f"--policy_path={best}", "--color=rainbow", out], ("--color",)),
+    ]
+
+
+def test_bad_inputs_fail_with_one_line_and_write_nothing(store, tmp_path, capsys):
+    for argv, needles in _bad_cases(store, tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(visualize_hd.main, [*argv, "--quiet"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (argv, err)
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+        for needle in needles:
+            assert needle.lower() in lines[0].lower(), (needle, lines[0])
+        images = [p for p in tmp_path.rglob("*") if p.suffix in (".png", ".gif", ".pdf", ".svg", ".tmp")]
+        assert not images, (argv, images)
+
+
+def test_bad_input_through_the_real_command_line(store, tmp_path):
+    # The env check builds a MuJoCo env; its compiler warnings must not reach the one-line error.
+    result = run_cli("visualize_hd.py", f"--policy_path={store / 'car' / 'best.pt'}", "--env=HalfCheetah-v5",
+                     f"--save_path={tmp_path / 'out'}")
+    assert_one_line_error(result, "observes 17", "takes 2")
+    assert not (tmp_path / "out").exists()
