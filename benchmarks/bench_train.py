@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
+from envs.resolve import make_env  # noqa: E402
 from models.launch import TrainOptions, config_from_options  # noqa: E402
 from models.normalization import normalize_with  # noqa: E402
 from models.ppo import policy_numpy_layers  # noqa: E402
@@ -49,6 +50,16 @@ POLICY_DIMS, VALUE_DIMS = (16, 16), (32, 32)
 LOG_STD_INIT = -2.0
 EVAL_EPISODES = 10
 EVAL_SEED = 10_000  # + run seed; the same episodes for both implementations
+
+
+def deterministic_returns(layers: list, normalize, seed: int) -> list[float]:
+    """EVAL_EPISODES raw returns of the mean action on fresh env instances seeded seed, seed + 1, ..."""
+    env_list = [make_env(ENV_ID) for _ in range(EVAL_EPISODES)]
+    try:
+        return evaluate_policy(layers, env_list, normalize, seed)
+    finally:
+        for env in env_list:
+            env.close()
 
 
 def train_ours(seed: int, timesteps: int, save_dir: Path) -> tuple[float, float, float]:
@@ -65,8 +76,8 @@ def train_ours(seed: int, timesteps: int, save_dir: Path) -> tuple[float, float,
     seconds = time.perf_counter() - start
     trainer.close()
     rms = trainer.normalizer.obs_rms
-    returns = evaluate_policy(policy_numpy_layers(trainer.policy), ENV_ID,
-                              lambda s: normalize_with(s, rms.mean, rms.var), EVAL_EPISODES, EVAL_SEED + seed)
+    returns = deterministic_returns(policy_numpy_layers(trainer.policy), lambda s: normalize_with(s, rms.mean, rms.var),
+                                    EVAL_SEED + seed)
     timing = [json.loads(line) for line in (run.root / "timing.jsonl").read_text().splitlines()]
     rollout = sum(t["rollout_seconds"] for t in timing)
     update = sum(t["update_seconds"] for t in timing)
@@ -77,8 +88,6 @@ def train_sb3(seed: int, timesteps: int) -> tuple[float, float]:
     """Wall seconds and mean eval return for one seed of Stable-Baselines3's PPO with the same settings."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
-
-    from envs.resolve import make_env
 
     start = time.perf_counter()
     venv = VecNormalize(DummyVecEnv([lambda: make_env(ENV_ID) for _ in range(N_ENVS)]), gamma=0.99)
@@ -93,7 +102,7 @@ def train_sb3(seed: int, timesteps: int) -> tuple[float, float]:
     layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in linears]
     mean, var = venv.obs_rms.mean.copy(), venv.obs_rms.var.copy()
     assert venv.epsilon == 1e-8 and venv.clip_obs == 10.0  # the transform normalize_with applies
-    returns = evaluate_policy(layers, ENV_ID, lambda s: normalize_with(s, mean, var), EVAL_EPISODES, EVAL_SEED + seed)
+    returns = deterministic_returns(layers, lambda s: normalize_with(s, mean, var), EVAL_SEED + seed)
     venv.close()
     return seconds, float(np.mean(returns))
 

@@ -135,8 +135,8 @@ def ppo_update(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.opt
                rng: np.random.Generator, cfg: PPOConfig, device: torch.device) -> dict[str, float]:
     """n_epochs of minibatch clipped-PPO updates on one rollout; returns mean losses and diagnostics.
 
-    On CPU the float64 numpy implementation runs (models/numpy_update.py: same math, ~10x less overhead for
-    tiny MLPs); elsewhere, or for an optimizer it does not cover, the torch reference below.
+    On CPU the float64 numpy implementation runs (models/numpy_update.py: same math, about 5x faster per
+    minibatch for tiny MLPs); elsewhere, or for an optimizer it does not cover, the torch reference below.
     """
     if device.type == "cpu" and supports_numpy_update(policy, value_net, optimizer):
         return ppo_update_numpy(policy, value_net, optimizer, rollout, rng, cfg)

@@ -18,9 +18,11 @@ last vertex.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -78,25 +80,31 @@ class PlanePartition:
 # --------------------------------------------------------------------------------------------------------------
 # Polygons
 # --------------------------------------------------------------------------------------------------------------
-def _signed_areas(verts: Tensor) -> Tensor:
-    """Shoelace areas (R,) of padded polygons (R, V, 2); repeated padding vertices add nothing."""
+def _signed_areas(verts):
+    """Shoelace areas (R,) of padded polygons (R, V, 2), a tensor or numpy array; repeated padding vertices add
+    nothing."""
+    nxt = list(range(1, verts.shape[1])) + [0]
     x, y = verts[..., 0], verts[..., 1]
-    return 0.5 * (x * y.roll(-1, dims=1) - x.roll(-1, dims=1) * y).sum(1)
+    return 0.5 * (x * y[:, nxt] - x[:, nxt] * y).sum(1)
 
 
 def _validate_domain(domain: ArrayLike, device: torch.device | str) -> Tensor:
     dom = as_float64(domain, device, "domain")
     if dom.ndim != 2 or dom.shape[1] != 2 or dom.shape[0] < 3:
         raise UserError(f"domain must be a convex polygon of shape (V >= 3, 2) in plane coordinates, got {tuple(dom.shape)}")
-    area = float(_signed_areas(dom[None])[0])
+    o = _ops_for(dom.device)
+    d = o.from_tensor(dom)
+    V = d.shape[0]
+    area = float(_signed_areas(d[None])[0])
     if area < 0:
-        dom = dom.flip(0)  # make it counter-clockwise
-    edges = dom.roll(-1, 0) - dom
-    turn = edges[:, 0] * edges.roll(-1, 0)[:, 1] - edges[:, 1] * edges.roll(-1, 0)[:, 0]
-    scale = float(dom.abs().max())
+        d = d[list(range(V - 1, -1, -1))]  # make it counter-clockwise
+    nxt = list(range(1, V)) + [0]
+    edges = d[nxt] - d
+    turn = edges[:, 0] * edges[nxt, 1] - edges[:, 1] * edges[nxt, 0]
+    scale = float(abs(d).max())
     if abs(area) <= 1e-12 * scale * scale or bool((turn < -1e-12 * scale * scale).any()):
         raise UserError("domain must be a convex polygon with nonzero area, vertices in order around it")
-    return dom
+    return o.to_tensor(d)
 
 
 def _compact(points: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
@@ -183,6 +191,416 @@ def _cut_layer(
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Array backends: numpy on the CPU (a small op costs ~1 us there, a torch op 3-10 us), torch elsewhere. The
+# arrangement code below is written once against this interface.
+# --------------------------------------------------------------------------------------------------------------
+class _NumpyOps:
+    """The few array operations whose numpy and torch spellings differ; numpy version (CPU)."""
+
+    float64, int64 = np.float64, np.int64
+
+    @staticmethod
+    def arange(n: int, like):
+        return np.arange(n)
+
+    @staticmethod
+    def where(c, a, b):
+        return np.where(c, a, b)
+
+    @staticmethod
+    def amax(x, axis: int):
+        # numpy reduces a short trailing axis row by row (~50 ns a row); elementwise over its slices is faster.
+        return functools.reduce(np.maximum, np.moveaxis(x, axis, 0)) if x.shape[axis] <= 16 else x.max(axis)
+
+    @staticmethod
+    def amin(x, axis: int):
+        return functools.reduce(np.minimum, np.moveaxis(x, axis, 0)) if x.shape[axis] <= 16 else x.min(axis)
+
+    @staticmethod
+    def nonzero(mask):
+        return np.nonzero(mask)
+
+    @staticmethod
+    def cat(xs, axis: int = 0):
+        return np.concatenate(xs, axis)
+
+    @staticmethod
+    def stack(xs, axis: int = 0):
+        return np.stack(xs, axis)
+
+    @staticmethod
+    def cumsum(x, axis: int = 0):
+        return np.cumsum(x, axis)
+
+    @staticmethod
+    def repeat(x, counts):
+        return np.repeat(x, counts)
+
+    @staticmethod
+    def argsort(x):
+        return np.argsort(x, kind="stable")
+
+    @staticmethod
+    def take(x, idx, axis: int):
+        """x indexed along axis by idx of x's shape except along axis (numpy take_along_axis)."""
+        return np.take_along_axis(x, idx, axis)
+
+    @staticmethod
+    def atan2(y, x):
+        return np.arctan2(y, x)
+
+    @staticmethod
+    def bincount(x, n: int):
+        return np.bincount(x, minlength=n)
+
+    @staticmethod
+    def zeros_bool(n: int, like):
+        return np.zeros(n, dtype=bool)
+
+    @staticmethod
+    def to(x, dtype):
+        return x.astype(dtype)
+
+    @staticmethod
+    def segment_sum(x, starts, group):
+        return np.add.reduceat(x, starts, axis=0)
+
+    @staticmethod
+    def segment_common(zero, zero_words, src, starts, group):
+        """Per group of rows src (sorted by group), whether all rows share a zero: (G,) bool."""
+        return (np.bitwise_and.reduceat(zero_words[src], starts, axis=0) != 0).any(1)
+
+    @staticmethod
+    def from_tensor(t: Tensor):
+        return t.numpy()
+
+    @staticmethod
+    def to_tensor(x) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x))
+
+
+class _TorchOps:
+    """The same operations on torch tensors (any device)."""
+
+    float64, int64 = torch.float64, torch.int64
+
+    @staticmethod
+    def arange(n: int, like):
+        return torch.arange(n, device=like.device)
+
+    @staticmethod
+    def where(c, a, b):
+        return torch.where(c, a, b)
+
+    @staticmethod
+    def amax(x, axis: int):
+        return x.amax(axis)
+
+    @staticmethod
+    def amin(x, axis: int):
+        return x.amin(axis)
+
+    @staticmethod
+    def nonzero(mask):
+        return torch.nonzero(mask, as_tuple=True)
+
+    @staticmethod
+    def cat(xs, axis: int = 0):
+        return torch.cat(xs, axis)
+
+    @staticmethod
+    def stack(xs, axis: int = 0):
+        return torch.stack(xs, axis)
+
+    @staticmethod
+    def cumsum(x, axis: int = 0):
+        return torch.cumsum(x, axis)
+
+    @staticmethod
+    def repeat(x, counts):
+        return torch.repeat_interleave(x, counts)
+
+    @staticmethod
+    def argsort(x):
+        return torch.argsort(x, stable=True)
+
+    @staticmethod
+    def take(x, idx, axis: int):
+        shape = list(x.shape)
+        shape[axis] = idx.shape[axis]
+        return torch.gather(x, axis, idx.expand(shape))
+
+    @staticmethod
+    def atan2(y, x):
+        return torch.atan2(y, x)
+
+    @staticmethod
+    def bincount(x, n: int):
+        return torch.bincount(x, minlength=n)
+
+    @staticmethod
+    def zeros_bool(n: int, like):
+        return torch.zeros(n, dtype=torch.bool, device=like.device)
+
+    @staticmethod
+    def to(x, dtype):
+        return x.to(dtype)
+
+    @staticmethod
+    def segment_sum(x, starts, group):
+        out = torch.zeros((starts.shape[0],) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+        return out.index_add_(0, group, x)
+
+    @staticmethod
+    def segment_common(zero, zero_words, src, starts, group):
+        x = zero[src].to(torch.int8)
+        out = torch.ones((starts.shape[0], x.shape[1]), dtype=torch.int8, device=x.device)
+        return out.scatter_reduce_(0, group[:, None].expand(x.shape), x, "amin").bool().any(1)
+
+    @staticmethod
+    def from_tensor(t: Tensor):
+        return t
+
+    @staticmethod
+    def to_tensor(x) -> Tensor:
+        return x
+
+
+def _ops_for(device: torch.device) -> type[_NumpyOps] | type[_TorchOps]:
+    return _NumpyOps if device.type == "cpu" else _TorchOps
+
+
+def _lexsort(o, keys):
+    """Stable order sorting rows by several keys, least significant first (the last key is the primary one)."""
+    order = o.argsort(keys[0])
+    for k in keys[1:]:
+        order = order[o.argsort(k[order])]
+    return order
+
+
+# A derived vertex (edge crossing, line intersection) whose distance to a line or an edge lies within this factor of
+# the tolerance, either way, is ambiguous: sequential clipping might decide it differently, so its polygon is cut
+# by the sequential fallback instead. Coincidences up to rounding (distance <= tol / _BAND) are exact ones.
+_BAND = 1e3
+# A candidate vertex on more than this many of a polygon's lines (lines concurrent there) also goes to the fallback:
+# it would take 2^zeros sign patterns.
+_MAX_ZEROS = 4
+_USE_ARRANGEMENT = True
+_WORD = 52  # bits of a sign pattern per float64 key word (exact integers)
+
+
+def _arrange_layer(o, verts, nv, z0, grad, tol: float):
+    """Cut every polygon (P, V, 2) by all zero lines of one layer at once, by vertex enumeration of each polygon's
+    line arrangement: returns [(vertices, counts, parent polygon)] for the uncut polygons and the new cells, and
+    the ids of polygons left to the sequential fallback."""
+    P, V, _ = verts.shape
+    lo, hi = tol / _BAND, tol * _BAND
+    gx, gy = grad[:, 0], grad[:, 1]  # (P, w)
+    norm = (gx * gx + gy * gy) ** 0.5
+    safe = o.where(norm > 0, norm, 1.0)
+    # Signed distance in plane coordinates: z / ||grad z||; a neuron constant on a polygon never cuts it.
+    zn = o.where(norm > 0, z0 / safe, 0.0)
+    gxn, gyn = gx / safe, gy / safe
+    dist = zn[:, :, None] + gxn[:, :, None] * verts[:, None, :, 0] + gyn[:, :, None] * verts[:, None, :, 1]  # (P, w, V)
+    crosses = (o.amax(dist, 2) > tol) & (o.amin(dist, 2) < -tol)
+    ncross = crosses.sum(1)
+    K = int(ncross.max())
+    if K == 0:
+        return [(verts, nv, o.arange(P, verts))], o.arange(0, verts)
+    (hit,) = o.nonzero(ncross > 0)
+    (untouched,) = o.nonzero(ncross == 0)
+    # Each hit polygon's crossing lines first (padding: the constant +inf, which neither crosses nor vanishes).
+    cols = o.argsort(o.to(~crosses[hit], o.int64))[:, :K]  # (H, K); argsort is along the last axis
+    live = o.arange(K, verts)[None, :] < ncross[hit][:, None]
+    s = o.where(live[:, :, None], o.take(dist[hit], cols[:, :, None], 1), float("inf"))  # (H, K, V)
+    zl = o.where(live, o.take(zn[hit], cols, 1), float("inf"))
+    gxl = o.where(live, o.take(gxn[hit], cols, 1), 0.0)
+    gyl = o.where(live, o.take(gyn[hit], cols, 1), 0.0)
+    vh, nvh = verts[hit], nv[hit]
+    H = vh.shape[0]
+    j = o.arange(V, verts)[None, :]
+    valid = j < nvh[:, None]
+    nxt = o.where(j + 1 < nvh[:, None], j + 1, 0)  # (H, V)
+    sz = o.where(abs(s) <= tol, 0.0, s)  # vertices within tol of a line are on it (as in sequential clipping)
+    flag = o.zeros_bool(H, verts)  # polygons left to the sequential fallback
+
+    # (a) the polygons' own vertices.
+    ha, ja = o.nonzero(valid)
+    pa, sa = vh[ha, ja], sz[ha, :, ja]
+    # (b) edge crossings: an edge whose end values have strictly opposite signs (after zeroing).
+    sz_next = o.take(sz, nxt[:, None, :], 2)
+    v_next = o.take(vh, nxt[:, :, None], 1)
+    hb, kb, jb = o.nonzero(valid[:, None, :] & (sz * sz_next < 0))
+    f = sz[hb, kb, jb] / (sz[hb, kb, jb] - sz_next[hb, kb, jb])
+    p0 = vh[hb, jb]
+    pb = p0 + f[:, None] * (v_next[hb, jb] - p0)
+    # (c) pairwise intersections of a polygon's lines strictly inside it.
+    k = o.arange(K, verts)
+    hc, ic, jc = o.nonzero(live[:, :, None] & live[:, None, :] & (k[:, None] < k[None, :])[None])
+    gxi, gyi, zi = gxl[hc, ic], gyl[hc, ic], zl[hc, ic]
+    gxj, gyj, zj = gxl[hc, jc], gyl[hc, jc], zl[hc, jc]
+    det = gxi * gyj - gyi * gxj  # sine of the angle between unit normals
+    par = abs(det) <= 1e-6
+    same = abs(zi - o.where(gxi * gxj + gyi * gyj > 0, zj, -zj)) <= lo  # the same line (duplicate neurons)
+    flag[hc[par & ~same]] = True  # nearly parallel distinct lines: intersection ill-conditioned
+    det = o.where(par, 1.0, det)
+    qx, qy = (zj * gyi - zi * gyj) / det, (zi * gxj - zj * gxi) / det
+    ex, ey = v_next[..., 0] - vh[..., 0], v_next[..., 1] - vh[..., 1]  # (H, V) edges, counter-clockwise
+    elen = (ex * ex + ey * ey) ** 0.5
+    real_edge = valid & (elen > 0)
+    flag |= (real_edge & (elen <= hi)).any(1)  # edges about as short as the tolerance
+    # Inward distance of each intersection from each edge line of its polygon (+inf for padding edges).
+    ux = o.where(real_edge, ex / o.where(real_edge, elen, 1.0), 0.0)
+    uy = o.where(real_edge, ey / o.where(real_edge, elen, 1.0), 0.0)
+    c0 = o.where(real_edge, uy * vh[..., 0] - ux * vh[..., 1], float("inf"))
+    margin = o.amin(c0[hc] + ux[hc] * qy[:, None] - uy[hc] * qx[:, None], 1)
+    flag[hc[~par & (abs(margin) > lo) & (abs(margin) <= hi)]] = True
+    inside = ~par & (margin > hi)
+    hc, pc = hc[inside], o.stack([qx[inside], qy[inside]], 1)
+    # Signs of the derived vertices on every line of their polygon.
+    hd, pd = o.cat([hb, hc]), o.cat([pb, pc])
+    d = zl[hd] + pd[:, 0:1] * gxl[hd] + pd[:, 1:2] * gyl[hd]
+    ad = abs(d)
+    flag[hd[((ad > lo) & (ad <= hi)).any(1)]] = True
+    sd = o.where(ad <= tol, 0.0, d)
+
+    h, pts, sig = o.cat([ha, hd]), o.cat([pa, pd]), o.cat([sa, sd])
+    zero = sig == 0
+    nz = zero.sum(1)
+    flag[h[nz > _MAX_ZEROS]] = True
+    (rows,) = o.nonzero(~flag[h])
+    h, pts, sig, zero, nz = h[rows], pts[rows], sig[rows], zero[rows], nz[rows]
+    # Sign vectors as exact float64 integers, _WORD bits per word; bit k set iff positive on line k.
+    nw = -(-K // _WORD)
+    word_of = k // _WORD
+    packer = o.where(word_of[:, None] == o.arange(nw, verts)[None, :], o.to(2 ** (k % _WORD), o.float64)[:, None], 0.0)
+    zero_f = o.to(zero, o.float64)
+    base = o.to(sig > 0, o.float64) @ packer  # (N, nw)
+    # The bit values of each candidate's zeros, in order: (N, _MAX_ZEROS, nw).
+    rank = zero_f @ o.to(k[:, None] <= k[None, :], o.float64) - 1  # (N, K): index among the row's zeros
+    zero_bits = [o.to(zero & (rank == t), o.float64) @ packer for t in range(_MAX_ZEROS)]  # (N, nw) each
+    # Each candidate vertex belongs to every cell whose sign vector agrees with its nonzero signs: expand its zeros.
+    reps = 2**nz
+    N = h.shape[0]
+    src = o.repeat(o.arange(N, verts), reps)
+    e = o.arange(src.shape[0], verts) - (o.cumsum(reps) - reps)[src]
+    keys = base[src]  # (T, nw)
+    for t in range(_MAX_ZEROS):
+        keys = keys + o.to((e >> t) & 1, o.float64)[:, None] * zero_bits[t][src]
+    hr = h[src]
+    if nw == 1 and H * 2.0**K <= 2.0**52:
+        order = o.argsort(o.to(hr, o.float64) * 2.0**K + keys[:, 0])
+    else:
+        order = _lexsort(o, [keys[:, i] for i in range(nw)] + [hr])
+    keys, hr, src = keys[order], hr[order], src[order]
+    new = o.cat([hr[:1] >= 0, ((keys[1:] != keys[:-1]).any(1)) | (hr[1:] != hr[:-1])])
+    gid = o.cumsum(o.to(new, o.int64)) - 1
+    (starts,) = o.nonzero(new)
+    # A sign vector whose vertices all lie on one of its lines is no cell (its "cell" is a point or a segment).
+    ghost = o.segment_common(zero, o.to(zero_f @ packer, o.int64), src, starts, gid)
+    (rows,) = o.nonzero(~ghost[gid])
+    new, src, hr = new[rows], src[rows], hr[rows]
+    gid = o.cumsum(o.to(new, o.int64)) - 1
+    (starts,) = o.nonzero(new)
+    G = starts.shape[0]
+    p = pts[src]
+    mean = o.segment_sum(p, starts, gid) / o.to(o.bincount(gid, G), o.float64)[:, None]
+    rel = p - mean[gid]
+    # Counter-clockwise around the vertex mean; groups are 8 > 2 pi apart in the key.
+    p = p[o.argsort(o.to(gid, o.float64) * 8.0 + o.atan2(rel[:, 1], rel[:, 0]))]
+    # Drop repeated vertices (one point found several ways, e.g. where lines meet on an edge).
+    last = o.cat([gid[1:] != gid[:-1], gid[:1] >= 0])
+    nxt = o.where(last, starts[gid], o.arange(p.shape[0], verts) + 1)
+    gap = p - p[nxt]
+    (rows,) = o.nonzero((gap * gap).sum(1) > tol * tol)
+    p, gid = p[rows], gid[rows]
+    n = o.bincount(gid, G)
+    first = o.cumsum(n) - n
+    vmax = int(n.max()) if G > 0 else 1
+    slot = o.arange(vmax, verts)[None, :]
+    cells = p[first[:, None] + o.where(slot < n[:, None], slot, (n - 1)[:, None])]
+    parent = hit[hr[starts]]
+    (fallback,) = o.nonzero(flag)
+    return [(verts[untouched], nv[untouched], untouched), (cells, n, parent)], hit[fallback]
+
+
+def _pad_slots(o, verts, vmax: int):
+    """Pad (R, V, 2) to (R, vmax, 2) by repeating the last slot."""
+    V = verts.shape[1]
+    if V == vmax:
+        return verts
+    j = o.arange(vmax, verts)
+    return verts[:, o.where(j < V, j, V - 1)]
+
+
+def _split_layer(o, verts, nv, z0, grad, tol: float):
+    """All polygons after cutting by one layer's zero lines: (verts, counts, parent polygon of each piece)."""
+    parts, fallback = _arrange_layer(o, verts, nv, z0, grad, tol)
+    if fallback.shape[0] > 0:
+        fv, fn, fp = _cut_layer(*(o.to_tensor(x[fallback]) for x in (verts, nv, z0, grad)), tol)
+        parts.append((o.from_tensor(fv), o.from_tensor(fn), fallback[o.from_tensor(fp)]))
+    parts = [p for p in parts if p[0].shape[0] > 0]
+    vmax = max(p[0].shape[1] for p in parts)
+    return (
+        o.cat([_pad_slots(o, v, vmax) for v, _, _ in parts]),
+        o.cat([n for _, n, _ in parts]),
+        o.cat([i for _, _, i in parts]),
+    )
+
+
+def _independent(basis) -> bool:
+    """Whether the two rows of basis (2, d) are linearly independent (to rounding, as a rank test would say)."""
+    b0, b1 = basis[0], basis[1]
+    n0, n1 = float((b0 * b0).sum()) ** 0.5, float((b1 * b1).sum()) ** 0.5
+    if n0 == 0 or n1 == 0:
+        return False
+    r = b1 - float((b0 * b1).sum()) / (n0 * n0) * b0
+    return float((r * r).sum()) ** 0.5 > basis.shape[1] * 2.3e-16 * max(n0, n1)
+
+
+def _partition_rounds(layers, origin, basis, dom, tol):
+    verts, nv = dom[None], torch.tensor([dom.shape[0]], device=dom.device)
+    # Per polygon, the current layer's input is affine in u: h(u) = a + u @ C.
+    a, C = origin[None], basis[None]
+    words = torch.zeros(1, 0, dtype=torch.int64, device=dom.device)
+    for W, b in layers:
+        z0 = torch.addmm(b, a, W.T)  # (R, w)
+        grad = C @ W.T  # (R, 2, w)
+        verts, nv, parent = _cut_layer(verts, nv, z0, grad, tol)
+        z0, grad, words = z0[parent], grad[parent], words[parent]
+        valid = (torch.arange(verts.shape[1], device=dom.device)[None, :] < nv[:, None]).to(verts)
+        centroid = (verts * valid[..., None]).sum(1) / nv[:, None].to(verts)
+        on = (z0 + torch.bmm(centroid[:, None, :], grad).squeeze(1)) > 0
+        words = torch.cat([words, pack_bits(on)], dim=1)
+        a, C = z0 * on, grad * on[:, None, :]
+
+    return a, C, verts, nv, words
+
+
+def _partition_arrays(layers, origin, basis, dom, tol):
+    o = _ops_for(dom.device)
+    verts, nv = o.from_tensor(dom[None]), o.from_tensor(torch.tensor([dom.shape[0]], device=dom.device))
+    # Per polygon, the current layer's input is affine in u: h(u) = a + u @ C.
+    a, C = o.from_tensor(origin[None]), o.from_tensor(basis[None])
+    on_bits = []
+    for W, b in layers:
+        Wt, b = o.from_tensor(W.T), o.from_tensor(b)
+        z0 = a @ Wt + b  # (R, w)
+        grad = C @ Wt  # (R, 2, w)
+        verts, nv, parent = _split_layer(o, verts, nv, z0, grad, tol)
+        z0, grad = z0[parent], grad[parent]
+        on_bits = [bits[parent] for bits in on_bits]
+        valid = o.arange(verts.shape[1], verts)[None, :] < nv[:, None]
+        centroid = (verts * valid[..., None]).sum(1) / nv[:, None]
+        on = (z0 + centroid[:, 0:1] * grad[:, 0] + centroid[:, 1:2] * grad[:, 1]) > 0
+        on_bits.append(on)
+        a, C = z0 * on, grad * on[:, None, :]
+    words = torch.cat([pack_bits(o.to_tensor(bits)) for bits in on_bits], dim=1)
+    areas, domain_area = _signed_areas(verts), float(_signed_areas(o.from_tensor(dom)[None])[0])
+    return tuple(o.to_tensor(x) for x in (a, C, verts, nv)) + (words, o.to_tensor(areas), domain_area)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------------------------
 def plane_partition(
@@ -214,25 +632,16 @@ def plane_partition(
             f"plane origin must have shape ({d},) and basis (2, {d}) to match the network input, got "
             f"{tuple(origin.shape)} and {tuple(basis.shape)}"
         )
-    if float(torch.linalg.matrix_rank(basis)) < 2:
+    if not _independent(_ops_for(basis.device).from_tensor(basis)):
         raise UserError("the plane's two basis vectors must be linearly independent")
     dom = _validate_domain(domain, device)
-    tol = rtol * float(dom.abs().max())
+    tol = rtol * float(abs(_ops_for(dom.device).from_tensor(dom)).max())
 
-    verts, nv = dom[None], torch.tensor([dom.shape[0]], device=dom.device)
-    # Per polygon, the current layer's input is affine in u: h(u) = a + u @ C.
-    a, C = origin[None], basis[None]
-    words = torch.zeros(1, 0, dtype=torch.int64, device=dom.device)
-    for W, b in layers:
-        z0 = torch.addmm(b, a, W.T)  # (R, w)
-        grad = C @ W.T  # (R, 2, w)
-        verts, nv, parent = _cut_layer(verts, nv, z0, grad, tol)
-        z0, grad, words = z0[parent], grad[parent], words[parent]
-        valid = (torch.arange(verts.shape[1], device=dom.device)[None, :] < nv[:, None]).to(verts)
-        centroid = (verts * valid[..., None]).sum(1) / nv[:, None].to(verts)
-        on = (z0 + torch.bmm(centroid[:, None, :], grad).squeeze(1)) > 0
-        words = torch.cat([words, pack_bits(on)], dim=1)
-        a, C = z0 * on, grad * on[:, None, :]
+    if _USE_ARRANGEMENT:
+        a, C, verts, nv, words, areas, domain_area = _partition_arrays(layers, origin, basis, dom, tol)
+    else:
+        a, C, verts, nv, words = _partition_rounds(layers, origin, basis, dom, tol)
+        areas, domain_area = _signed_areas(verts), float(_signed_areas(dom[None])[0])
 
     if head is not None:
         W_out, b_out = as_head(head, layers[-1][0].shape[0], device)
@@ -244,11 +653,11 @@ def plane_partition(
         vertices=verts,
         num_vertices=nv,
         patterns=words,
-        areas=_signed_areas(verts),
+        areas=areas,
         action_slope=slope,
         action_offset=offset,
         layer_widths=tuple(W.shape[0] for W, _ in layers),
-        domain_area=float(_signed_areas(dom[None])[0]),
+        domain_area=domain_area,
         num_regions=int(verts.shape[0]),
     )
 
