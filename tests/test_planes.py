@@ -201,3 +201,141 @@ def test_cuda_matches_cpu():
     cpu = plane_partition(layers, head, plane)
     gpu = plane_partition(layers, head, plane, device="cuda")
     assert gpu.vertices.device.type == "cuda" and cpu.num_regions == gpu.num_regions
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Degenerate arrangements, the sequential fallback and the torch code path
+# --------------------------------------------------------------------------------------------------------------
+SQUARE = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+XY_PLANE = (np.zeros(2), np.eye(2))
+
+
+def assert_matches_reference(layers, plane, domain, rng, per_polygon: int = 4):
+    """Same regions and patterns as sequential clipping, areas tiling the domain, sampled interiors on-pattern."""
+    part = plane_partition(layers, None, plane, domain)
+    origin, basis = (plane.origin.numpy(), plane.basis.numpy()) if isinstance(plane, Plane) else plane
+    ref = plane_partition_ref(layers, origin, basis, domain)
+    assert part.num_regions == ref["num_regions"]
+    assert pattern_set(part.unpacked_patterns().numpy()) == pattern_set(ref["patterns"])
+    assert np.isclose(sorted(part.areas.tolist()), sorted(ref["areas"]), rtol=1e-7, atol=1e-12).all()
+    assert abs(float(part.areas.sum()) - part.domain_area) / part.domain_area < 1e-9
+    assert bool((part.areas > 0).all())
+    uv, owner = points_inside(part, rng, per_polygon)
+    assert torch.equal(plane_patterns(layers, plane, uv), part.patterns[torch.as_tensor(owner)])
+    return part
+
+
+def lines_through(point, angles, offset_sign: float = 1.0):
+    """One layer whose neurons' zero lines all pass through point (2,), at the given normal angles."""
+    W = np.stack([np.cos(angles), np.sin(angles)], 1)
+    return W, -(W @ np.asarray(point)) * offset_sign
+
+
+@pytest.fixture
+def count_fallback(monkeypatch):
+    """Counts the polygons handed to the sequential fallback."""
+    import utils.planes as planes
+
+    seen = []
+    original = planes._cut_layer
+
+    def spy(verts, *args):
+        seen.append(int(verts.shape[0]))
+        return original(verts, *args)
+
+    monkeypatch.setattr(planes, "_cut_layer", spy)
+    return seen
+
+
+@pytest.mark.parametrize("n_lines", [3, 4, 5, 7])
+def test_several_lines_through_one_interior_point(n_lines, count_fallback):
+    rng = np.random.default_rng(10 + n_lines)
+    angles = np.sort(rng.uniform(0, np.pi, n_lines))
+    W, b = lines_through([0.3, -0.2], angles)
+    # A second layer in general position, to cut the wedges around the concurrent point again.
+    layers = [(W, b), (rng.normal(size=(6, n_lines)), rng.normal(size=6) * 0.3)]
+    first = assert_matches_reference(layers[:1], XY_PLANE, SQUARE, rng)
+    assert first.num_regions == 2 * n_lines  # n concurrent lines: 2n wedges
+    # Up to four lines through a point are handled by the arrangement; more go to the fallback.
+    assert (sum(count_fallback) > 0) == (n_lines > 4)
+    # (In wedges where one first-layer neuron is on, all second-layer lines are parallel: fallback again.)
+    assert_matches_reference(layers, XY_PLANE, SQUARE, rng)
+
+
+def test_lines_through_a_vertex_crossing_other_lines():
+    rng = np.random.default_rng(20)
+    square01 = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    # Through corner (1, 1): x = y and x - 2y = -1; through corner (0, 0): 2x = y; crossing them: x + y = 0.7.
+    W = np.array([[1.0, -1.0], [1.0, -2.0], [2.0, -1.0], [1.0, 1.0]])
+    b = np.array([0.0, 1.0, 0.0, -0.7])
+    part = assert_matches_reference([(W, b)], XY_PLANE, square01, rng)
+    assert part.num_regions == 9  # 1 + 4 cutting lines + 4 simple interior crossings
+    # A second layer whose lines pass through vertices made by the first (the corners of its cells).
+    W2 = np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 1.0, -1.0], [1.0, 1.0, 1.0, 1.0]])
+    assert_matches_reference([(W, b), (W2, np.array([0.0, 0.0, -1.0]))], XY_PLANE, square01, rng)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_zero_bias_nets_on_a_plane_through_the_origin(seed, count_fallback):
+    rng = np.random.default_rng(30 + seed)
+    d = 6
+    layers, _ = random_net(rng, d, [12, 10, 8], bias_std=0.0)
+    # Through the input origin every first-layer line meets at u = 0 (12 > _MAX_ZEROS lines: fallback), and so do
+    # the later layers' lines, at a vertex of every polygon.
+    basis = np.linalg.qr(rng.normal(size=(d, 2)))[0].T
+    assert_matches_reference(layers, (np.zeros(d), basis), SQUARE * 2.0, rng)
+    assert sum(count_fallback) > 0
+
+
+def test_zero_bias_nets_on_a_general_plane():
+    rng = np.random.default_rng(40)
+    for _ in range(10):
+        d = int(rng.integers(3, 10))
+        layers, _ = random_net(rng, d, [10, 10], bias_std=0.0)
+        plane = plane_through_states(*rng.normal(size=(3, d)))
+        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
+
+
+def test_sequential_fallback_alone_matches_reference(monkeypatch, count_fallback):
+    import utils.planes as planes
+
+    # A huge ambiguity band sends every polygon that a line cuts to the fallback.
+    monkeypatch.setattr(planes, "_BAND", 1e30)
+    rng = np.random.default_rng(50)
+    for _ in range(15):
+        layers, _, plane = random_plane_case(rng)
+        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
+    assert sum(count_fallback) > 0
+
+
+def test_torch_ops_path_matches_numpy_path(monkeypatch):
+    import utils.planes as planes
+
+    rng = np.random.default_rng(60)
+    cases = [random_plane_case(rng) for _ in range(12)]
+    cases.append((*random_net(rng, 5, [9, 9], bias_std=0.0), plane_through_states(*rng.normal(size=(3, 5)))))
+    expected = [plane_partition(layers, head, plane) for layers, head, plane in cases]
+    monkeypatch.setattr(planes, "_ops_for", lambda device: planes._TorchOps)
+    for (layers, head, plane), want in zip(cases, expected):
+        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
+        got = plane_partition(layers, head, plane)
+        assert got.num_regions == want.num_regions
+        assert torch.equal(got.num_vertices, want.num_vertices) and torch.equal(got.patterns, want.patterns)
+        torch.testing.assert_close(got.vertices, want.vertices, rtol=0, atol=1e-12)
+        torch.testing.assert_close(got.action_slope, want.action_slope, rtol=1e-12, atol=1e-12)
+
+
+def test_crossed_polygons_processed_in_buckets_match_reference(monkeypatch):
+    import utils.planes as planes
+
+    # A tiny pass cost makes every layer split its crossed polygons into buckets by number of crossing lines.
+    monkeypatch.setattr(planes, "_PASS_COST", 1)
+    sizes = []
+    original = planes._buckets
+    monkeypatch.setattr(planes, "_buckets", lambda *a: sizes.append(len(b := original(*a))) or b)
+    rng = np.random.default_rng(70)
+    cases = [random_plane_case(rng) for _ in range(8)]
+    cases.append((*random_net(rng, 8, [24, 24]), plane_through_states(*rng.normal(size=(3, 8)))))
+    for layers, _, plane in cases:
+        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
+    assert max(sizes) > 1

@@ -3,24 +3,34 @@
 A plane is x(u) = origin + u @ basis, u in R^2 (plane coordinates), basis (2, d). The domain is a convex polygon
 in plane coordinates. The partition is built one layer at a time over all polygons at once (DESIGN.md,
 "Algorithms"): within a polygon the earlier layers' patterns are fixed, so every neuron of the current layer is
-affine on the plane and its zero set is a line. Each *round* cuts every polygon that some neuron's zero line
-crosses by the lowest-index such neuron (half-plane clipping of padded convex polygons, batched); a layer ends
-when no line crosses any polygon. Rounds grow like the depth of the resulting cutting tree (a few tens for
-width 64), not like the number of neurons or polygons. After a layer, its pattern is folded into each polygon's
-affine map.
+affine on the plane and its zero set is a line. A layer cuts every polygon by all the lines that cross it at once
+(``_arrange_layer``): the polygon's cells in the arrangement of those lines are found by vertex enumeration --
+candidate vertices are the polygon's corners, the crossings of lines with its edges and the pairwise
+intersections of its lines strictly inside it; each candidate's signs on the polygon's lines (zero within tol)
+name the cells it is a corner of; candidates are grouped by exact sign keys and each group ordered
+counter-clockwise around its mean. Arrays are padded per batch to the most lines crossing one polygon, so when
+that count varies much the crossed polygons are processed in buckets of similar counts (``_buckets``). Polygons whose geometry is too close to the tolerance for this to be certain
+to agree with cutting one line at a time (derived vertices near tol from a line or edge, nearly parallel lines,
+edges about tol long, more than ``_MAX_ZEROS`` lines through one candidate) are cut instead by the sequential
+fallback ``_cut_layer``: in rounds, each polygon by its lowest-index crossing line (half-plane clipping of
+padded convex polygons, batched). After a layer, its pattern is folded into each polygon's affine map.
+
+The arrangement step is written once against a tiny array interface: numpy on the CPU (small ops are several
+times cheaper there than torch ops) and torch on other devices (``_NumpyOps`` / ``_TorchOps``).
 
 Conventions: float64 on ``device``; tolerance ``tol = rtol * largest absolute domain coordinate`` in plane
 distance: a line must have a vertex farther than tol on each side to cut a polygon (so no sliver thinner than
 tol is made, and a line through a vertex or along an edge does not cut); a polygon's pattern is the sign
 (pre-activation > 0) of every hidden neuron at its vertex centroid; patterns are bit-packed as in
 ``utils.regions`` (int64 words, layer by layer). Polygons are counter-clockwise; padded vertex slots repeat the
-last vertex.
+last vertex. The result equals cutting every polygon by one neuron's line at a time, in neuron order
+(``tests/reference_regions.py``).
 """
 from __future__ import annotations
 
 import functools
+import operator
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -148,7 +158,8 @@ def _pad_to(verts: Tensor, vmax: int) -> Tensor:
 def _cut_layer(
     verts: Tensor, nv: Tensor, z0: Tensor, grad: Tensor, tol: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Cut every polygon by the zero lines of one layer's neurons: returns verts, counts and each piece's parent."""
+    """Sequential fallback: cut every polygon by the zero lines of one layer's neurons, in rounds (each round cuts
+    each polygon by its lowest-index crossing line); torch tensors. Returns verts, counts and each piece's parent."""
     norm = torch.linalg.vector_norm(grad, dim=1)  # (R, w)
     safe = torch.where(norm > 0, norm, torch.ones_like(norm))
     # Signed distance in plane coordinates: z / ||grad z||; a neuron constant on a polygon never cuts it.
@@ -271,6 +282,24 @@ class _NumpyOps:
         return (np.bitwise_and.reduceat(zero_words[src], starts, axis=0) != 0).any(1)
 
     @staticmethod
+    def ceil_log2(k):
+        return np.ceil(np.log2(k)).astype(np.int64)
+
+    @staticmethod
+    def matmul(a, b):
+        # Through torch, so torch.set_num_threads governs it: numpy's OpenBLAS threads stall on busy cores (2-3x
+        # slower for these small products, measured).
+        return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+    @staticmethod
+    def pack_patterns(layer_bits) -> Tensor:
+        """Per-layer booleans [(R, w_l)] -> int64 words (R, W) laid out as utils.regions.pack_bits."""
+        R = layer_bits[0].shape[0]
+        padded = [np.pad(b, ((0, 0), (0, -b.shape[1] % 64))) for b in layer_bits]
+        words = np.packbits(np.concatenate(padded, 1), axis=1, bitorder="little").view("<i8")
+        return torch.from_numpy(words.astype(np.int64).reshape(R, -1))
+
+    @staticmethod
     def from_tensor(t: Tensor):
         return t.numpy()
 
@@ -358,6 +387,18 @@ class _TorchOps:
         return out.scatter_reduce_(0, group[:, None].expand(x.shape), x, "amin").bool().any(1)
 
     @staticmethod
+    def ceil_log2(k):
+        return torch.ceil(torch.log2(k.to(torch.float64))).to(torch.int64)
+
+    @staticmethod
+    def matmul(a, b):
+        return a @ b
+
+    @staticmethod
+    def pack_patterns(layer_bits) -> Tensor:
+        return torch.cat([pack_bits(b) for b in layer_bits], dim=1)
+
+    @staticmethod
     def from_tensor(t: Tensor):
         return t
 
@@ -385,7 +426,6 @@ _BAND = 1e3
 # A candidate vertex on more than this many of a polygon's lines (lines concurrent there) also goes to the fallback:
 # it would take 2^zeros sign patterns.
 _MAX_ZEROS = 4
-_USE_ARRANGEMENT = True
 _WORD = 52  # bits of a sign pattern per float64 key word (exact integers)
 
 
@@ -393,36 +433,85 @@ def _arrange_layer(o, verts, nv, z0, grad, tol: float):
     """Cut every polygon (P, V, 2) by all zero lines of one layer at once, by vertex enumeration of each polygon's
     line arrangement: returns [(vertices, counts, parent polygon)] for the uncut polygons and the new cells, and
     the ids of polygons left to the sequential fallback."""
-    P, V, _ = verts.shape
-    lo, hi = tol / _BAND, tol * _BAND
+    P = verts.shape[0]
     gx, gy = grad[:, 0], grad[:, 1]  # (P, w)
     norm = (gx * gx + gy * gy) ** 0.5
     safe = o.where(norm > 0, norm, 1.0)
     # Signed distance in plane coordinates: z / ||grad z||; a neuron constant on a polygon never cuts it.
     zn = o.where(norm > 0, z0 / safe, 0.0)
     gxn, gyn = gx / safe, gy / safe
-    dist = zn[:, :, None] + gxn[:, :, None] * verts[:, None, :, 0] + gyn[:, :, None] * verts[:, None, :, 1]  # (P, w, V)
-    crosses = (o.amax(dist, 2) > tol) & (o.amin(dist, 2) < -tol)
+    # (P, V, w): the long neuron axis last, so the elementwise ops and the reductions over vertices run fast.
+    vx, vy = verts[..., 0][:, :, None], verts[..., 1][:, :, None]
+    dist = zn[:, None, :] + vx * gxn[:, None, :] + vy * gyn[:, None, :]
+    crosses = (o.amax(dist, 1) > tol) & (o.amin(dist, 1) < -tol)
     ncross = crosses.sum(1)
     K = int(ncross.max())
     if K == 0:
         return [(verts, nv, o.arange(P, verts))], o.arange(0, verts)
     (hit,) = o.nonzero(ncross > 0)
     (untouched,) = o.nonzero(ncross == 0)
-    # Each hit polygon's crossing lines first (padding: the constant +inf, which neither crosses nor vanishes).
-    cols = o.argsort(o.to(~crosses[hit], o.int64))[:, :K]  # (H, K); argsort is along the last axis
-    live = o.arange(K, verts)[None, :] < ncross[hit][:, None]
-    s = o.where(live[:, :, None], o.take(dist[hit], cols[:, :, None], 1), float("inf"))  # (H, K, V)
-    zl = o.where(live, o.take(zn[hit], cols, 1), float("inf"))
-    gxl = o.where(live, o.take(gxn[hit], cols, 1), 0.0)
-    gyl = o.where(live, o.take(gyn[hit], cols, 1), 0.0)
-    vh, nvh = verts[hit], nv[hit]
-    H = vh.shape[0]
-    j = o.arange(V, verts)[None, :]
+    parts, fallback = [(verts[untouched], nv[untouched], untouched)], []
+    for ids in _buckets(o, hit, ncross[hit]):
+        vmax = int(nv[ids].max())  # the bucket's polygons may have fewer vertices than the widest polygon
+        cells, n, parent, flagged = _arrange_cells(
+            o, verts[ids, :vmax], nv[ids], dist[ids, :vmax], crosses[ids], ncross[ids], zn[ids], gxn[ids],
+            gyn[ids], tol,
+        )
+        parts.append((cells, n, ids[parent]))
+        fallback.append(ids[flagged])
+    return parts, o.cat(fallback)
+
+
+# Pairwise-intersection arrays of a batch are padded to its largest number K of lines crossing one polygon, so a
+# batch of H polygons costs about H K^2 (plus a fixed cost per pass, in the same units): crossed polygons are
+# processed in buckets of similar k when that is cheaper.
+_PASS_COST = 8000  # measured: c32,32's second layer (H K^2 ~ 14k) is no faster bucketed
+
+
+def _buckets(o, hit, k):
+    """Crossed polygons' ids (hit, with k crossing lines each) in buckets of k in (2^(i-1), 2^i], adjacent buckets
+    merged while one pass over the merged bucket is estimated cheaper than two."""
+    K = int(k.max())
+    if hit.shape[0] * K * K <= 2 * _PASS_COST:
+        return [hit]
+    level = o.ceil_log2(k)
+    counts = [int(c) for c in o.bincount(level, int(level.max()) + 1)]
+    groups = []  # [first level, last level, polygons, work]
+    for lv, c in enumerate(counts):
+        if c == 0:
+            continue
+        kl = min(2**lv, K)
+        if groups:
+            g = groups[-1]
+            merged = (g[2] + c) * kl * kl
+            if merged <= g[3] + c * kl * kl + _PASS_COST:
+                groups[-1] = [g[0], lv, g[2] + c, merged]
+                continue
+        groups.append([lv, lv, c, c * kl * kl])
+    if len(groups) == 1:
+        return [hit]
+    return [hit[o.nonzero((level >= g[0]) & (level <= g[1]))[0]] for g in groups]
+
+
+def _arrange_cells(o, vh, nvh, dist, crosses, ncross, zn, gxn, gyn, tol: float):
+    """Arrangement cells of H crossed polygons (H, V, 2) given their lines' signed vertex distances dist (H, V, w)
+    and normalized line coefficients zn, gxn, gyn (H, w): (cells (G, Vmax, 2), counts (G,), polygon of each cell,
+    ids of polygons that need the fallback), polygon ids local to this batch."""
+    H, V = vh.shape[0], vh.shape[1]
+    lo, hi = tol / _BAND, tol * _BAND
+    K = int(ncross.max())
+    # Each polygon's crossing lines first (padding: the constant +inf, which neither crosses nor vanishes).
+    cols = o.argsort(o.to(~crosses, o.int64))[:, :K]  # (H, K); argsort is along the last axis
+    live = o.arange(K, vh)[None, :] < ncross[:, None]
+    s = o.where(live[:, :, None], o.take(dist, cols[:, None, :], 2).swapaxes(1, 2), float("inf"))  # (H, K, V)
+    zl = o.where(live, o.take(zn, cols, 1), float("inf"))
+    gxl = o.where(live, o.take(gxn, cols, 1), 0.0)
+    gyl = o.where(live, o.take(gyn, cols, 1), 0.0)
+    j = o.arange(V, vh)[None, :]
     valid = j < nvh[:, None]
     nxt = o.where(j + 1 < nvh[:, None], j + 1, 0)  # (H, V)
     sz = o.where(abs(s) <= tol, 0.0, s)  # vertices within tol of a line are on it (as in sequential clipping)
-    flag = o.zeros_bool(H, verts)  # polygons left to the sequential fallback
+    flag = o.zeros_bool(H, vh)  # polygons left to the sequential fallback
 
     # (a) the polygons' own vertices.
     ha, ja = o.nonzero(valid)
@@ -435,7 +524,7 @@ def _arrange_layer(o, verts, nv, z0, grad, tol: float):
     p0 = vh[hb, jb]
     pb = p0 + f[:, None] * (v_next[hb, jb] - p0)
     # (c) pairwise intersections of a polygon's lines strictly inside it.
-    k = o.arange(K, verts)
+    k = o.arange(K, vh)
     hc, ic, jc = o.nonzero(live[:, :, None] & live[:, None, :] & (k[:, None] < k[None, :])[None])
     gxi, gyi, zi = gxl[hc, ic], gyl[hc, ic], zl[hc, ic]
     gxj, gyj, zj = gxl[hc, jc], gyl[hc, jc], zl[hc, jc]
@@ -473,19 +562,21 @@ def _arrange_layer(o, verts, nv, z0, grad, tol: float):
     # Sign vectors as exact float64 integers, _WORD bits per word; bit k set iff positive on line k.
     nw = -(-K // _WORD)
     word_of = k // _WORD
-    packer = o.where(word_of[:, None] == o.arange(nw, verts)[None, :], o.to(2 ** (k % _WORD), o.float64)[:, None], 0.0)
+    packer = o.where(word_of[:, None] == o.arange(nw, vh)[None, :], o.to(2 ** (k % _WORD), o.float64)[:, None], 0.0)
     zero_f = o.to(zero, o.float64)
-    base = o.to(sig > 0, o.float64) @ packer  # (N, nw)
-    # The bit values of each candidate's zeros, in order: (N, _MAX_ZEROS, nw).
-    rank = zero_f @ o.to(k[:, None] <= k[None, :], o.float64) - 1  # (N, K): index among the row's zeros
-    zero_bits = [o.to(zero & (rank == t), o.float64) @ packer for t in range(_MAX_ZEROS)]  # (N, nw) each
+    zero_words = o.to(o.matmul(zero_f, packer), o.int64)  # (N, nw) bit k set iff on line k
+    base = o.matmul(o.to(sig > 0, o.float64), packer)  # (N, nw)
+    # The bit values of each candidate's zeros, in order: max_zeros arrays (N, nw).
+    N = h.shape[0]
+    max_zeros = int(nz.max()) if N > 0 else 0
+    rank = o.matmul(zero_f, o.to(k[:, None] <= k[None, :], o.float64)) - 1  # (N, K): index among the row's zeros
+    zero_bits = [o.matmul(o.to(zero & (rank == t), o.float64), packer) for t in range(max_zeros)]
     # Each candidate vertex belongs to every cell whose sign vector agrees with its nonzero signs: expand its zeros.
     reps = 2**nz
-    N = h.shape[0]
-    src = o.repeat(o.arange(N, verts), reps)
-    e = o.arange(src.shape[0], verts) - (o.cumsum(reps) - reps)[src]
+    src = o.repeat(o.arange(N, vh), reps)
+    e = o.arange(src.shape[0], vh) - (o.cumsum(reps) - reps)[src]
     keys = base[src]  # (T, nw)
-    for t in range(_MAX_ZEROS):
+    for t in range(max_zeros):
         keys = keys + o.to((e >> t) & 1, o.float64)[:, None] * zero_bits[t][src]
     hr = h[src]
     if nw == 1 and H * 2.0**K <= 2.0**52:
@@ -497,7 +588,7 @@ def _arrange_layer(o, verts, nv, z0, grad, tol: float):
     gid = o.cumsum(o.to(new, o.int64)) - 1
     (starts,) = o.nonzero(new)
     # A sign vector whose vertices all lie on one of its lines is no cell (its "cell" is a point or a segment).
-    ghost = o.segment_common(zero, o.to(zero_f @ packer, o.int64), src, starts, gid)
+    ghost = o.segment_common(zero, zero_words, src, starts, gid)
     (rows,) = o.nonzero(~ghost[gid])
     new, src, hr = new[rows], src[rows], hr[rows]
     gid = o.cumsum(o.to(new, o.int64)) - 1
@@ -510,18 +601,18 @@ def _arrange_layer(o, verts, nv, z0, grad, tol: float):
     p = p[o.argsort(o.to(gid, o.float64) * 8.0 + o.atan2(rel[:, 1], rel[:, 0]))]
     # Drop repeated vertices (one point found several ways, e.g. where lines meet on an edge).
     last = o.cat([gid[1:] != gid[:-1], gid[:1] >= 0])
-    nxt = o.where(last, starts[gid], o.arange(p.shape[0], verts) + 1)
+    nxt = o.where(last, starts[gid], o.arange(p.shape[0], vh) + 1)
     gap = p - p[nxt]
-    (rows,) = o.nonzero((gap * gap).sum(1) > tol * tol)
+    (rows,) = o.nonzero(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1] > tol * tol)
     p, gid = p[rows], gid[rows]
     n = o.bincount(gid, G)
     first = o.cumsum(n) - n
     vmax = int(n.max()) if G > 0 else 1
-    slot = o.arange(vmax, verts)[None, :]
-    cells = p[first[:, None] + o.where(slot < n[:, None], slot, (n - 1)[:, None])]
-    parent = hit[hr[starts]]
+    slot = o.arange(vmax, vh)[None, :]
+    idx = first[:, None] + o.where(slot < n[:, None], slot, (n - 1)[:, None])  # (G, vmax)
+    cells = p[idx.reshape(-1)].reshape(G, vmax, 2)
     (fallback,) = o.nonzero(flag)
-    return [(verts[untouched], nv[untouched], untouched), (cells, n, parent)], hit[fallback]
+    return cells, n, hr[starts], fallback
 
 
 def _pad_slots(o, verts, vmax: int):
@@ -558,25 +649,6 @@ def _independent(basis) -> bool:
     return float((r * r).sum()) ** 0.5 > basis.shape[1] * 2.3e-16 * max(n0, n1)
 
 
-def _partition_rounds(layers, origin, basis, dom, tol):
-    verts, nv = dom[None], torch.tensor([dom.shape[0]], device=dom.device)
-    # Per polygon, the current layer's input is affine in u: h(u) = a + u @ C.
-    a, C = origin[None], basis[None]
-    words = torch.zeros(1, 0, dtype=torch.int64, device=dom.device)
-    for W, b in layers:
-        z0 = torch.addmm(b, a, W.T)  # (R, w)
-        grad = C @ W.T  # (R, 2, w)
-        verts, nv, parent = _cut_layer(verts, nv, z0, grad, tol)
-        z0, grad, words = z0[parent], grad[parent], words[parent]
-        valid = (torch.arange(verts.shape[1], device=dom.device)[None, :] < nv[:, None]).to(verts)
-        centroid = (verts * valid[..., None]).sum(1) / nv[:, None].to(verts)
-        on = (z0 + torch.bmm(centroid[:, None, :], grad).squeeze(1)) > 0
-        words = torch.cat([words, pack_bits(on)], dim=1)
-        a, C = z0 * on, grad * on[:, None, :]
-
-    return a, C, verts, nv, words
-
-
 def _partition_arrays(layers, origin, basis, dom, tol):
     o = _ops_for(dom.device)
     verts, nv = o.from_tensor(dom[None]), o.from_tensor(torch.tensor([dom.shape[0]], device=dom.device))
@@ -585,17 +657,19 @@ def _partition_arrays(layers, origin, basis, dom, tol):
     on_bits = []
     for W, b in layers:
         Wt, b = o.from_tensor(W.T), o.from_tensor(b)
-        z0 = a @ Wt + b  # (R, w)
-        grad = C @ Wt  # (R, 2, w)
+        z0 = o.matmul(a, Wt) + b  # (R, w)
+        grad = o.matmul(C.reshape(-1, C.shape[2]), Wt).reshape(C.shape[0], 2, -1)  # (R, 2, w); one 2-D product is faster
         verts, nv, parent = _split_layer(o, verts, nv, z0, grad, tol)
         z0, grad = z0[parent], grad[parent]
         on_bits = [bits[parent] for bits in on_bits]
-        valid = o.arange(verts.shape[1], verts)[None, :] < nv[:, None]
-        centroid = (verts * valid[..., None]).sum(1) / nv[:, None]
+        # Vertex centroid; padding slots repeat the last vertex, so subtract their excess from the plain sum.
+        vsum = functools.reduce(operator.add, (verts[:, j] for j in range(verts.shape[1])))
+        vsum = vsum - (verts.shape[1] - nv)[:, None] * verts[:, -1]
+        centroid = vsum / nv[:, None]
         on = (z0 + centroid[:, 0:1] * grad[:, 0] + centroid[:, 1:2] * grad[:, 1]) > 0
         on_bits.append(on)
         a, C = z0 * on, grad * on[:, None, :]
-    words = torch.cat([pack_bits(o.to_tensor(bits)) for bits in on_bits], dim=1)
+    words = o.pack_patterns(on_bits)
     areas, domain_area = _signed_areas(verts), float(_signed_areas(o.from_tensor(dom)[None])[0])
     return tuple(o.to_tensor(x) for x in (a, C, verts, nv)) + (words, o.to_tensor(areas), domain_area)
 
@@ -612,7 +686,13 @@ def plane_partition(
     device: torch.device | str = "cpu",
     rtol: float = DEFAULT_RTOL,
 ) -> PlanePartition:
-    """Exact partition of a convex domain (plane coordinates) of the plane into linear regions of the network."""
+    """Exact partition of a convex ``domain`` (V, 2) in plane coordinates into the network's linear regions.
+
+    Returns the convex polygons (plane coordinates, counter-clockwise), their packed activation patterns and areas
+    (plane units), and with a ``head`` the affine action map on each polygon. All work is float64 on ``device``;
+    one layer at a time, every polygon crossed by the layer's zero lines is split into its arrangement cells at
+    once (see the module docstring). Raises UserError for bad shapes, a dependent basis or a non-convex domain.
+    """
     layers = as_hidden_layers(hidden_layers, device)
     d = layers[0][0].shape[1]
     if isinstance(plane, Plane):
@@ -637,11 +717,7 @@ def plane_partition(
     dom = _validate_domain(domain, device)
     tol = rtol * float(abs(_ops_for(dom.device).from_tensor(dom)).max())
 
-    if _USE_ARRANGEMENT:
-        a, C, verts, nv, words, areas, domain_area = _partition_arrays(layers, origin, basis, dom, tol)
-    else:
-        a, C, verts, nv, words = _partition_rounds(layers, origin, basis, dom, tol)
-        areas, domain_area = _signed_areas(verts), float(_signed_areas(dom[None])[0])
+    a, C, verts, nv, words, areas, domain_area = _partition_arrays(layers, origin, basis, dom, tol)
 
     if head is not None:
         W_out, b_out = as_head(head, layers[-1][0].shape[0], device)

@@ -17,6 +17,7 @@ import numpy as np
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
+from models.ppo import numpy_mlp
 from utils.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")
@@ -44,13 +45,6 @@ def _numpy_layers(policy: LoadedPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(W.numpy(), b.numpy()) for W, b in [*policy.hidden_layers, policy.head]]
 
 
-def _mean_action(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    for W, b in layers[:-1]:
-        x = np.maximum(W @ x + b, 0.0)
-    W, b = layers[-1]
-    return W @ x + b
-
-
 def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool = False, seed: int = 0,
                    max_steps: int | None = None) -> Trajectory:
     """One episode of `policy` on `env_id` (deterministic: the Gaussian's mean; stochastic: mean + std noise),
@@ -70,7 +64,7 @@ def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool
             if layers is None:
                 a = rng.uniform(low, high)
             else:
-                a = _mean_action(layers, policy.normalize(s[None])[0])
+                a = numpy_mlp(layers, policy.normalize(s[None]))[0]
                 if stochastic:
                     a = a + std * rng.standard_normal(a.shape[0])
                 a = np.clip(a, low, high)

@@ -35,7 +35,7 @@ from models.normalization import CLIP_OBS, EPSILON
 from utils.errors import UserError
 from utils.planes import PlanePartition, plane_partition, plane_through_states
 from utils.regions import input_jacobian, word_offsets
-from utils.trajectories import Trajectory, sample_episode
+from utils.trajectories import sample_episode
 
 COLORINGS = ("region", "action", "slope")
 DEFAULT_SCALE = 1.25
@@ -89,12 +89,6 @@ def default_state_space_bounds(env_id: str) -> tuple[tuple[float, float], tuple[
 def target_state(env_id: str) -> tuple[float, float] | None:
     """The goal state of a toy task in raw state coordinates, if it has one."""
     return _TARGETS.get(env_id)
-
-
-def run_episode(env_id: str, policy: LoadedPolicy, *, stochastic: bool, seed: int,
-                max_steps: int | None = None) -> Trajectory:
-    """One seeded episode of the policy (raw states; stochastic: mean + std noise), utils.trajectories' sampler."""
-    return sample_episode(env_id, policy, stochastic=stochastic, seed=seed, max_steps=max_steps)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -163,7 +157,7 @@ def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale:
 def sample_states(env_id: str, policy: LoadedPolicy, num_episodes: int, seed: int,
                   max_steps: int | None = None) -> np.ndarray:
     """Raw states of `num_episodes` stochastic episodes of the policy (episode k seeded with seed + k), stacked."""
-    episodes = [run_episode(env_id, policy, stochastic=True, seed=seed + k, max_steps=max_steps).states
+    episodes = [sample_episode(env_id, policy, stochastic=True, seed=seed + k, max_steps=max_steps).states
                 for k in range(num_episodes)]
     return np.concatenate(episodes, axis=0)
 
@@ -324,6 +318,6 @@ def build_frame(policy: LoadedPolicy, plane: StatePlane, env_id: str, *, color: 
     if plane.kind == "state_space":
         target = target_state(env_id)
         if trajectory_seed is not None:
-            traj = plane.to_display(run_episode(env_id, policy, stochastic=False, seed=trajectory_seed).states)
+            traj = plane.to_display(sample_episode(env_id, policy, stochastic=False, seed=trajectory_seed).states)
     return PlaneFrame(policy, plane, part, color, region_values(policy, part, color), clip_polygon(policy, plane),
                       env_id, label, traj, target)
