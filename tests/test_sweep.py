@@ -183,3 +183,27 @@ def test_one_failing_run_does_not_stop_the_others(tmp_path):
     assert "f-001" in result.stderr and "f-001.log" in result.stderr
     assert _runs(store, "f")[0]["status"] == "finished"
     assert "--policy_dims" in (store / "_sweeps" / "f" / "logs" / "f-001.log").read_text()
+
+
+@pytest.mark.slow
+def test_two_config_sweep_is_trained_and_evaluated_end_to_end(tmp_path):
+    import csv
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS
+                 + '  policy_dims: {values: ["c4", "c8"]}\n')
+    store, results = tmp_path / "store", tmp_path / "results"
+    trained = run_cli("sweep.py", str(path), "--workers=2", f"--save_dir={store}", "--sweep_id=e2e", "--quiet",
+                      timeout=600)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "evaluate.py --sweep_id=e2e" in trained.stdout
+    evaluated = run_cli("evaluate.py", "--sweep_id=e2e", f"--checkpoints_dir={store}", f"--results_dir={results}",
+                        "--quiet", timeout=600)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    with open(results / "e2e" / "sweep.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["run_id"] for r in rows) == ["e2e-000", "e2e-001"]
+    assert sorted(int(r["n"]) for r in rows) == [4, 8]
+    for run_id in ("e2e-000", "e2e-001"):
+        with open(results / "e2e" / run_id / "history.csv", newline="") as fh:
+            history = list(csv.DictReader(fh))
+        assert [int(r["iteration"]) for r in history] == [0, 1, 2]
+        assert all(float(r["num_regions_deterministic_fixed"]) >= 1 for r in history)
