@@ -4,6 +4,7 @@ Nothing is written before all inputs are validated, so a bad flag never touches 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -18,6 +19,9 @@ from utils.run_store import (RunPaths, check_writable_dir, create_run, find_run,
                              package_versions, read_run_info, truncate_iteration_logs, update_run_info,
                              write_run_info)
 from utils.tracking import choose_mode, start_tracking
+
+
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @dataclass
@@ -130,7 +134,7 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
                     wandb_sweep_id: str | None = None) -> TrainResult:
     """Validate options, create or reopen the run, train it to the end and return where everything is."""
     save_dir = Path(opts.save_dir)
-    resume_state = None
+    resume_state, pretrained, stats = None, None, None
     if opts.resume:
         run = find_run(save_dir, opts.resume)
         info = read_run_info(run)
@@ -146,10 +150,10 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
             _check_compatible(pretrained, cfg, "--pretrained_path", weights=True)
         if stats is not None:
             _check_compatible(stats, cfg, "--stats_path", weights=False)
+        if opts.run_id is not None and not _RUN_ID_RE.match(opts.run_id):
+            raise UserError(f"--run_id={opts.run_id!r} is not a valid id; use letters, digits, '-' or '_'")
         check_writable_dir(save_dir, "--save_dir")
         run_id = opts.run_id or new_run_id()
-        if opts.run_id and ("/" in run_id or run_id in (".", "..") or not run_id.strip()):
-            raise UserError(f"--run_id={run_id!r} is not a valid id; use letters, digits, '-' or '_'")
         run = create_run(save_dir, run_id)
         info = {
             "run_id": run_id, "status": "running", "created": now_iso(), "env_requested": cfg.env,
@@ -177,8 +181,9 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
     info = update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
                                                          "project": project, "entity": entity, "url": tracker.url})
 
-    trainer = Trainer(cfg)
+    trainer = None
     try:
+        trainer = Trainer(cfg)
         if resume_state is not None:
             truncate_iteration_logs(run, int(resume_state["iteration"]))
             trainer.load_state_dict(resume_state)
@@ -186,17 +191,18 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
                 notify(f"notice: {cfg.env_id} state cannot be snapshotted; resumed with fresh episodes, "
                        f"so results will differ from an uninterrupted run")
         else:
-            if opts.pretrained_path:
-                trainer.load_weights(read_checkpoint(opts.pretrained_path))
-            if opts.stats_path:
-                trainer.normalizer.load_state_dict(read_checkpoint(opts.stats_path)["normalizer"], statistics_only=True)
+            if pretrained is not None:
+                trainer.load_weights(pretrained.raw)
+            if stats is not None:
+                trainer.normalizer.load_state_dict(stats.raw["normalizer"], statistics_only=True)
                 trainer.cfg.norm_warmup_steps = 0  # the statistics are given; do not re-seed them
         last = _train_with_progress(trainer, run, tracker, opts)
     except BaseException as err:
         status = "killed" if isinstance(err, KeyboardInterrupt) else "failed"
         update_run_info(run, status=status, error=f"{type(err).__name__}: {err}"[:500])
         tracker.finish(exit_code=1)
-        trainer.close()
+        if trainer is not None:
+            trainer.close()
         raise
     trainer.close()
     summary = {"best_eval_return": trainer.best_eval_return, "iterations": trainer.iteration,

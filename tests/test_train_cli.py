@@ -84,6 +84,24 @@ def test_bad_inputs_fail_with_one_line_and_touch_nothing(base_run, tmp_path):
         assert tree_digest(save_dir) == before, extra
 
 
+def test_pretrained_weights_and_stats_start_a_new_run(base_run, tmp_path):
+    best = base_run / "best.pt"
+    result = run_cli("train.py", *TINY, f"--save_dir={tmp_path}", "--run_id=child", f"--pretrained_path={best}",
+                     f"--stats_path={best}", "--seed=9")
+    assert result.returncode == 0, result.stderr
+    parent = torch.load(best, weights_only=True)
+    child = torch.load(tmp_path / "child" / "checkpoints" / "000000.pt", weights_only=True)
+    for name, tensor in parent["policy"].items():
+        assert torch.equal(child["policy"][name], tensor), name
+    assert torch.equal(child["normalizer"]["obs_mean"], parent["normalizer"]["obs_mean"])
+    assert child["iteration"] == 0 and json.loads((tmp_path / "child" / "run.json").read_text())["status"] == "finished"
+
+
+def test_invalid_run_id(tmp_path):
+    assert_one_line_error(run_cli("train.py", *TINY, f"--save_dir={tmp_path}", "--run_id=../escape"), "--run_id")
+    assert not tmp_path.joinpath("escape").exists() and not any(tmp_path.iterdir())
+
+
 def test_resume_without_complete_checkpoint(base_run, tmp_path):
     broken = tmp_path / "store" / "broken"
     (broken / "checkpoints").mkdir(parents=True)
