@@ -339,3 +339,17 @@ def test_crossed_polygons_processed_in_buckets_match_reference(monkeypatch):
     for layers, _, plane in cases:
         assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
     assert max(sizes) > 1
+
+
+@pytest.mark.parametrize("torch_ops", [False, True])
+def test_sign_keys_spanning_several_words_match_reference(monkeypatch, torch_ops):
+    import utils.planes as planes
+
+    # 3 bits per key word: every layer's sign keys span several words (the multi-word zero expansion and lexsort).
+    monkeypatch.setattr(planes, "_WORD", 3)
+    if torch_ops:
+        monkeypatch.setattr(planes, "_ops_for", lambda device: planes._TorchOps)
+    rng = np.random.default_rng(80)
+    for _ in range(6):
+        layers, _, plane = random_plane_case(rng)
+        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)

@@ -205,6 +205,14 @@ def _cut_layer(
 # Array backends: numpy on the CPU (a small op costs ~1 us there, a torch op 3-10 us), torch elsewhere. The
 # arrangement code below is written once against this interface.
 # --------------------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _triu_pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    # Cached: np.triu_indices takes ~70 us for k = 32, a layer's arrangement needs it once or twice.
+    i, j = np.triu_indices(k, 1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
+
+
 class _NumpyOps:
     """The few array operations whose numpy and torch spellings differ; numpy version (CPU)."""
 
@@ -252,9 +260,14 @@ class _NumpyOps:
         return np.argsort(x, kind="stable")
 
     @staticmethod
-    def take(x, idx, axis: int):
-        """x indexed along axis by idx of x's shape except along axis (numpy take_along_axis)."""
-        return np.take_along_axis(x, idx, axis)
+    def rows(x, idx):
+        """x[idx] for a 1-D index: np.take is ~10x faster than fancy indexing when x has several dimensions."""
+        return np.take(x, idx, 0)
+
+    @staticmethod
+    def pairs(k: int, like):
+        """Index pairs (i, j), i < j < k, ordered by i then j."""
+        return _triu_pairs(k)
 
     @staticmethod
     def atan2(y, x):
@@ -277,9 +290,10 @@ class _NumpyOps:
         return np.add.reduceat(x, starts, axis=0)
 
     @staticmethod
-    def segment_common(zero, zero_words, src, starts, group):
-        """Per group of rows src (sorted by group), whether all rows share a zero: (G,) bool."""
-        return (np.bitwise_and.reduceat(zero_words[src], starts, axis=0) != 0).any(1)
+    def segment_common(zero_words, src, starts, group):
+        """Per group of rows src (sorted by group) of zero_words (N, nw), whether all rows share a bit: (G,) bool."""
+        common = np.bitwise_and.reduceat(np.take(zero_words, src, 0), starts, axis=0)
+        return functools.reduce(np.logical_or, [common[:, i] != 0 for i in range(common.shape[1])])
 
     @staticmethod
     def ceil_log2(k):
@@ -294,10 +308,13 @@ class _NumpyOps:
     @staticmethod
     def pack_patterns(layer_bits) -> Tensor:
         """Per-layer booleans [(R, w_l)] -> int64 words (R, W) laid out as utils.regions.pack_bits."""
-        R = layer_bits[0].shape[0]
-        padded = [np.pad(b, ((0, 0), (0, -b.shape[1] % 64))) for b in layer_bits]
-        words = np.packbits(np.concatenate(padded, 1), axis=1, bitorder="little").view("<i8")
-        return torch.from_numpy(words.astype(np.int64).reshape(R, -1))
+        spans = [-(-b.shape[1] // 64) * 64 for b in layer_bits]  # each layer starts a new word
+        bits = np.zeros((layer_bits[0].shape[0], sum(spans)), dtype=bool)
+        start = 0
+        for b, span in zip(layer_bits, spans):
+            bits[:, start : start + b.shape[1]] = b
+            start += span
+        return torch.from_numpy(np.packbits(bits, axis=1, bitorder="little").view("<i8").astype(np.int64, copy=False))
 
     @staticmethod
     def from_tensor(t: Tensor):
@@ -354,10 +371,13 @@ class _TorchOps:
         return torch.argsort(x, stable=True)
 
     @staticmethod
-    def take(x, idx, axis: int):
-        shape = list(x.shape)
-        shape[axis] = idx.shape[axis]
-        return torch.gather(x, axis, idx.expand(shape))
+    def rows(x, idx):
+        return x[idx]
+
+    @staticmethod
+    def pairs(k: int, like):
+        i, j = torch.triu_indices(k, k, 1, device=like.device)
+        return i, j
 
     @staticmethod
     def atan2(y, x):
@@ -381,8 +401,10 @@ class _TorchOps:
         return out.index_add_(0, group, x)
 
     @staticmethod
-    def segment_common(zero, zero_words, src, starts, group):
-        x = zero[src].to(torch.int8)
+    def segment_common(zero_words, src, starts, group):
+        # No bitwise-and scatter in torch: unpack the bits and take their minimum per group.
+        bit = torch.arange(_WORD, device=zero_words.device)
+        x = ((zero_words[src][:, :, None] >> bit) & 1).to(torch.int8).reshape(src.shape[0], -1)
         out = torch.ones((starts.shape[0], x.shape[1]), dtype=torch.int8, device=x.device)
         return out.scatter_reduce_(0, group[:, None].expand(x.shape), x, "amin").bool().any(1)
 
@@ -450,12 +472,13 @@ def _arrange_layer(o, verts, nv, z0, grad, tol: float):
         return [(verts, nv, o.arange(P, verts))], o.arange(0, verts)
     (hit,) = o.nonzero(ncross > 0)
     (untouched,) = o.nonzero(ncross == 0)
-    parts, fallback = [(verts[untouched], nv[untouched], untouched)], []
+    parts, fallback = [(o.rows(verts, untouched), nv[untouched], untouched)], []
     for ids in _buckets(o, hit, ncross[hit]):
-        vmax = int(nv[ids].max())  # the bucket's polygons may have fewer vertices than the widest polygon
+        nvb = nv[ids]
+        vmax = int(nvb.max())  # the bucket's polygons may have fewer vertices than the widest polygon
         cells, n, parent, flagged = _arrange_cells(
-            o, verts[ids, :vmax], nv[ids], dist[ids, :vmax], crosses[ids], ncross[ids], zn[ids], gxn[ids],
-            gyn[ids], tol,
+            o, o.rows(verts, ids)[:, :vmax], nvb, o.rows(crosses, ids), ncross[ids], o.rows(zn, ids),
+            o.rows(gxn, ids), o.rows(gyn, ids), tol,
         )
         parts.append((cells, n, ids[parent]))
         fallback.append(ids[flagged])
@@ -493,124 +516,143 @@ def _buckets(o, hit, k):
     return [hit[o.nonzero((level >= g[0]) & (level <= g[1]))[0]] for g in groups]
 
 
-def _arrange_cells(o, vh, nvh, dist, crosses, ncross, zn, gxn, gyn, tol: float):
-    """Arrangement cells of H crossed polygons (H, V, 2) given their lines' signed vertex distances dist (H, V, w)
-    and normalized line coefficients zn, gxn, gyn (H, w): (cells (G, Vmax, 2), counts (G,), polygon of each cell,
-    ids of polygons that need the fallback), polygon ids local to this batch."""
-    H, V = vh.shape[0], vh.shape[1]
+def _arrange_cells(o, vh, nvh, crosses, ncross, zn, gxn, gyn, tol: float):
+    """Arrangement cells of H crossed polygons (H, V, 2) given which lines cross them (H, w) and the normalized line
+    coefficients zn, gxn, gyn (H, w): (cells (G, Vmax, 2), counts (G,), polygon of each cell, ids of polygons that
+    need the fallback), polygon ids local to this batch. Row gathers go through o.rows and flat 1-D indices: numpy's
+    multi-dimensional fancy indexing is ~10x slower than np.take."""
+    H, V, w = vh.shape[0], vh.shape[1], zn.shape[1]
     lo, hi = tol / _BAND, tol * _BAND
     K = int(ncross.max())
     # Each polygon's crossing lines first (padding: the constant +inf, which neither crosses nor vanishes).
     cols = o.argsort(o.to(~crosses, o.int64))[:, :K]  # (H, K); argsort is along the last axis
     live = o.arange(K, vh)[None, :] < ncross[:, None]
-    s = o.where(live[:, :, None], o.take(dist, cols[:, None, :], 2).swapaxes(1, 2), float("inf"))  # (H, K, V)
-    zl = o.where(live, o.take(zn, cols, 1), float("inf"))
-    gxl = o.where(live, o.take(gxn, cols, 1), 0.0)
-    gyl = o.where(live, o.take(gyn, cols, 1), 0.0)
+    line = (o.arange(H, vh) * w)[:, None] + cols  # flat indices into (H, w)
+    zl = o.where(live, zn.reshape(-1)[line], float("inf"))
+    gxl = o.where(live, gxn.reshape(-1)[line], 0.0)
+    gyl = o.where(live, gyn.reshape(-1)[line], 0.0)
+    # Signed vertex distances (H, V, K): the same float operations as the layer's crossing test, so the same values.
+    s = zl[:, None, :] + vh[..., 0:1] * gxl[:, None, :] + vh[..., 1:2] * gyl[:, None, :]
     j = o.arange(V, vh)[None, :]
     valid = j < nvh[:, None]
     nxt = o.where(j + 1 < nvh[:, None], j + 1, 0)  # (H, V)
     sz = o.where(abs(s) <= tol, 0.0, s)  # vertices within tol of a line are on it (as in sequential clipping)
     flag = o.zeros_bool(H, vh)  # polygons left to the sequential fallback
+    # Vertex rows: row r is vertex r % V of polygon r // V.
+    vrow, szrow = vh.reshape(H * V, 2), sz.reshape(H * V, K)
+    nxt_row = ((o.arange(H, vh) * V)[:, None] + nxt).reshape(-1)
 
     # (a) the polygons' own vertices.
-    ha, ja = o.nonzero(valid)
-    pa, sa = vh[ha, ja], sz[ha, :, ja]
+    (ra,) = o.nonzero(valid.reshape(-1))
+    ha, pa, sa = ra // V, o.rows(vrow, ra), o.rows(szrow, ra)
     # (b) edge crossings: an edge whose end values have strictly opposite signs (after zeroing).
-    sz_next = o.take(sz, nxt[:, None, :], 2)
-    v_next = o.take(vh, nxt[:, :, None], 1)
-    hb, kb, jb = o.nonzero(valid[:, None, :] & (sz * sz_next < 0))
-    f = sz[hb, kb, jb] / (sz[hb, kb, jb] - sz_next[hb, kb, jb])
-    p0 = vh[hb, jb]
-    pb = p0 + f[:, None] * (v_next[hb, jb] - p0)
-    # (c) pairwise intersections of a polygon's lines strictly inside it.
-    k = o.arange(K, vh)
-    hc, ic, jc = o.nonzero(live[:, :, None] & live[:, None, :] & (k[:, None] < k[None, :])[None])
-    gxi, gyi, zi = gxl[hc, ic], gyl[hc, ic], zl[hc, ic]
-    gxj, gyj, zj = gxl[hc, jc], gyl[hc, jc], zl[hc, jc]
+    sz_next, v_next = o.rows(szrow, nxt_row), o.rows(vrow, nxt_row)  # (H V, K), (H V, 2)
+    (eb,) = o.nonzero((valid.reshape(-1, 1) & (szrow * sz_next < 0)).reshape(-1))  # flat (vertex row, line)
+    rb = eb // K
+    s0, s1 = szrow.reshape(-1)[eb], sz_next.reshape(-1)[eb]
+    f = s0 / (s0 - s1)
+    p0 = o.rows(vrow, rb)
+    hb, pb = rb // V, p0 + f[:, None] * (o.rows(v_next, rb) - p0)
+    # (c) pairwise intersections of a polygon's lines strictly inside it (line i < line j, both live).
+    pi, pj = o.pairs(K, vh)
+    hc, pc = o.nonzero(pj[None, :] < ncross[:, None])
+    li, lj = hc * K + pi[pc], hc * K + pj[pc]
+    zf, gxf, gyf = zl.reshape(-1), gxl.reshape(-1), gyl.reshape(-1)
+    gxi, gyi, zi = gxf[li], gyf[li], zf[li]
+    gxj, gyj, zj = gxf[lj], gyf[lj], zf[lj]
     det = gxi * gyj - gyi * gxj  # sine of the angle between unit normals
     par = abs(det) <= 1e-6
     same = abs(zi - o.where(gxi * gxj + gyi * gyj > 0, zj, -zj)) <= lo  # the same line (duplicate neurons)
     flag[hc[par & ~same]] = True  # nearly parallel distinct lines: intersection ill-conditioned
     det = o.where(par, 1.0, det)
     qx, qy = (zj * gyi - zi * gyj) / det, (zi * gxj - zj * gxi) / det
-    ex, ey = v_next[..., 0] - vh[..., 0], v_next[..., 1] - vh[..., 1]  # (H, V) edges, counter-clockwise
+    # (H, V) edges, counter-clockwise.
+    ex, ey = (v_next[:, 0] - vrow[:, 0]).reshape(H, V), (v_next[:, 1] - vrow[:, 1]).reshape(H, V)
     elen = (ex * ex + ey * ey) ** 0.5
     real_edge = valid & (elen > 0)
-    flag |= (real_edge & (elen <= hi)).any(1)  # edges about as short as the tolerance
+    flag[o.nonzero(real_edge & (elen <= hi))[0]] = True  # edges about as short as the tolerance
     # Inward distance of each intersection from each edge line of its polygon (+inf for padding edges).
     ux = o.where(real_edge, ex / o.where(real_edge, elen, 1.0), 0.0)
     uy = o.where(real_edge, ey / o.where(real_edge, elen, 1.0), 0.0)
     c0 = o.where(real_edge, uy * vh[..., 0] - ux * vh[..., 1], float("inf"))
-    margin = o.amin(c0[hc] + ux[hc] * qy[:, None] - uy[hc] * qx[:, None], 1)
+    margin = o.amin(o.rows(c0, hc) + o.rows(ux, hc) * qy[:, None] - o.rows(uy, hc) * qx[:, None], 1)
     flag[hc[~par & (abs(margin) > lo) & (abs(margin) <= hi)]] = True
     inside = ~par & (margin > hi)
     hc, pc = hc[inside], o.stack([qx[inside], qy[inside]], 1)
     # Signs of the derived vertices on every line of their polygon.
     hd, pd = o.cat([hb, hc]), o.cat([pb, pc])
-    d = zl[hd] + pd[:, 0:1] * gxl[hd] + pd[:, 1:2] * gyl[hd]
+    d = o.rows(zl, hd) + pd[:, 0:1] * o.rows(gxl, hd) + pd[:, 1:2] * o.rows(gyl, hd)
     ad = abs(d)
-    flag[hd[((ad > lo) & (ad <= hi)).any(1)]] = True
+    flag[hd[o.nonzero((ad > lo) & (ad <= hi))[0]]] = True
     sd = o.where(ad <= tol, 0.0, d)
 
     h, pts, sig = o.cat([ha, hd]), o.cat([pa, pd]), o.cat([sa, sd])
-    zero = sig == 0
-    nz = zero.sum(1)
+    # Sign vectors as exact integers, _WORD bits per word, by products with the bit values (float64 is exact up to
+    # 2^53): bit k of zero_words set iff on line k, of base iff positive on line k; the extra column counts zeros.
+    nw = -(-K // _WORD)
+    k = o.arange(K, vh)
+    c = o.arange(nw + 1, vh)[None, :]
+    packer = o.where((k // _WORD)[:, None] == c, o.to(2 ** (k % _WORD), o.float64)[:, None], o.to(c == nw, o.float64))
+    zw = o.to(o.matmul(o.to(sig == 0, o.float64), packer), o.int64)  # (N, nw + 1)
+    base = o.to(o.matmul(o.to(sig > 0, o.float64), packer[:, :nw]), o.int64)  # (N, nw)
+    nz = zw[:, nw]
     flag[h[nz > _MAX_ZEROS]] = True
     (rows,) = o.nonzero(~flag[h])
-    h, pts, sig, zero, nz = h[rows], pts[rows], sig[rows], zero[rows], nz[rows]
-    # Sign vectors as exact float64 integers, _WORD bits per word; bit k set iff positive on line k.
-    nw = -(-K // _WORD)
-    word_of = k // _WORD
-    packer = o.where(word_of[:, None] == o.arange(nw, vh)[None, :], o.to(2 ** (k % _WORD), o.float64)[:, None], 0.0)
-    zero_f = o.to(zero, o.float64)
-    zero_words = o.to(o.matmul(zero_f, packer), o.int64)  # (N, nw) bit k set iff on line k
-    base = o.matmul(o.to(sig > 0, o.float64), packer)  # (N, nw)
-    # The bit values of each candidate's zeros, in order: max_zeros arrays (N, nw).
+    h, pts, nz, zero_words, base = h[rows], o.rows(pts, rows), nz[rows], o.rows(zw[:, :nw], rows), o.rows(base, rows)
+    # Each candidate vertex belongs to every cell whose sign vector agrees with its nonzero signs: expand its zeros,
+    # copy e of a candidate taking side (e >> t) & 1 of its t-th lowest zero line.
     N = h.shape[0]
     max_zeros = int(nz.max()) if N > 0 else 0
-    rank = o.matmul(zero_f, o.to(k[:, None] <= k[None, :], o.float64)) - 1  # (N, K): index among the row's zeros
-    zero_bits = [o.matmul(o.to(zero & (rank == t), o.float64), packer) for t in range(max_zeros)]
-    # Each candidate vertex belongs to every cell whose sign vector agrees with its nonzero signs: expand its zeros.
     reps = 2**nz
     src = o.repeat(o.arange(N, vh), reps)
     e = o.arange(src.shape[0], vh) - (o.cumsum(reps) - reps)[src]
-    keys = base[src]  # (T, nw)
+    keys = o.rows(base, src)  # (T, nw)
+    rest = zero_words  # zero lines not yet expanded
     for t in range(max_zeros):
-        keys = keys + o.to((e >> t) & 1, o.float64)[:, None] * zero_bits[t][src]
+        low = rest & -rest  # lowest set bit of each word
+        if nw > 1:  # only the first word with a zero left holds the row's lowest zero line
+            has = o.to(rest != 0, o.int64)
+            low = o.where(o.cumsum(has, 1) - has == 0, low, 0)
+        rest = rest ^ low
+        keys = keys + ((e >> t) & 1)[:, None] * o.rows(low, src)
     hr = h[src]
-    if nw == 1 and H * 2.0**K <= 2.0**52:
-        order = o.argsort(o.to(hr, o.float64) * 2.0**K + keys[:, 0])
+    if nw == 1 and H * 2**K < 2**62:
+        order = o.argsort(hr * 2**K + keys[:, 0])
     else:
         order = _lexsort(o, [keys[:, i] for i in range(nw)] + [hr])
-    keys, hr, src = keys[order], hr[order], src[order]
-    new = o.cat([hr[:1] >= 0, ((keys[1:] != keys[:-1]).any(1)) | (hr[1:] != hr[:-1])])
+    keys, hr, src = o.rows(keys, order), hr[order], src[order]
+    changed = functools.reduce(operator.or_, [keys[1:, i] != keys[:-1, i] for i in range(nw)], hr[1:] != hr[:-1])
+    new = o.cat([hr[:1] >= 0, changed])
     gid = o.cumsum(o.to(new, o.int64)) - 1
     (starts,) = o.nonzero(new)
     # A sign vector whose vertices all lie on one of its lines is no cell (its "cell" is a point or a segment).
-    ghost = o.segment_common(zero, zero_words, src, starts, gid)
+    ghost = o.segment_common(zero_words, src, starts, gid)
     (rows,) = o.nonzero(~ghost[gid])
     new, src, hr = new[rows], src[rows], hr[rows]
     gid = o.cumsum(o.to(new, o.int64)) - 1
     (starts,) = o.nonzero(new)
     G = starts.shape[0]
-    p = pts[src]
+    p = o.rows(pts, src)
     mean = o.segment_sum(p, starts, gid) / o.to(o.bincount(gid, G), o.float64)[:, None]
-    rel = p - mean[gid]
-    # Counter-clockwise around the vertex mean; groups are 8 > 2 pi apart in the key.
-    p = p[o.argsort(o.to(gid, o.float64) * 8.0 + o.atan2(rel[:, 1], rel[:, 0]))]
+    rel = p - o.rows(mean, gid)
+    # Counter-clockwise around the vertex mean, by a pseudo-angle (monotone in the angle, cheaper than atan2):
+    # y / (|x| + |y|) for x >= 0, 2 minus it for x < 0, in [-1, 3); groups are 8 apart in the key.
+    r1 = abs(rel[:, 0]) + abs(rel[:, 1])
+    sine = rel[:, 1] / o.where(r1 > 0, r1, 1.0)
+    angle = o.where(rel[:, 0] >= 0, sine, 2.0 - sine)
+    p = o.rows(p, o.argsort(o.to(gid, o.float64) * 8.0 + angle))
     # Drop repeated vertices (one point found several ways, e.g. where lines meet on an edge).
     last = o.cat([gid[1:] != gid[:-1], gid[:1] >= 0])
     nxt = o.where(last, starts[gid], o.arange(p.shape[0], vh) + 1)
-    gap = p - p[nxt]
+    gap = p - o.rows(p, nxt)
     (rows,) = o.nonzero(gap[:, 0] * gap[:, 0] + gap[:, 1] * gap[:, 1] > tol * tol)
-    p, gid = p[rows], gid[rows]
+    p, gid = o.rows(p, rows), gid[rows]
     n = o.bincount(gid, G)
     first = o.cumsum(n) - n
     vmax = int(n.max()) if G > 0 else 1
     slot = o.arange(vmax, vh)[None, :]
     idx = first[:, None] + o.where(slot < n[:, None], slot, (n - 1)[:, None])  # (G, vmax)
-    cells = p[idx.reshape(-1)].reshape(G, vmax, 2)
+    cells = o.rows(p, idx.reshape(-1)).reshape(G, vmax, 2)
     (fallback,) = o.nonzero(flag)
     return cells, n, hr[starts], fallback
 
@@ -660,8 +702,8 @@ def _partition_arrays(layers, origin, basis, dom, tol):
         z0 = o.matmul(a, Wt) + b  # (R, w)
         grad = o.matmul(C.reshape(-1, C.shape[2]), Wt).reshape(C.shape[0], 2, -1)  # (R, 2, w); one 2-D product is faster
         verts, nv, parent = _split_layer(o, verts, nv, z0, grad, tol)
-        z0, grad = z0[parent], grad[parent]
-        on_bits = [bits[parent] for bits in on_bits]
+        z0, grad = o.rows(z0, parent), o.rows(grad, parent)
+        on_bits = [o.rows(bits, parent) for bits in on_bits]
         # Vertex centroid; padding slots repeat the last vertex, so subtract their excess from the plain sum.
         vsum = functools.reduce(operator.add, (verts[:, j] for j in range(verts.shape[1])))
         vsum = vsum - (verts.shape[1] - nv)[:, None] * verts[:, -1]
