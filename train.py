@@ -9,7 +9,7 @@ import os
 import sys
 
 from utils.cli import Parser, add_bool_flag, available_cpus, non_negative_int, positive_int
-from utils.errors import UserError, run_cli
+from utils.errors import run_cli
 
 
 def build_parser() -> Parser:

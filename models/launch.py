@@ -4,19 +4,20 @@ Nothing is written before all inputs are validated, so a bad flag never touches 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
 from envs.resolve import make_env, resolve_env_id
-from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
+from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint, save_checkpoint
 from models.networks import parse_dims
-from models.training import TIMING_KEYS, TrainConfig, Trainer, run_training
+from models.training import TrainConfig, Trainer, run_training
 from utils.cli import check_device
 from utils.errors import UserError
 from utils.run_store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
-                             package_versions, read_run_info, truncate_iteration_logs, update_run_info,
+                             package_versions, read_run_info, run_lock, truncate_iteration_logs, update_run_info,
                              write_run_info)
 from utils.tracking import choose_mode, start_tracking
 
@@ -95,17 +96,12 @@ def config_from_options(opts: TrainOptions) -> tuple[TrainConfig, str | None]:
         raise UserError(f"--batch_size={opts.batch_size} is larger than a rollout (nsteps x n_envs = "
                         f"{opts.nsteps} x {opts.n_envs} = {opts.nsteps * opts.n_envs}); lower --batch_size "
                         f"or raise --nsteps")
+    if not (math.isfinite(opts.learning_rate) and opts.learning_rate > 0):
+        raise UserError(f"--learning_rate={opts.learning_rate} must be a positive number, e.g. --learning_rate=3e-4")
+    if not math.isfinite(opts.log_std_init):
+        raise UserError(f"--log_std_init={opts.log_std_init} must be a finite number, e.g. --log_std_init=-2")
     device = check_device(opts.device)
-    probe = make_env(resolved.resolved)
-    try:
-        import gymnasium as gym
-        if not isinstance(probe.action_space, gym.spaces.Box) or not isinstance(probe.observation_space, gym.spaces.Box):
-            raise UserError(f"{resolved.resolved} does not have continuous (Box) observations and actions; "
-                            f"pick a continuous-control env such as HalfCheetah-v5 or Car1DEnv-v1")
-        obs_dim = int(probe.observation_space.shape[0])
-        act_dim = int(probe.action_space.shape[0])
-    finally:
-        probe.close()
+    obs_dim, act_dim = _probe_dims(resolved.resolved)
     subprocess_envs = opts.vec_env == "subprocess" and not opts.debug and opts.n_envs > 1
     cfg = TrainConfig(
         env=opts.env, env_id=resolved.resolved, obs_dim=obs_dim, act_dim=act_dim, policy_dims=policy_dims,
@@ -115,6 +111,27 @@ def config_from_options(opts: TrainOptions) -> tuple[TrainConfig, str | None]:
         save_every=opts.save_every, obs_norm=opts.obs_norm, norm_warmup_steps=opts.norm_warmup_steps, device=device,
         subprocess_envs=subprocess_envs)
     return cfg, resolved.notice
+
+
+def _probe_dims(env_id: str) -> tuple[int, int]:
+    """Observation and action sizes of a continuous-control env, or a UserError saying why it cannot be trained."""
+    import gymnasium as gym
+    try:
+        probe = make_env(env_id)
+    except (gym.error.Error, ImportError) as err:
+        raise UserError(f"cannot create {env_id} ({type(err).__name__}: {str(err).splitlines()[0][:150]}); "
+                        f"install what it needs or pick another env") from None
+    try:
+        spaces = (probe.observation_space, probe.action_space)
+        if not all(isinstance(space, gym.spaces.Box) and len(space.shape) == 1 for space in spaces):
+            raise UserError(f"{env_id} does not have flat continuous (1-D Box) observations and actions; "
+                            f"pick a continuous-control env such as HalfCheetah-v5 or Car1DEnv-v1")
+        if probe.spec is None or probe.spec.max_episode_steps is None:
+            raise UserError(f"{env_id} has no episode time limit, so evaluation episodes might never end; "
+                            f"register it with max_episode_steps")
+        return int(spaces[0].shape[0]), int(spaces[1].shape[0])
+    finally:
+        probe.close()
 
 
 def newest_complete_checkpoint(run: RunPaths) -> dict:
@@ -138,8 +155,13 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
     if opts.resume:
         run = find_run(save_dir, opts.resume)
         info = read_run_info(run)
+        if info.get("status") == "finished":
+            return TrainResult(run, {}, f"run {run.run_id} is already finished; nothing to resume "
+                                        f"(its checkpoints are in {run.root})")
         cfg = TrainConfig.from_dict(info["config"])
         cfg.device = check_device(opts.device)
+        if opts.stop_at_return is None:  # like every other flag, the run's own setting holds on resume
+            opts.stop_at_return = info.get("flags", {}).get("stop_at_return")
         resume_state = newest_complete_checkpoint(run)
         env_notice = None
     else:
@@ -150,6 +172,7 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
             _check_compatible(pretrained, cfg, "--pretrained_path", weights=True)
         if stats is not None:
             _check_compatible(stats, cfg, "--stats_path", weights=False)
+            cfg.norm_warmup_steps = 0  # the statistics are given; do not re-seed them
         if opts.run_id is not None and not _RUN_ID_RE.match(opts.run_id):
             raise UserError(f"--run_id={opts.run_id!r} is not a valid id; use letters, digits, '-' or '_'")
         check_writable_dir(save_dir, "--save_dir")
@@ -166,6 +189,15 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
     if env_notice:
         notify(env_notice)
 
+    with run_lock(run):
+        return _train_locked(run, info, cfg, opts, resume_state, pretrained, stats, notify)
+
+
+def _train_locked(run: RunPaths, info: dict, cfg: TrainConfig, opts: TrainOptions, resume_state: dict | None,
+                  pretrained: LoadedPolicy | None, stats: LoadedPolicy | None,
+                  notify: Callable[[str], None]) -> TrainResult:
+    """Track and train a run whose lock this process holds."""
+    save_dir = Path(opts.save_dir)
     mode, mode_notice = choose_mode(opts.wandb_mode, opts.unobserve)
     if mode_notice:
         notify(mode_notice)
@@ -180,7 +212,6 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
         notify(line)
     info = update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
                                                          "project": project, "entity": entity, "url": tracker.url})
-
     trainer = None
     try:
         trainer = Trainer(cfg)
@@ -195,7 +226,6 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
                 trainer.load_weights(pretrained.raw)
             if stats is not None:
                 trainer.normalizer.load_state_dict(stats.raw["normalizer"], statistics_only=True)
-                trainer.cfg.norm_warmup_steps = 0  # the statistics are given; do not re-seed them
         last = _train_with_progress(trainer, run, tracker, opts)
     except BaseException as err:
         status = "killed" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -254,11 +284,10 @@ def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOp
         return run_training(trainer, run, on_iteration=on_iteration, on_checkpoint=on_checkpoint)
     except _EarlyStop:
         if trainer.iteration % cfg.save_every != 0:  # keep the solving policy as a checkpoint too
-            from models.checkpoint import save_checkpoint
             save_checkpoint(run.checkpoint(trainer.iteration), trainer.state_dict())
         return {"iteration": trainer.iteration, "stopped_early": True}
     finally:
         bar.close()
 
 
-__all__ = ["TrainOptions", "TrainResult", "launch_training", "TIMING_KEYS"]
+__all__ = ["TrainOptions", "TrainResult", "launch_training"]

@@ -38,7 +38,7 @@ class TrainConfig:
     policy_dims: tuple[int, ...] = (64, 64)
     value_dims: tuple[int, ...] = (64, 64)
     total_timesteps: int = 1_000_000
-    n_steps: int = 2048            # per env per iteration
+    n_steps: int = 1000            # per env per iteration (train.py's --nsteps default)
     n_envs: int = 1
     batch_size: int = 64
     n_epochs: int = 10

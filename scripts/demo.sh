@@ -17,14 +17,18 @@ else
 fi
 
 echo "== 2/6 Car1DEnv-v1 until solved (deterministic eval return > 800)"
-if [ ! -f "$CKPT/demo-car1d-solved/run.json" ]; then
+if [ -f "$CKPT/demo-car1d-solved/run.json" ]; then
+    "$BIN/python" train.py --resume=demo-car1d-solved --save_dir="$CKPT" --quiet
+else
     "$BIN/python" train.py --env=Car1DEnv-v1 --total_timesteps=400000 --nsteps=1000 --n_envs=2 \
         --policy_dims=c16,16 --value_dims=c32,32 --stop_at_return=800 --save_dir="$CKPT" \
         --run_id=demo-car1d-solved --wandb_mode=offline --quiet
 fi
 
 echo "== 3/6 HalfCheetah-v2 (resolved to the maintained -v5), a short run"
-if [ ! -f "$CKPT/demo-halfcheetah/run.json" ]; then
+if [ -f "$CKPT/demo-halfcheetah/run.json" ]; then
+    "$BIN/python" train.py --resume=demo-halfcheetah --save_dir="$CKPT" --quiet   # finished: says so and exits
+else
     "$BIN/python" train.py --env=HalfCheetah-v2 --total_timesteps=10000 --nsteps=1000 --n_envs=2 \
         --policy_dims=c16,16 --value_dims=c32,32 --save_dir="$CKPT" --run_id=demo-halfcheetah \
         --wandb_mode=offline --quiet
@@ -53,9 +57,9 @@ from pathlib import Path
 store, sweep = Path(sys.argv[1]), sys.argv[2]
 for run in [*sorted(store.glob(f"{sweep}-[0-9]*/run.json")), store / f"{sweep}-solved" / "run.json"]:
     info = json.loads(run.read_text())
-    best = info.get("best_eval_return")
+    best = info.get("best_eval_return") or float("nan")
     dims = ",".join(map(str, info["config"]["policy_dims"]))
-    print(f"  {info['run_id']}  c{dims:<6} seed {info['seed']}  best return {best:8.1f}  {'solved' if best and best > 800 else 'not yet'}")
+    print(f"  {info['run_id']}  c{dims:<6} seed {info['seed']}  best return {best:8.1f}  {'solved' if best > 800 else 'not yet'}")
 PY
 echo
 echo "Outputs:"

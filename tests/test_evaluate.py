@@ -348,3 +348,19 @@ def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
                       wandb_online=True, api_factory=lambda: api)
     rows = _history(report.runs[0].out_dir / "history.csv")
     assert len(rows) == 3
+
+
+def test_random_trajectories_with_inconsistent_lengths_are_refused(tmp_path):
+    import numpy as np
+
+    from utils.io import save_npz_atomic
+    from utils.randomized import load_random_data, trajectories_path
+    path = trajectories_path(tmp_path, "S", "Car1DEnv-v1")
+    for lengths in (np.array([3, 3]), np.array([0, 10]), None):
+        arrays = {"states": np.zeros((10, 2))} | ({} if lengths is None else {"lengths": lengths})
+        save_npz_atomic(path, **arrays)
+        with pytest.raises(UserError, match="do not add up"):
+            load_random_data(tmp_path, "S", "Car1DEnv-v1", 2, lines=False, trajectories=True, fix_command="make it")
+    save_npz_atomic(path, states=np.zeros((10, 2)), lengths=np.array([4, 6]))
+    data = load_random_data(tmp_path, "S", "Car1DEnv-v1", 2, lines=False, trajectories=True, fix_command="x")
+    assert [len(t) for t in data.trajectories] == [4, 6]

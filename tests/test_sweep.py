@@ -207,3 +207,15 @@ def test_two_config_sweep_is_trained_and_evaluated_end_to_end(tmp_path):
             history = list(csv.DictReader(fh))
         assert [int(r["iteration"]) for r in history] == [0, 1, 2]
         assert all(float(r["num_regions_deterministic_fixed"]) >= 1 for r in history)
+
+
+def test_relative_save_dir_is_taken_from_the_callers_directory(tmp_path):
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS.replace("400", "200")
+                 + '  policy_dims: {value: "c4"}\n')
+    result = run_cli("sweep.py", str(path), "--save_dir=store", "--sweep_id=rel", "--quiet", cwd=tmp_path,
+                     timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "store" / "rel-000" / "run.json").read_text())["status"] == "finished"
+    assert not (ROOT / "store").exists()
+    again = run_cli("sweep.py", "--resume=rel", "--save_dir=store", "--quiet", cwd=tmp_path, timeout=300)
+    assert again.returncode == 0 and "skipped" in again.stdout

@@ -60,6 +60,9 @@ def _bad_input_cases(base: Path, tmp: Path) -> list[tuple[list[str], tuple[str, 
         (["--n_epochs=0"], ("--n_epochs", "positive")),
         (["--batch_size=5000"], ("--batch_size", "larger than a rollout")),
         (["--device=cuda"], ("cuda", "--device=cpu")),
+        (["--env=CarRacing-v3"], ("cannot create CarRacing-v3",)),
+        (["--learning_rate=-1"], ("--learning_rate", "positive")),
+        (["--learning_rate=nan"], ("--learning_rate",)),
         ([f"--save_dir={blocker}/sub"], ("--save_dir",)),
         (["--run_id=base"], ("already exists", "--resume")),
         (["--resume=nosuchrun"], ("no run 'nosuchrun'", "base")),
@@ -95,6 +98,28 @@ def test_pretrained_weights_and_stats_start_a_new_run(base_run, tmp_path):
         assert torch.equal(child["policy"][name], tensor), name
     assert torch.equal(child["normalizer"]["obs_mean"], parent["normalizer"]["obs_mean"])
     assert child["iteration"] == 0 and json.loads((tmp_path / "child" / "run.json").read_text())["status"] == "finished"
+
+
+def test_resume_of_a_finished_run_changes_nothing(base_run):
+    before = tree_digest(base_run)
+    result = run_cli("train.py", "--resume=base", f"--save_dir={base_run.parent}", "--quiet")
+    assert result.returncode == 0 and "already finished" in result.stdout
+    assert tree_digest(base_run) == before
+
+
+def test_a_run_being_trained_cannot_be_resumed_twice(base_run, tmp_path):
+    from utils.run_store import RunPaths, is_run_locked, run_lock
+    run = RunPaths(base_run)
+    info = (base_run / "run.json").read_text()
+    (base_run / "run.json").write_text(info.replace('"status": "finished"', '"status": "running"'))
+    try:
+        with run_lock(run):  # stands in for another train.py process
+            assert is_run_locked(run)
+            result = run_cli("train.py", "--resume=base", f"--save_dir={base_run.parent}", "--quiet")
+            assert_one_line_error(result, "another process")
+        assert not is_run_locked(run)
+    finally:
+        (base_run / "run.json").write_text(info)
 
 
 def test_invalid_run_id(tmp_path):

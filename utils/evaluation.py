@@ -12,10 +12,9 @@ import json
 import logging
 import math
 import os
-import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
 from utils.errors import UserError
-from utils.io import read_jsonl, write_json_atomic, write_text_atomic
+from utils.io import read_jsonl, write_bytes_atomic, write_json_atomic, write_text_atomic
 from utils.metrics import (TRAJECTORY_TYPES, architecture_summary, random_line_metric_names, random_line_metrics,
                            random_trajectory_metric_names, random_trajectory_metrics, trajectory_metric_names,
                            trajectory_metrics)
@@ -34,6 +33,7 @@ from utils.trajectories import cached_episode
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
 WANDB_CACHE = ".wandb_cache"  # under the checkpoints dir: runs downloaded from wandb, laid out like the run store
+DOWNLOAD_COMPLETE = ".download_complete"  # written last, so a cut-short download is never taken as complete
 
 
 @dataclass
@@ -98,25 +98,30 @@ def _local_sweep_runs(checkpoints_dir: Path, sweep_id: str) -> list[ResolvedRun]
 
 
 def resolve_runs(opts: EvalOptions, *, wandb_online: bool = False,
-                 api_factory: Callable[[], Any] = default_wandb_api) -> list[ResolvedRun]:
-    """The runs named by --run_id or --sweep_id: local run store first, else wandb (online, entity/project known)."""
+                 api_factory: Callable[[], Any] = default_wandb_api,
+                 shard: Callable[[list], list] = list) -> list[ResolvedRun]:
+    """The runs named by --run_id or --sweep_id: local run store first, else wandb (online, entity/project known).
+
+    `shard` picks this worker's share of the runs (sorted by id) *before* any wandb download, so SLURM array tasks
+    never download the same artifacts.
+    """
     if bool(opts.run_id) == bool(opts.sweep_id):
         raise UserError("pass exactly one of --run_id=RUN_ID or --sweep_id=SWEEP_ID")
     store = Path(opts.checkpoints_dir)
     if opts.run_id:
         if (store / opts.run_id / "run.json").is_file():
             run = RunPaths(store / opts.run_id)
-            return [ResolvedRun(run, read_run_info(run))]
-        runs = _wandb_runs(opts, wandb_online, api_factory, run_id=opts.run_id)
+            return shard([ResolvedRun(run, read_run_info(run))])
+        remote = _wandb_runs(opts, wandb_online, api_factory, run_id=opts.run_id)
         what = f"run '{opts.run_id}'"
     else:
-        runs = _local_sweep_runs(store, opts.sweep_id)
-        if runs:
-            return runs
-        runs = _wandb_runs(opts, wandb_online, api_factory, sweep_id=opts.sweep_id)
+        local = _local_sweep_runs(store, opts.sweep_id)
+        if local:
+            return shard(sorted(local, key=lambda r: r.run_id))
+        remote = _wandb_runs(opts, wandb_online, api_factory, sweep_id=opts.sweep_id)
         what = f"sweep '{opts.sweep_id}' (no run.json there has this sweep_id)"
-    if runs:
-        return runs
+    if remote:
+        return [_materialize(opts, r, opts.sweep_id) for r in shard(sorted(remote, key=lambda r: r.id))]
     known = ", ".join(list_run_ids(store)[:10]) or "none"
     if wandb_online and opts.entity:
         searched = f"nor in wandb {opts.entity}/{opts.project}"
@@ -146,7 +151,7 @@ def _wandb_runs(opts: EvalOptions, wandb_online: bool, api_factory, *, run_id: s
     except Exception as err:
         raise UserError(f"wandb lookup of {run_id or sweep_id} in {path} failed ({type(err).__name__}: "
                         f"{str(err)[:100]}); check --entity/--project_name or evaluate from the local run store") from None
-    return [_materialize(opts, r, sweep_id) for r in remote]
+    return remote
 
 
 def _materialize(opts: EvalOptions, remote, sweep_id: str | None) -> ResolvedRun:
@@ -161,8 +166,9 @@ def _materialize(opts: EvalOptions, remote, sweep_id: str | None) -> ResolvedRun
             "obs_dim": config.get("obs_dim"), "act_dim": config.get("act_dim"), "config": config,
             "sweep_id": sweep_id or config.get("sweep_id"), "status": getattr(remote, "state", None),
             "source": f"wandb:{opts.entity}/{opts.project}/{remote.id}"}
-    if not run.list_checkpoints():
+    if not (run.root / DOWNLOAD_COMPLETE).is_file():  # a download cut short is done again, never half used
         _download_checkpoints(remote, run)
+        write_json_atomic(run.root / DOWNLOAD_COMPLETE, {"checkpoints": len(run.list_checkpoints())})
     if not run.best.is_file() and run.list_checkpoints():
         _choose_best(run)
     write_json_atomic(run.run_json, info)
@@ -179,9 +185,7 @@ def _download_checkpoints(remote, run: RunPaths) -> None:
             files = sorted(Path(artifact.download(root=tmp)).glob("*.pt"))
             for f in files:
                 iteration = int((artifact.metadata or {}).get("iteration", f.stem))
-                target = run.checkpoint(iteration)
-                shutil.copyfile(f, target.with_suffix(".part"))
-                os.replace(target.with_suffix(".part"), target)
+                write_bytes_atomic(run.checkpoint(iteration), f.read_bytes())
 
 
 def _choose_best(run: RunPaths) -> None:
@@ -195,8 +199,7 @@ def _choose_best(run: RunPaths) -> None:
         if value is not None and value > best_return:
             best, best_return = path, value
     best = best or run.list_checkpoints()[-1][1]
-    shutil.copyfile(best, run.root / ".best.part")
-    os.replace(run.root / ".best.part", run.best)
+    write_bytes_atomic(run.best, best.read_bytes())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -519,8 +522,8 @@ def evaluate(opts: EvalOptions, *, wandb_online: bool = False, api_factory: Call
     """Evaluate the run or the sweep (this SLURM array task's share of it) and, for a sweep, aggregate all results."""
     from tqdm import tqdm
 
-    runs = resolve_runs(opts, wandb_online=wandb_online, api_factory=api_factory)
-    runs = slurm_shard(sorted(runs, key=lambda r: r.run_id), environ)
+    runs = resolve_runs(opts, wandb_online=wandb_online, api_factory=api_factory,
+                        shard=lambda items: slurm_shard(items, environ))
     results = []
     for resolved in tqdm(runs, desc="runs", unit="run", disable=None if progress and len(runs) > 1 else True):
         results.append(evaluate_run(resolved, opts, progress=progress))

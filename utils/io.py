@@ -12,11 +12,22 @@ import numpy as np
 import torch
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; results are meant to be shared like any other file.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()

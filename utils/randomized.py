@@ -100,6 +100,9 @@ def load_random_data(data_dir: Path, data_id: str, env_id: str, obs_dim: int, *,
         if key == "points":
             out.line_points = states
         else:
-            bounds = np.cumsum(data["lengths"])[:-1]
-            out.trajectories = np.split(states, bounds)
+            lengths = data.get("lengths")
+            if lengths is None or lengths.ndim != 1 or (lengths < 1).any() or lengths.sum() != len(states):
+                raise UserError(f"random data {path} has trajectory lengths that do not add up to its "
+                                f"{len(states)} states; re-create it with `{fix_command}`")
+            out.trajectories = np.split(states, np.cumsum(lengths)[:-1])
     return out

@@ -1,15 +1,18 @@
 """The local run store, the source of truth: <save_dir>/<run_id>/{run.json, metrics.jsonl, checkpoints/, best.pt}."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import secrets
 import string
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 from utils.errors import UserError
 from utils.io import read_jsonl, write_json_atomic, write_text_atomic
@@ -77,6 +80,35 @@ class RunPaths:
             return []
         found = [(int(m.group(1)), p) for p in self.checkpoints_dir.iterdir() if (m := _CKPT_RE.match(p.name))]
         return sorted(found)
+
+
+@contextmanager
+def run_lock(run: RunPaths) -> Iterator[None]:
+    """Hold <run>/.lock for as long as one process trains this run; a second one gets a UserError."""
+    fh = open(run.root / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"run {run.run_id} is being trained by another process right now; "
+                            f"wait for it to finish (or stop it) before resuming") from None
+        yield
+    finally:
+        fh.close()  # closing releases the lock, also when the process is killed
+
+
+def is_run_locked(run: RunPaths) -> bool:
+    """True while some process holds the run's lock (it is training or resuming the run)."""
+    path = run.root / ".lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 def check_writable_dir(path: Path, flag: str) -> Path:

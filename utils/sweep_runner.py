@@ -7,6 +7,7 @@ belong to the sweep and which run id each one gets.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,10 +19,11 @@ from typing import Callable
 
 from utils.errors import UserError
 from utils.io import write_json_atomic
-from utils.run_store import RunPaths, new_run_id, now_iso
+from utils.run_store import RunPaths, is_run_locked, new_run_id, now_iso, read_run_info
 from utils.sweeps import config_to_args
 
 ROOT = Path(__file__).resolve().parents[1]
+_SWEEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SWEEPS_DIR = "_sweeps"
 
 
@@ -52,7 +54,9 @@ def create_sweep(save_dir: Path, file: Path, method: str, configs: list[dict], e
                  sweep_id: str | None = None) -> SweepRecord:
     """Record a new sweep: its configurations and the run id each one will get."""
     sweep_id = sweep_id or new_run_id()
-    record = SweepRecord(sweep_id, str(file), method, configs,
+    if not _SWEEP_ID_RE.match(sweep_id):
+        raise UserError(f"--sweep_id={sweep_id!r} is not a valid id; use letters, digits, '-' or '_'")
+    record = SweepRecord(sweep_id, str(Path(file).resolve()), method, configs,
                          [f"{sweep_id}-{i:03d}" for i in range(len(configs))], extra_args, now_iso())
     directory = record.directory(save_dir)
     if directory.exists():
@@ -70,18 +74,22 @@ def load_sweep(save_dir: Path, sweep_id: str) -> SweepRecord:
             if (Path(save_dir) / SWEEPS_DIR).is_dir() else []
         raise UserError(f"no sweep '{sweep_id}' in {save_dir} (sweeps there: {', '.join(known) or 'none'}); "
                         f"pass an existing sweep id with --resume, or --save_dir where it lives")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return SweepRecord(**data)
+    try:
+        return SweepRecord(**json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}); start a new sweep from its YAML file") from None
 
 
 def run_state(save_dir: Path, run_id: str) -> str:
-    """'finished', 'resumable' (has checkpoints), 'empty' (created, nothing saved) or 'missing'."""
+    """'finished', 'busy' (another process trains it), 'resumable' (has checkpoints), 'empty' or 'missing'."""
     run = RunPaths(Path(save_dir) / run_id)
     if not run.root.exists():
         return "missing"
+    if is_run_locked(run):
+        return "busy"
     try:
-        status = json.loads(run.run_json.read_text(encoding="utf-8")).get("status")
-    except (OSError, json.JSONDecodeError):
+        status = read_run_info(run).get("status")
+    except UserError:  # run.json not written yet or damaged: nothing finished here
         status = None
     if status == "finished":
         return "finished"
@@ -101,7 +109,7 @@ def train_command(record: SweepRecord, index: int, save_dir: Path) -> list[str]:
 def run_sweep(record: SweepRecord, save_dir: Path, workers: int,
               on_update: Callable[[RunOutcome | None, dict], None] = lambda outcome, counts: None) -> list[RunOutcome]:
     """Run every unfinished configuration, `workers` at a time; one failure never stops the others."""
-    save_dir = Path(save_dir)
+    save_dir = Path(save_dir).resolve()  # train.py runs with the repo as cwd; relative paths would point there
     logs = record.directory(save_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
@@ -111,8 +119,8 @@ def run_sweep(record: SweepRecord, save_dir: Path, workers: int,
         run_id = record.run_ids[index]
         log_path = logs / f"{run_id}.log"
         state = run_state(save_dir, run_id)
-        if state == "finished":
-            outcome = RunOutcome(index, run_id, "skipped", log_path)
+        if state in ("finished", "busy"):  # busy: another sweep process is training it right now
+            outcome = RunOutcome(index, run_id, "skipped" if state == "finished" else "busy", log_path)
             with lock:
                 counts["done"] += 1
                 on_update(outcome, dict(counts))

@@ -53,23 +53,34 @@ class Tracker:
     def url(self) -> str | None:
         return getattr(self.run, "url", None) if self.mode == "online" else None
 
+    def _safely(self, action, *args) -> None:
+        """Run a wandb call; on any failure stop tracking with one logged notice (the run store has everything)."""
+        if self.run is None:
+            return
+        try:
+            action(*args)
+        except Exception as err:  # a tracking hiccup must never stop training
+            logger.warning("wandb stopped working (%s: %s); continuing without it", type(err).__name__, err)
+            self.run, self.mode = None, "disabled"
+
     def log(self, metrics: dict, step: int | None = None) -> None:
-        if self.run is not None:
-            self.run.log(metrics, step=step)
+        self._safely(lambda: self.run.log(metrics, step=step))
 
     def set_summary(self, values: dict) -> None:
-        if self.run is not None:
-            for key, value in values.items():
-                self.run.summary[key] = value
+        self._safely(lambda: self.run.summary.update(values))
 
     def log_checkpoint(self, path: Path, run_id: str, iteration: int) -> None:
         """Online only: the checkpoint becomes a version of the run-scoped artifact `checkpoints-<run_id>`."""
-        if self.run is None or self.mode != "online":
+        if self.mode != "online":
             return
-        import wandb
-        artifact = wandb.Artifact(f"checkpoints-{run_id}", type="model", metadata={"iteration": iteration})
-        artifact.add_file(str(path), name=f"{iteration:06d}.pt")
-        self.run.log_artifact(artifact, aliases=[f"iteration-{iteration}", "latest"])
+
+        def upload():
+            import wandb
+            artifact = wandb.Artifact(f"checkpoints-{run_id}", type="model", metadata={"iteration": iteration})
+            artifact.add_file(str(path), name=f"{iteration:06d}.pt")
+            self.run.log_artifact(artifact, aliases=[f"iteration-{iteration}", "latest"])
+
+        self._safely(upload)
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
@@ -93,7 +104,8 @@ def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, proje
             id=run_id, project=project or "deep_rl_regions", entity=entity or None, name=name, config=config,
             dir=str(run_dir), mode=mode, job_type=job_type, group=group, resume="allow" if resume else None,
             reinit="create_new",
-            settings=wandb.Settings(silent=True, console="off", _disable_stats=True),
+            # a short init timeout: with a key but no network, fall back quickly instead of waiting 90 s
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, init_timeout=20),
         )
         return Tracker(mode, run)
     except Exception as err:  # wandb problems never stop training
