@@ -130,7 +130,8 @@ def test_invalid_run_id(tmp_path):
 def test_resume_without_complete_checkpoint(base_run, tmp_path):
     broken = tmp_path / "store" / "broken"
     (broken / "checkpoints").mkdir(parents=True)
-    (broken / "run.json").write_text((base_run / "run.json").read_text())
+    info = (base_run / "run.json").read_text().replace('"status": "finished"', '"status": "running"')  # killed
+    (broken / "run.json").write_text(info)
     data = (base_run / "checkpoints" / "000000.pt").read_bytes()
     (broken / "checkpoints" / "000000.pt").write_bytes(data[:100])
     before = tree_digest(broken)
