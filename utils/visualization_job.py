@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from tqdm import tqdm
 
 from envs.resolve import resolve_env_id
@@ -24,6 +25,7 @@ from utils.visualization import (PlaneFrame, StatePlane, build_frame, choose_thr
 SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
 SHEET_PANEL = {"states": (3.2, 3.4), "state_space": (3.8, 3.1)}  # inches per panel, contact sheets
 SHEET_MAX_COLS = 5
+SHEET_MAX_ROWS = 6  # a contact sheet shows at most this many rows of evenly spaced checkpoints (the GIF has all)
 
 
 @dataclass
@@ -204,6 +206,14 @@ def _name(job: Job, kind: str, ext: str) -> Path:
     return job.request.save_path / f"{prefix}_{kind}_{job.request.color}.{ext}"
 
 
+def _evenly_spaced(items: list, limit: int) -> list:
+    """At most `limit` items, evenly spaced, always keeping the first and the last."""
+    if len(items) <= limit:
+        return list(items)
+    picks = np.unique(np.round(np.linspace(0, len(items) - 1, limit)).astype(int))
+    return [items[i] for i in picks]
+
+
 def run_job(job: Job, progress: bool = True) -> JobResult:
     """Partition, draw and write: one image, or a GIF (frame per checkpoint) plus a contact sheet."""
     from utils.partition_plot import figure_bytes, figure_image, gif_bytes, render_panels, shared_norm
@@ -233,7 +243,9 @@ def run_job(job: Job, progress: bool = True) -> JobResult:
             images.append(figure_image(fig))
         outputs[_name(job, "evolution", "gif")] = gif_bytes(images, req.frame_ms, last_frame_ms=3 * req.frame_ms)
         sheet_cols = ncols if compare else min(len(all_frames), SHEET_MAX_COLS)
-        sheet = render_panels(all_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=req.dpi, norm=norm,
+        sheet_rows = _evenly_spaced(rows, SHEET_MAX_ROWS if compare else SHEET_MAX_ROWS * SHEET_MAX_COLS)
+        sheet_frames = [f for row in sheet_rows for f in row]
+        sheet = render_panels(sheet_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=req.dpi, norm=norm,
                               compact=True, suptitle=suptitle or _sheet_title(job), show_label=compare)
         outputs[_name(job, "contact", req.fmt)] = figure_bytes(sheet, req.fmt)
     for path, data in outputs.items():
