@@ -364,3 +364,14 @@ def test_random_trajectories_with_inconsistent_lengths_are_refused(tmp_path):
     save_npz_atomic(path, states=np.zeros((10, 2)), lengths=np.array([4, 6]))
     data = load_random_data(tmp_path, "S", "Car1DEnv-v1", 2, lines=False, trajectories=True, fix_command="x")
     assert [len(t) for t in data.trajectories] == [4, 6]
+
+
+@pytest.mark.slow
+def test_evaluation_is_logged_to_wandb_offline_without_login(store, tmp_path):
+    env = {"WANDB_MODE": "", "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}
+    result = run_cli("evaluate.py", "--run_id=c4", f"--checkpoints_dir={store}", f"--results_dir={tmp_path}",
+                     "--entity=USERNAME", "--project_name=deep_rl_regions", "--quiet", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "offline" in result.stderr
+    runs = list((tmp_path / "c4" / "c4" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))

@@ -219,3 +219,16 @@ def test_relative_save_dir_is_taken_from_the_callers_directory(tmp_path):
     assert not (ROOT / "store").exists()
     again = run_cli("sweep.py", "--resume=rel", "--save_dir=store", "--quiet", cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and "skipped" in again.stdout
+
+
+def test_train_accepts_what_a_wandb_agent_passes(tmp_path):
+    """wandb agents run `train.py --key=value ...` with WANDB_SWEEP_ID / WANDB_RUN_ID set; booleans come as =True."""
+    args = ["--env=Car1DEnv-v1", "--total_timesteps=200", "--nsteps=100", "--n_envs=2", "--batch_size=50",
+            "--n_epochs=1", "--policy_dims=c4", "--value_dims=c4", "--eval_episodes=1", "--norm_warmup_steps=20",
+            "--quiet=True", "--debug=False", "--learning_rate=0.0003", "--seed=1"]
+    result = run_cli("train.py", *args, f"--save_dir={tmp_path}",
+                     env={"WANDB_SWEEP_ID": "wsweep1", "WANDB_RUN_ID": "agentrun1"})
+    assert result.returncode == 0, result.stderr
+    info = json.loads((tmp_path / "agentrun1" / "run.json").read_text())
+    assert info["sweep_id"] == "wsweep1" and info["wandb_sweep_id"] == "wsweep1"
+    assert info["flags"]["quiet"] is True and info["flags"]["debug"] is False

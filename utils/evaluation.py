@@ -497,7 +497,8 @@ def _log_to_wandb(opts: EvalOptions, resolved: ResolvedRun, out_dir: Path, rows:
     for note in tracker.notices:
         logger.warning(note)
     for row in rows:
-        tracker.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and v is not None})
+        tracker.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and v is not None},
+                    step=int(row["iteration"]))
     tracker.set_summary({k: v for k, v in summary.items() if isinstance(v, (int, float, str))})
     url = tracker.url
     tracker.finish()

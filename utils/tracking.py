@@ -98,6 +98,9 @@ def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, proje
     if mode == "disabled":
         return Tracker("disabled")
     os.environ.setdefault("WANDB_SILENT", "true")
+    # wandb validates WANDB_MODE itself and refuses to start on an empty or unknown value; `mode` already decided
+    if os.environ.get("WANDB_MODE", "").strip().lower() not in (*MODES, "dryrun", "run"):
+        os.environ.pop("WANDB_MODE", None)
     try:
         import wandb
         run = wandb.init(
@@ -109,5 +112,6 @@ def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, proje
         )
         return Tracker(mode, run)
     except Exception as err:  # wandb problems never stop training
-        return Tracker("disabled", None, [f"notice: wandb could not start ({type(err).__name__}: {str(err)[:120]}); "
+        reason = " ".join(str(err).split())[:120]  # one line, whatever wandb's message looks like
+        return Tracker("disabled", None, [f"notice: wandb could not start ({type(err).__name__}: {reason}); "
                                           f"continuing without it, results are in {run_dir}"])
