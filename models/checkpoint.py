@@ -1,6 +1,7 @@
 """Checkpoints: one torch.save of plain tensors and primitives, loaded only with torch.load(weights_only=True)."""
 from __future__ import annotations
 
+import hashlib
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -82,6 +83,16 @@ class LoadedPolicy:
     def n_params(self) -> int:
         """Policy weights and biases, output head included, log-std excluded."""
         return sum(W.numel() + b.numel() for W, b in [*self.hidden_layers, self.head])
+
+    @property
+    def weights_digest(self) -> str:
+        """A short hash of everything that shapes the policy's regions and actions (weights, log-std, statistics)."""
+        h = hashlib.sha256()
+        for t in [*(x for layer in self.hidden_layers for x in layer), *self.head, self.log_std]:
+            h.update(t.detach().cpu().numpy().tobytes())
+        h.update(np.ascontiguousarray(self.obs_mean).tobytes())
+        h.update(np.ascontiguousarray(self.obs_var).tobytes())
+        return h.hexdigest()[:16]
 
     def normalize(self, states: np.ndarray) -> np.ndarray:
         """Raw states -> the policy's input space, with the statistics this checkpoint was trained with."""

@@ -375,3 +375,26 @@ def test_evaluation_is_logged_to_wandb_offline_without_login(store, tmp_path):
     assert "offline" in result.stderr
     runs = list((tmp_path / "c4" / "c4" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+def test_trajectory_cache_is_reused_only_for_the_same_weights(store, tmp_path):
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from utils.io import load_npz
+    from utils.trajectories import cache_path, cached_episode
+    policy = load_checkpoint(store / "a8" / "checkpoints" / "000001.pt")
+    first = cached_episode(tmp_path, "000001", policy, "Car1DEnv-v1", stochastic=False, seed=0)
+    path = cache_path(tmp_path, "000001", "deterministic", 0)
+    stamp = path.stat().st_mtime_ns
+    again = cached_episode(tmp_path, "000001", policy, "Car1DEnv-v1", stochastic=False, seed=0)
+    assert np.array_equal(first.states, again.states) and path.stat().st_mtime_ns == stamp
+    # same iteration, other weights (a re-trained iteration): the cache must not be trusted
+    W, b = policy.head
+    other = dataclasses.replace(policy, head=(W, b + torch.ones_like(b)))
+    assert other.weights_digest != policy.weights_digest
+    cached_episode(tmp_path, "000001", other, "Car1DEnv-v1", stochastic=False, seed=0)
+    assert str(load_npz(path)["digest"]) == other.weights_digest

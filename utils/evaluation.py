@@ -405,8 +405,10 @@ def evaluate_run(resolved: ResolvedRun, opts: EvalOptions, *, progress: bool = F
                                        lines=opts.random_lines, trajectories=opts.random_trajectories,
                                        fix_command=random_data_command(opts))
 
+    # Everything earlier results depend on: when any of it changed, nothing old is reused.
     fixed_source = {"checkpoint": "best.pt", "iteration": best.iteration, "timesteps": best.timesteps,
-                    "seed": opts.seed}
+                    "seed": opts.seed, "digest": best.weights_digest,
+                    "random_data": random_data.digest() if random_data is not None else None}
     old_summary = {}
     if summary_path.is_file() and not opts.overwrite:
         try:

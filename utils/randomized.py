@@ -9,6 +9,8 @@ Both carry `seed` and `env_id`. Plain numeric/unicode arrays only: read with all
 """
 from __future__ import annotations
 
+import hashlib
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,15 @@ class RandomData:
 
     line_points: np.ndarray | None
     trajectories: list[np.ndarray] | None
+
+    def digest(self) -> str:
+        """A short hash of the data, so results computed from other random data are never reused."""
+        h = hashlib.sha256()
+        for array in [self.line_points, *(self.trajectories or [])]:
+            if array is not None:
+                h.update(np.ascontiguousarray(array).tobytes())
+                h.update(str(array.shape).encode())
+        return h.hexdigest()[:16]
 
 
 def generate_random_data(runs: Sequence[RunPaths], save_dir: Path, data_id: str, *, num_lines: int = 100,

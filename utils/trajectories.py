@@ -92,16 +92,17 @@ def cached_episode(trajectories_dir: Path, checkpoint_key: str, policy: LoadedPo
     if path.is_file():
         try:
             data = load_npz(path)
-            # best.pt moves while a run trains: a cache from another checkpoint version is stale.
-            if (int(data["iteration"]) == policy.iteration and int(data["timesteps"]) == policy.timesteps
-                    and str(data["env_id"]) == env_id and data["states"].shape[1:] == (policy.obs_dim,)):
+            # best.pt moves while a run trains, and a resume that could not restore its envs re-trains an
+            # iteration: a cache sampled from other weights is stale.
+            if (str(data.get("digest", "")) == policy.weights_digest and str(data["env_id"]) == env_id
+                    and data["states"].shape[1:] == (policy.obs_dim,)):
                 return Trajectory(data["states"], data["actions"], data["rewards"])
         except (OSError, ValueError, KeyError):
             pass  # an unreadable cache is re-sampled (sampling is seeded, so the states are the same)
     traj = sample_episode(env_id, policy, stochastic=stochastic, seed=seed)
     save_npz_atomic(path, states=traj.states, actions=traj.actions, rewards=traj.rewards,
                     iteration=np.int64(policy.iteration), timesteps=np.int64(policy.timesteps),
-                    env_id=np.str_(env_id), seed=np.int64(seed))
+                    env_id=np.str_(env_id), seed=np.int64(seed), digest=np.str_(policy.weights_digest))
     return traj
 
 
