@@ -16,6 +16,7 @@ from models.networks import parse_dims
 from models.training import TrainConfig, Trainer, run_training
 from utils.cli import check_device
 from utils.errors import UserError
+from utils.io import write_bytes_atomic
 from utils.run_store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
                              package_versions, read_run_info, run_lock, truncate_iteration_logs, update_run_info,
                              write_run_info)
@@ -221,6 +222,7 @@ def _train_locked(run: RunPaths, info: dict, cfg: TrainConfig, opts: TrainOption
             if not trainer.env_state_restored:
                 notify(f"notice: {cfg.env_id} state cannot be snapshotted; resumed with fresh episodes, "
                        f"so results will differ from an uninterrupted run")
+                _forget_abandoned_best(run, int(resume_state["iteration"]))
         else:
             if pretrained is not None:
                 trainer.load_weights(pretrained.raw)
@@ -247,6 +249,26 @@ def _train_locked(run: RunPaths, info: dict, cfg: TrainConfig, opts: TrainOption
     if tracker.url:
         lines.append(f"  wandb: {tracker.url}")
     return TrainResult(run, last, "\n".join(lines))
+
+
+def _forget_abandoned_best(run: RunPaths, resumed_iteration: int) -> None:
+    """After an inexact resume, best.pt must not come from iterations the new timeline will redo differently."""
+    try:
+        if int(read_checkpoint(run.best)["iteration"]) <= resumed_iteration:
+            return
+    except UserError:
+        pass  # missing or damaged: rebuild it
+    candidates = []
+    for iteration, path in run.list_checkpoints():
+        if iteration > resumed_iteration:
+            continue
+        try:
+            value = read_checkpoint(path).get("eval_return")
+        except UserError:
+            continue
+        candidates.append((value if value is not None else -math.inf, -iteration, path))
+    if candidates:
+        write_bytes_atomic(run.best, max(candidates)[2].read_bytes())
 
 
 def _fmt(value) -> str:

@@ -218,3 +218,20 @@ def test_paper_command_runs_offline_without_login(tmp_path):
     assert info["wandb"]["id"] == run_dir.name
     assert (run_dir / "best.pt").is_file() and (run_dir / "checkpoints" / "000000.pt").is_file()
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_inexact_resume_drops_a_best_checkpoint_from_the_abandoned_timeline(tmp_path):
+    from models.checkpoint import read_checkpoint, save_checkpoint
+    from models.launch import _forget_abandoned_best
+    from tests.test_checkpoint import small_trainer
+    from utils.run_store import create_run
+    run = create_run(tmp_path, "r")
+    trainer = small_trainer()
+    for iteration, value in enumerate([1.0, 5.0, 3.0, 9.0]):
+        trainer.iteration, trainer.last_eval_return = iteration, value
+        save_checkpoint(run.checkpoint(iteration), trainer.state_dict())
+    save_checkpoint(run.best, read_checkpoint(run.checkpoint(3)))  # best from iteration 3
+    _forget_abandoned_best(run, resumed_iteration=3)
+    assert read_checkpoint(run.best)["iteration"] == 3  # not ahead of the resume point: kept
+    _forget_abandoned_best(run, resumed_iteration=2)
+    assert read_checkpoint(run.best)["iteration"] == 1  # the best of iterations 0..2
