@@ -40,15 +40,16 @@ class TrainConfig:
     total_timesteps: int = 1_000_000
     n_steps: int = 1000            # per env per iteration (train.py's --nsteps default)
     n_envs: int = 1
-    batch_size: int = 64
-    n_epochs: int = 10
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
+    # PPO hyperparameters: defaults are PPOConfig's (Stable-Baselines3's), defined once there
+    batch_size: int = PPOConfig.batch_size
+    n_epochs: int = PPOConfig.n_epochs
+    learning_rate: float = PPOConfig.learning_rate
+    gamma: float = PPOConfig.gamma
+    gae_lambda: float = PPOConfig.gae_lambda
+    clip_range: float = PPOConfig.clip_range
+    vf_coef: float = PPOConfig.vf_coef
+    ent_coef: float = PPOConfig.ent_coef
+    max_grad_norm: float = PPOConfig.max_grad_norm
     log_std_init: float = -2.0
     seed: int = 0
     eval_every: int = 1            # iterations; 0 = never (best.pt then follows the last checkpoint)

@@ -9,6 +9,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# train.py flags for runs small enough to train inside a test (a few seconds each); later flags override these.
+TINY_CAR1D = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
+              "--n_epochs=2", "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1",
+              "--norm_warmup_steps=20", "--quiet"]
+TINY_CHEETAH = ["--env=HalfCheetah-v5", "--total_timesteps=200", "--nsteps=50", "--n_envs=2", "--batch_size=50",
+                "--n_epochs=1", "--policy_dims=c16,16", "--value_dims=c8", "--eval_episodes=1",
+                "--norm_warmup_steps=20", "--quiet"]
+
 
 def run_cli(script: str, *args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None):
     """Run `python <script> args...` from the repo root with wandb disabled unless `env` says otherwise."""

@@ -14,17 +14,14 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from tests.helpers import assert_one_line_error, run_cli, tree_digest
+from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, tree_digest
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.errors import UserError
 from utils.evaluation import EvalOptions, expected_columns, resolve_runs, slurm_shard
 from utils.io import load_npz
 
-TINY = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
-        "--n_epochs=2", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20", "--quiet"]
-CHEETAH = ["--env=HalfCheetah-v5", "--total_timesteps=200", "--nsteps=50", "--n_envs=2", "--batch_size=50",
-           "--n_epochs=1", "--policy_dims=c16,16", "--value_dims=c8", "--eval_episodes=1",
-           "--norm_warmup_steps=20", "--quiet"]
+TINY = TINY_CAR1D  # each run adds its own --policy_dims, which overrides c8,8
+CHEETAH = TINY_CHEETAH
 
 
 def _train(store: Path, run_id: str, *extra: str) -> Path:

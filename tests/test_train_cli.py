@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT, assert_one_line_error, run_cli, tree_digest
+from tests.helpers import ROOT, TINY_CAR1D, assert_one_line_error, run_cli, tree_digest
 
-TINY = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
-        "--n_epochs=2", "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20",
-        "--quiet"]
+TINY = TINY_CAR1D
 
 
 @pytest.fixture(scope="module")

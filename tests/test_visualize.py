@@ -13,18 +13,14 @@ from PIL import Image
 import visualize_hd
 from models.checkpoint import load_checkpoint
 from models.normalization import EPSILON
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli
 from utils.errors import run_cli as run_main
 from utils.planes import plane_partition, plane_through_states
 from utils.visualization import choose_three_states, clipped_hidden_layers, sample_states
 from utils.visualization_job import VisualizeRequest, plan_job, run_job
 
-CAR = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
-       "--n_epochs=2", "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20",
-       "--quiet"]
-CHEETAH = ["--env=HalfCheetah-v5", "--total_timesteps=200", "--nsteps=50", "--n_envs=2", "--batch_size=50",
-           "--n_epochs=1", "--policy_dims=c16,16", "--value_dims=c8", "--eval_episodes=1", "--norm_warmup_steps=20",
-           "--quiet"]
+CAR = TINY_CAR1D
+CHEETAH = TINY_CHEETAH
 
 
 @pytest.fixture(scope="module")
