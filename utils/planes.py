@@ -93,28 +93,28 @@ class PlanePartition:
 def _signed_areas(verts):
     """Shoelace areas (R,) of padded polygons (R, V, 2), a tensor or numpy array; repeated padding vertices add
     nothing."""
-    nxt = list(range(1, verts.shape[1])) + [0]
     x, y = verts[..., 0], verts[..., 1]
-    return 0.5 * (x * y[:, nxt] - x[:, nxt] * y).sum(1)
+    # Slices rather than an index list for "next vertex": no index array to build, several times cheaper.
+    inner = (x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]).sum(1)
+    return 0.5 * (inner + x[:, -1] * y[:, 0] - x[:, 0] * y[:, -1])
 
 
-def _validate_domain(domain: ArrayLike, device: torch.device | str) -> Tensor:
-    dom = as_float64(domain, device, "domain")
-    if dom.ndim != 2 or dom.shape[1] != 2 or dom.shape[0] < 3:
-        raise UserError(f"domain must be a convex polygon of shape (V >= 3, 2) in plane coordinates, got {tuple(dom.shape)}")
-    o = _ops_for(dom.device)
-    d = o.from_tensor(dom)
-    V = d.shape[0]
+def _validate_domain(domain: ArrayLike, device: torch.device | str) -> tuple[Tensor, float]:
+    """The domain as a counter-clockwise float64 (V, 2) tensor on ``device``, and its largest absolute coordinate.
+    Checked on the host in numpy: it has a handful of vertices, and device ops would cost more than the work."""
+    d = as_float64(domain, "cpu", "domain").numpy()
+    if d.ndim != 2 or d.shape[1] != 2 or d.shape[0] < 3:
+        raise UserError(f"domain must be a convex polygon of shape (V >= 3, 2) in plane coordinates, got {d.shape}")
     area = float(_signed_areas(d[None])[0])
     if area < 0:
-        d = d[list(range(V - 1, -1, -1))]  # make it counter-clockwise
-    nxt = list(range(1, V)) + [0]
-    edges = d[nxt] - d
-    turn = edges[:, 0] * edges[nxt, 1] - edges[:, 1] * edges[nxt, 0]
-    scale = float(abs(d).max())
+        d = d[::-1]  # make it counter-clockwise
+    edges = np.concatenate([d[1:], d[:1]]) - d
+    nxt = np.concatenate([edges[1:], edges[:1]])
+    turn = edges[:, 0] * nxt[:, 1] - edges[:, 1] * nxt[:, 0]
+    scale = float(np.abs(d).max())
     if abs(area) <= 1e-12 * scale * scale or bool((turn < -1e-12 * scale * scale).any()):
         raise UserError("domain must be a convex polygon with nonzero area, vertices in order around it")
-    return o.to_tensor(d)
+    return torch.from_numpy(np.ascontiguousarray(d)).to(device), scale
 
 
 def _compact(points: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
@@ -300,6 +300,12 @@ class _NumpyOps:
         return np.ceil(np.log2(k)).astype(np.int64)
 
     @staticmethod
+    def sum_slots(verts):
+        """Sum over the vertex axis of (R, V, 2): as one small matrix product, ~10x faster than numpy's sum(1) on
+        this layout (a reduction over a middle axis with a 2-wide inner axis)."""
+        return verts.reshape(verts.shape[0], -1) @ np.tile(np.eye(2), (verts.shape[1], 1))
+
+    @staticmethod
     def matmul(a, b):
         # Through torch, so torch.set_num_threads governs it: numpy's OpenBLAS threads stall on busy cores (2-3x
         # slower for these small products, measured).
@@ -411,6 +417,10 @@ class _TorchOps:
     @staticmethod
     def ceil_log2(k):
         return torch.ceil(torch.log2(k.to(torch.float64))).to(torch.int64)
+
+    @staticmethod
+    def sum_slots(verts):
+        return verts.sum(1)
 
     @staticmethod
     def matmul(a, b):
@@ -693,7 +703,8 @@ def _independent(basis) -> bool:
 
 def _partition_arrays(layers, origin, basis, dom, tol):
     o = _ops_for(dom.device)
-    verts, nv = o.from_tensor(dom[None]), o.from_tensor(torch.tensor([dom.shape[0]], device=dom.device))
+    verts = o.from_tensor(dom[None])
+    nv = o.from_tensor(torch.full((1,), dom.shape[0], dtype=torch.int64, device=dom.device))
     # Per polygon, the current layer's input is affine in u: h(u) = a + u @ C.
     a, C = o.from_tensor(origin[None]), o.from_tensor(basis[None])
     on_bits = []
@@ -705,8 +716,7 @@ def _partition_arrays(layers, origin, basis, dom, tol):
         z0, grad = o.rows(z0, parent), o.rows(grad, parent)
         on_bits = [o.rows(bits, parent) for bits in on_bits]
         # Vertex centroid; padding slots repeat the last vertex, so subtract their excess from the plain sum.
-        vsum = functools.reduce(operator.add, (verts[:, j] for j in range(verts.shape[1])))
-        vsum = vsum - (verts.shape[1] - nv)[:, None] * verts[:, -1]
+        vsum = o.sum_slots(verts) - (verts.shape[1] - nv)[:, None] * verts[:, -1]
         centroid = vsum / nv[:, None]
         on = (z0 + centroid[:, 0:1] * grad[:, 0] + centroid[:, 1:2] * grad[:, 1]) > 0
         on_bits.append(on)
@@ -756,8 +766,8 @@ def plane_partition(
         )
     if not _independent(_ops_for(basis.device).from_tensor(basis)):
         raise UserError("the plane's two basis vectors must be linearly independent")
-    dom = _validate_domain(domain, device)
-    tol = rtol * float(abs(_ops_for(dom.device).from_tensor(dom)).max())
+    dom, scale = _validate_domain(domain, device)
+    tol = rtol * scale
 
     a, C, verts, nv, words, areas, domain_area = _partition_arrays(layers, origin, basis, dom, tol)
 

