@@ -11,6 +11,7 @@ from tests.reference_regions import line_pieces_ref, path_pieces_ref, pattern_at
 from utils.errors import UserError
 from utils.regions import (
     activation_patterns,
+    count_distinct_rows,
     count_path,
     input_jacobian,
     line_regions,
@@ -222,6 +223,19 @@ def test_pack_unpack_round_trip_across_word_boundaries():
     for w in (1, 63, 64, 65, 130):
         bits = torch.as_tensor(rng.random((11, w)) < 0.5)
         assert torch.equal(unpack_patterns(pack_bits(bits), [w]), bits)
+
+
+def test_count_distinct_rows_matches_a_python_set_for_every_key_width():
+    # Narrow words take the single-key value sort; negative or wide ones (> 63 bits in all) the lexicographic sort.
+    rng = np.random.default_rng(10)
+    for widths in ([16], [16, 16], [31, 32], [32, 32], [64, 64], [5, 64, 3]):
+        bits = torch.as_tensor(rng.random((400, sum(widths))) < 0.5)
+        bits = torch.cat([bits, bits[:150]])  # repeats
+        words = torch.cat([pack_bits(b) for b in bits.split(widths, dim=1)], dim=1)
+        expected = len({tuple(r) for r in words.tolist()})
+        assert count_distinct_rows(words) == expected
+        assert count_distinct_rows(words[:1]) == 1
+    assert count_distinct_rows(torch.zeros((0, 2), dtype=torch.int64)) == 0
 
 
 def test_input_jacobian_matches_autograd():

@@ -151,11 +151,33 @@ def first_of_distinct(x: Tensor) -> tuple[Tensor, Tensor]:
     return order, first
 
 
+def _single_key(x: Tensor) -> Tensor | None:
+    """The rows of a nonnegative integer matrix (N, k) as one int64 each, order-preserving and exact, when all the
+    columns' used bits fit in 63 bits (e.g. the pattern words of a net of total width <= 63); else None."""
+    if x.shape[1] == 1:
+        return x[:, 0]
+    if bool((x < 0).any()):
+        return None
+    bits = [int(m).bit_length() for m in x.amax(0).tolist()]
+    if sum(bits) > 63:
+        return None
+    key = torch.zeros_like(x[:, 0])
+    for col, b in zip(x.unbind(1), bits):
+        key = torch.bitwise_left_shift(key, b) | col
+    return key
+
+
 def count_distinct_rows(x: Tensor) -> int:
     """Number of distinct rows of an integer matrix (N, k) (torch.unique(dim=0) is much slower on CPU)."""
     if x.shape[0] == 0:
         return 0
-    return int(first_of_distinct(x)[1].sum())
+    key = _single_key(x)
+    if key is None:
+        return int(first_of_distinct(x)[1].sum())
+    # Counting needs only sorted values, not a permutation: an unstable value sort is several times cheaper than the
+    # stable argsorts of sort_rows (numpy's on the CPU: ~7x cheaper than torch.sort there).
+    s = np.sort(key.numpy()) if key.device.type == "cpu" else torch.sort(key).values
+    return 1 + int((s[1:] != s[:-1]).sum())
 
 
 def unpack_patterns(patterns: Tensor, widths: Sequence[int]) -> Tensor:
