@@ -95,7 +95,9 @@ def _signed_areas(verts):
     nothing."""
     x, y = verts[..., 0], verts[..., 1]
     # Slices rather than an index list for "next vertex": no index array to build, several times cheaper.
-    inner = (x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]).sum(1)
+    cross = x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]
+    # numpy sums short rows slowly (~50 ns a row); a product with ones is one BLAS call.
+    inner = cross @ np.ones(cross.shape[1]) if isinstance(cross, np.ndarray) else cross.sum(1)
     return 0.5 * (inner + x[:, -1] * y[:, 0] - x[:, 0] * y[:, -1])
 
 
@@ -205,6 +207,9 @@ def _cut_layer(
 # Array backends: numpy on the CPU (a small op costs ~1 us there, a torch op 3-10 us), torch elsewhere. The
 # arrangement code below is written once against this interface.
 # --------------------------------------------------------------------------------------------------------------
+_SERIAL_GEMM = 1 << 18  # m n k below which OpenBLAS runs a product on one thread (measured: threads from ~2^19)
+
+
 @functools.lru_cache(maxsize=None)
 def _triu_pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
     # Cached: np.triu_indices takes ~70 us for k = 32, a layer's arrangement needs it once or twice.
@@ -307,9 +312,14 @@ class _NumpyOps:
 
     @staticmethod
     def matmul(a, b):
-        # Through torch, so torch.set_num_threads governs it: numpy's OpenBLAS threads stall on busy cores (2-3x
-        # slower for these small products, measured).
-        return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
+        """a @ b for 2-D arrays, in row blocks of at most _SERIAL_GEMM multiply-adds. OpenBLAS threads larger
+        products, and its threads stall when the other cores are busy (2-3x slower, measured) and ignore
+        torch.set_num_threads; one thread in blocks is as fast as torch's MKL here for the big thin products of
+        this module and about 2x faster for the small ones."""
+        rows = max(1, _SERIAL_GEMM // max(1, a.shape[1] * b.shape[1]))
+        if a.shape[0] <= rows:
+            return a @ b
+        return np.concatenate([a[i : i + rows] @ b for i in range(0, a.shape[0], rows)])
 
     @staticmethod
     def pack_patterns(layer_bits) -> Tensor:
@@ -701,7 +711,7 @@ def _independent(basis) -> bool:
     return float((r * r).sum()) ** 0.5 > basis.shape[1] * 2.3e-16 * max(n0, n1)
 
 
-def _partition_arrays(layers, origin, basis, dom, tol):
+def _partition_arrays(layers, origin, basis, dom, tol, head):
     o = _ops_for(dom.device)
     verts = o.from_tensor(dom[None])
     nv = o.from_tensor(torch.full((1,), dom.shape[0], dtype=torch.int64, device=dom.device))
@@ -723,7 +733,15 @@ def _partition_arrays(layers, origin, basis, dom, tol):
         a, C = z0 * on, grad * on[:, None, :]
     words = o.pack_patterns(on_bits)
     areas, domain_area = _signed_areas(verts), float(_signed_areas(o.from_tensor(dom)[None])[0])
-    return tuple(o.to_tensor(x) for x in (a, C, verts, nv)) + (words, o.to_tensor(areas), domain_area)
+    slope = offset = None
+    if head is not None:
+        # The action mean is affine on each polygon: head(a + u @ C) = offset + u @ slope^T; 2-D products only
+        # (a batched (R, 2, w) product costs ~10x more on the CPU).
+        W_out, b_out = o.from_tensor(head[0].T), o.from_tensor(head[1])
+        R, w = C.shape[0], C.shape[2]
+        slope = o.to_tensor(o.matmul(C.reshape(R * 2, w), W_out).reshape(R, 2, -1).swapaxes(1, 2))  # (R, act_dim, 2)
+        offset = o.to_tensor(o.matmul(a, W_out) + b_out)
+    return o.to_tensor(verts), o.to_tensor(nv), words, o.to_tensor(areas), domain_area, slope, offset
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -769,14 +787,8 @@ def plane_partition(
     dom, scale = _validate_domain(domain, device)
     tol = rtol * scale
 
-    a, C, verts, nv, words, areas, domain_area = _partition_arrays(layers, origin, basis, dom, tol)
-
-    if head is not None:
-        W_out, b_out = as_head(head, layers[-1][0].shape[0], device)
-        slope = (C @ W_out.T).transpose(1, 2)  # (R, act_dim, 2)
-        offset = torch.addmm(b_out, a, W_out.T)
-    else:
-        slope = offset = None
+    head = as_head(head, layers[-1][0].shape[0], device) if head is not None else None
+    verts, nv, words, areas, domain_area, slope, offset = _partition_arrays(layers, origin, basis, dom, tol, head)
     return PlanePartition(
         vertices=verts,
         num_vertices=nv,
