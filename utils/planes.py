@@ -90,15 +90,13 @@ class PlanePartition:
 # --------------------------------------------------------------------------------------------------------------
 # Polygons
 # --------------------------------------------------------------------------------------------------------------
-def _signed_areas(verts):
-    """Shoelace areas (R,) of padded polygons (R, V, 2), a tensor or numpy array; repeated padding vertices add
+def _signed_areas(o, verts):
+    """Shoelace areas (R,) of padded polygons (R, V, 2) in backend o's arrays; repeated padding vertices add
     nothing."""
     x, y = verts[..., 0], verts[..., 1]
     # Slices rather than an index list for "next vertex": no index array to build, several times cheaper.
     cross = x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]
-    # numpy sums short rows slowly (~50 ns a row); a product with ones is one BLAS call.
-    inner = cross @ np.ones(cross.shape[1]) if isinstance(cross, np.ndarray) else cross.sum(1)
-    return 0.5 * (inner + x[:, -1] * y[:, 0] - x[:, 0] * y[:, -1])
+    return 0.5 * (o.row_sum(cross) + x[:, -1] * y[:, 0] - x[:, 0] * y[:, -1])
 
 
 def _validate_domain(domain: ArrayLike, device: torch.device | str) -> tuple[Tensor, float]:
@@ -107,7 +105,7 @@ def _validate_domain(domain: ArrayLike, device: torch.device | str) -> tuple[Ten
     d = as_float64(domain, "cpu", "domain").numpy()
     if d.ndim != 2 or d.shape[1] != 2 or d.shape[0] < 3:
         raise UserError(f"domain must be a convex polygon of shape (V >= 3, 2) in plane coordinates, got {d.shape}")
-    area = float(_signed_areas(d[None])[0])
+    area = float(_signed_areas(_NumpyOps, d[None])[0])
     if area < 0:
         d = d[::-1]  # make it counter-clockwise
     edges = np.concatenate([d[1:], d[:1]]) - d
@@ -311,6 +309,12 @@ class _NumpyOps:
         return verts.reshape(verts.shape[0], -1) @ np.tile(np.eye(2), (verts.shape[1], 1))
 
     @staticmethod
+    def row_sum(x):
+        """Sums of the rows of (R, k): numpy sums short rows slowly (~50 ns a row); a product with ones is one BLAS
+        call."""
+        return x @ np.ones(x.shape[1])
+
+    @staticmethod
     def matmul(a, b):
         """a @ b for 2-D arrays, in row blocks of at most _SERIAL_GEMM multiply-adds. OpenBLAS threads larger
         products, and its threads stall when the other cores are busy (2-3x slower, measured) and ignore
@@ -431,6 +435,10 @@ class _TorchOps:
     @staticmethod
     def sum_slots(verts):
         return verts.sum(1)
+
+    @staticmethod
+    def row_sum(x):
+        return x.sum(1)
 
     @staticmethod
     def matmul(a, b):
@@ -732,7 +740,7 @@ def _partition_arrays(layers, origin, basis, dom, tol, head):
         on_bits.append(on)
         a, C = z0 * on, grad * on[:, None, :]
     words = o.pack_patterns(on_bits)
-    areas, domain_area = _signed_areas(verts), float(_signed_areas(o.from_tensor(dom)[None])[0])
+    areas, domain_area = _signed_areas(o, verts), float(_signed_areas(o, o.from_tensor(dom)[None])[0])
     slope = offset = None
     if head is not None:
         # The action mean is affine on each polygon: head(a + u @ C) = offset + u @ slope^T; 2-D products only

@@ -96,6 +96,18 @@ def _as_points(x: ArrayLike, in_dim: int, device: torch.device | str, name: str)
     return t
 
 
+def _as_point_pairs(
+    a: ArrayLike, b: ArrayLike, in_dim: int, device: torch.device | str, names: tuple[str, str], what: str
+) -> tuple[Tensor, Tensor]:
+    """Two matching, non-empty point sets (N, in_dim), e.g. segment starts and ends; ``what`` names one item."""
+    p, q = _as_points(a, in_dim, device, names[0]), _as_points(b, in_dim, device, names[1])
+    if p.shape != q.shape:
+        raise UserError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    if p.shape[0] == 0:
+        raise UserError(f"pass at least one {what}")
+    return p, q
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Bit-packed patterns
 # --------------------------------------------------------------------------------------------------------------
@@ -469,13 +481,7 @@ def segment_pieces(
 ) -> PathPieces:
     """Exact pieces of independent input-space segments [starts_i, ends_i] (N, d), parameter t in [0, 1]."""
     layers = as_hidden_layers(hidden_layers, device)
-    d = layers[0][0].shape[1]
-    s = _as_points(starts, d, device, "starts")
-    e = _as_points(ends, d, device, "ends")
-    if s.shape != e.shape:
-        raise UserError(f"starts and ends must have the same shape, got {tuple(s.shape)} and {tuple(e.shape)}")
-    if s.shape[0] == 0:
-        raise UserError("pass at least one segment")
+    s, e = _as_point_pairs(starts, ends, layers[0][0].shape[1], device, ("starts", "ends"), "segment")
     direction = e - s
     length = torch.linalg.vector_norm(direction, dim=1)
     tol_x = _tolerance([s, e], rtol)
@@ -526,13 +532,7 @@ def line_regions(
 ) -> LineRegions:
     """Regions crossed by each whole input-space line points_i + t directions_i, t in (-inf, inf)."""
     layers = as_hidden_layers(hidden_layers, device)
-    d = layers[0][0].shape[1]
-    p = _as_points(points, d, device, "points")
-    u = _as_points(directions, d, device, "directions")
-    if p.shape != u.shape:
-        raise UserError(f"points and directions must have the same shape, got {tuple(p.shape)} and {tuple(u.shape)}")
-    if p.shape[0] == 0:
-        raise UserError("pass at least one line")
+    p, u = _as_point_pairs(points, directions, layers[0][0].shape[1], device, ("points", "directions"), "line")
     norm = torch.linalg.vector_norm(u, dim=1)
     if bool((norm == 0).any()):
         raise UserError("every line direction must be nonzero; drop lines whose two defining points coincide")
