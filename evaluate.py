@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from utils.cli import Parser, add_bool_flag, available_cpus, check_device, positive_int
+from utils.flags import Parser, add_bool_flag, available_cpus, check_device, positive_int
 from utils.errors import UserError, run_cli
 
 
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if bool(args.run_id) == bool(args.sweep_id):
         raise UserError("pass exactly one of --run_id=RUN_ID or --sweep_id=SWEEP_ID")
     check_device(args.device)
-    from utils.evaluation import EvalOptions, evaluate
-    from utils.run_store import check_writable_dir
-    from utils.tracking import choose_mode
+    from utils.jobs.evaluate import EvalOptions, evaluate
+    from utils.runs.store import check_writable_dir
+    from utils.runs.tracking import choose_mode
 
     check_writable_dir(Path(args.results_dir), "--results_dir")
     mode, notice = choose_mode(args.wandb_mode)

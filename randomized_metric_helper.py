@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from utils.cli import Parser, positive_int
+from utils.flags import Parser, positive_int
 from utils.errors import UserError, run_cli
 
 
@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if bool(args.run_id) == bool(args.sweep_id):
         raise UserError("pass exactly one of --run_id=RUN_ID or --sweep_id=SWEEP_ID")
-    from utils.evaluation import EvalOptions, resolve_runs
-    from utils.randomized import generate_random_data
-    from utils.run_store import check_writable_dir
-    from utils.tracking import choose_mode
+    from utils.jobs.evaluate import EvalOptions, resolve_runs
+    from utils.analysis.random_data import generate_random_data
+    from utils.runs.store import check_writable_dir
+    from utils.runs.tracking import choose_mode
 
     check_writable_dir(Path(args.save_dir), "--save_dir")
     mode, _ = choose_mode(args.wandb_mode)

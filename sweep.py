@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from utils.cli import Parser, add_bool_flag, positive_int
+from utils.flags import Parser, add_bool_flag, positive_int
 from utils.errors import UserError, run_cli
 
 
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     import train
-    from utils.run_store import check_writable_dir
-    from utils.sweep_runner import create_sweep, load_sweep, run_sweep
-    from utils.sweeps import expand_grid, load_sweep_file, sample_random
+    from utils.runs.store import check_writable_dir
+    from utils.jobs.sweep import create_sweep, load_sweep, run_sweep
+    from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
 
     if args.resume:
         record = load_sweep(args.save_dir, args.resume)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from utils.cli import Parser, add_bool_flag, available_cpus, non_negative_int, positive_int
+from utils.flags import Parser, add_bool_flag, available_cpus, non_negative_int, positive_int
 from utils.errors import run_cli
 
 
@@ -59,7 +59,7 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
-    from models.launch import TrainOptions, launch_training
+    from utils.jobs.train import TrainOptions, launch_training
 
     torch.set_num_threads(args.torch_threads)
     n_envs = args.n_envs or available_cpus()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from utils.cli import Parser, add_bool_flag, positive_int
+from utils.flags import Parser, add_bool_flag, positive_int
 from utils.errors import UserError, run_cli
 
 FORMATS = ("png", "pdf", "svg")
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     xlim, ylim = parse_limits(args.xlim, "--xlim"), parse_limits(args.ylim, "--ylim")
     import torch
 
-    from utils.cli import check_device
-    from utils.visualization_job import VisualizeRequest, plan_job, run_job
+    from utils.flags import check_device
+    from utils.jobs.visualize import VisualizeRequest, plan_job, run_job
 
     torch.set_num_threads(1)
     check_device(args.device)

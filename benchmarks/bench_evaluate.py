@@ -3,7 +3,7 @@ fixed + current trajectories), split into trajectory sampling and region countin
 
 The run is trained first into a temporary run store (not timed): 50 PPO iterations of 20 steps on one env, a
 checkpoint every iteration (51 with iteration 0), evaluated every 10. Then (a) sampling: best.pt's episode and
-every checkpoint's own 1,000-step episode, written to the trajectory cache; (b) counting: utils.evaluation on
+every checkpoint's own 1,000-step episode, written to the trajectory cache; (b) counting: utils.jobs.evaluate on
 the cached states (load checkpoints, normalize, exact counts, history.csv + summary.json, no plots). Last line:
 JSON with the figures. Target: under 30 s in total.
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from models.checkpoint import load_checkpoint  # noqa: E402
-from utils.evaluation import EvalOptions, ResolvedRun, evaluate_run  # noqa: E402
-from utils.run_store import RunPaths, read_run_info  # noqa: E402
-from utils.trajectories import cached_episode  # noqa: E402
+from utils.jobs.evaluate import EvalOptions, ResolvedRun, evaluate_run  # noqa: E402
+from utils.runs.store import RunPaths, read_run_info  # noqa: E402
+from utils.analysis.trajectories import cached_episode  # noqa: E402
 
 TRAIN = ["--env=HalfCheetah-v5", "--policy_dims=c64,64", "--value_dims=c64,64", "--total_timesteps=1000",
          "--nsteps=20", "--n_envs=1", "--batch_size=20", "--n_epochs=1", "--eval_every=10", "--eval_episodes=1",

@@ -1,4 +1,4 @@
-"""Time the vectorized region analysis (utils.regions, utils.planes) against the simple loop implementation.
+"""Time the vectorized region analysis (utils.geometry.regions, utils.geometry.planes) against the simple loop implementation.
 
 Data: one 1,000-state HalfCheetah-v5 episode under uniform random actions (seed 0), standardized by its own
 mean and std (17 inputs). Nets c16,16 / c32,32 / c64,64 with 6 outputs: weights He-initialized
@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.reference_regions import path_pieces_ref, plane_partition_ref  # noqa: E402
-from utils.planes import plane_partition, plane_through_states  # noqa: E402
-from utils.regions import path_pieces  # noqa: E402
+from utils.geometry.planes import plane_partition, plane_through_states  # noqa: E402
+from utils.geometry.regions import path_pieces  # noqa: E402
 
 NETS = [(16, 16), (32, 32), (64, 64)]
 NUM_STATES = 1000

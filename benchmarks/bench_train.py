@@ -38,11 +38,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from envs.resolve import make_env  # noqa: E402
-from models.launch import TrainOptions, config_from_options  # noqa: E402
+from utils.jobs.train import TrainOptions, config_from_options  # noqa: E402
 from models.normalization import normalize_with  # noqa: E402
 from models.ppo import policy_numpy_layers  # noqa: E402
 from models.training import Trainer, evaluate_policy, run_training  # noqa: E402
-from utils.run_store import create_run  # noqa: E402
+from utils.runs.store import create_run  # noqa: E402
 
 ENV_ID = "HalfCheetah-v5"
 N_ENVS, N_STEPS, BATCH_SIZE, N_EPOCHS = 2, 1000, 64, 10

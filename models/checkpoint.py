@@ -12,7 +12,7 @@ import torch
 
 from models.normalization import normalize_with
 from utils.errors import UserError
-from utils.io import torch_save_atomic
+from utils.runs.io import torch_save_atomic
 
 FORMAT = "deep_rl_regions.checkpoint"
 FORMAT_VERSION = 1

@@ -20,8 +20,8 @@ from models.checkpoint import save_checkpoint
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer, normalize_with
 from models.ppo import PPOConfig, collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
-from utils.io import append_jsonl
-from utils.run_store import RunPaths
+from utils.runs.io import append_jsonl
+from utils.runs.store import RunPaths
 
 
 TIMING_KEYS = ("fps", "rollout_seconds", "update_seconds")

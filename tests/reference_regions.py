@@ -1,6 +1,6 @@
 """Deliberately simple exact region analysis: one segment, one region, one neuron at a time (numpy + Python loops).
 
-Independent of utils/regions.py and utils/planes.py in algorithm (not in conventions): along a segment it *walks*
+Independent of utils/geometry/regions.py and utils/geometry/planes.py in algorithm (not in conventions): along a segment it *walks*
 from region to region (at each point, compute the region's affine pre-activations by a forward pass, then the
 nearest zero ahead over every neuron); on a plane it clips the polygon list by one neuron's zero line at a time.
 Shared conventions (so results are comparable): tol_x = rtol * largest absolute input coordinate; zeros within

@@ -17,8 +17,8 @@ from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, tree_digest
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.errors import UserError
-from utils.evaluation import EvalOptions, expected_columns, resolve_runs, slurm_shard
-from utils.io import load_npz
+from utils.jobs.evaluate import EvalOptions, expected_columns, resolve_runs, slurm_shard
+from utils.runs.io import load_npz
 
 TINY = TINY_CAR1D  # each run adds its own --policy_dims, which overrides c8,8
 CHEETAH = TINY_CHEETAH
@@ -340,7 +340,7 @@ def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
     assert local.source == "local" and local.run.root == store / "a8"
 
     # The downloaded run evaluates like a local one.
-    from utils.evaluation import evaluate
+    from utils.jobs.evaluate import evaluate
     report = evaluate(EvalOptions(run_id="a8", results_dir=tmp_path / "results", plots=False, **base),
                       wandb_online=True, api_factory=lambda: api)
     rows = _history(report.runs[0].out_dir / "history.csv")
@@ -350,8 +350,8 @@ def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
 def test_random_trajectories_with_inconsistent_lengths_are_refused(tmp_path):
     import numpy as np
 
-    from utils.io import save_npz_atomic
-    from utils.randomized import load_random_data, trajectories_path
+    from utils.runs.io import save_npz_atomic
+    from utils.analysis.random_data import load_random_data, trajectories_path
     path = trajectories_path(tmp_path, "S", "Car1DEnv-v1")
     for lengths in (np.array([3, 3]), np.array([0, 10]), None):
         arrays = {"states": np.zeros((10, 2))} | ({} if lengths is None else {"lengths": lengths})
@@ -381,8 +381,8 @@ def test_trajectory_cache_is_reused_only_for_the_same_weights(store, tmp_path):
     import torch
 
     from models.checkpoint import load_checkpoint
-    from utils.io import load_npz
-    from utils.trajectories import cache_path, cached_episode
+    from utils.runs.io import load_npz
+    from utils.analysis.trajectories import cache_path, cached_episode
     policy = load_checkpoint(store / "a8" / "checkpoints" / "000001.pt")
     first = cached_episode(tmp_path, "000001", policy, "Car1DEnv-v1", stochastic=False, seed=0)
     path = cache_path(tmp_path, "000001", "deterministic", 0)

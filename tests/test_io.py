@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from utils.io import load_npz, read_jsonl, append_jsonl, save_npz_atomic, write_json_atomic
+from utils.runs.io import load_npz, read_jsonl, append_jsonl, save_npz_atomic, write_json_atomic
 
 
 def test_atomic_files_get_the_umask_permissions_and_no_leftovers(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for utils/planes.py: exact 2-D partitions of plane domains and the paper's plane construction."""
+"""Tests for utils/geometry/planes.py: exact 2-D partitions of plane domains and the paper's plane construction."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from tests.reference_regions import plane_partition_ref
 from utils.errors import UserError
-from utils.planes import Plane, plane_partition, plane_patterns, plane_through_states
-from utils.regions import input_jacobian
+from utils.geometry.planes import Plane, plane_partition, plane_patterns, plane_through_states
+from utils.geometry.regions import input_jacobian
 
 torch.set_num_threads(1)
 
@@ -234,7 +234,7 @@ def lines_through(point, angles, offset_sign: float = 1.0):
 @pytest.fixture
 def count_fallback(monkeypatch):
     """Counts the polygons handed to the sequential fallback."""
-    import utils.planes as planes
+    import utils.geometry.planes as planes
 
     seen = []
     original = planes._cut_layer
@@ -297,7 +297,7 @@ def test_zero_bias_nets_on_a_general_plane():
 
 
 def test_sequential_fallback_alone_matches_reference(monkeypatch, count_fallback):
-    import utils.planes as planes
+    import utils.geometry.planes as planes
 
     # A huge ambiguity band sends every polygon that a line cuts to the fallback.
     monkeypatch.setattr(planes, "_BAND", 1e30)
@@ -309,7 +309,7 @@ def test_sequential_fallback_alone_matches_reference(monkeypatch, count_fallback
 
 
 def test_torch_ops_path_matches_numpy_path(monkeypatch):
-    import utils.planes as planes
+    import utils.geometry.planes as planes
 
     rng = np.random.default_rng(60)
     cases = [random_plane_case(rng) for _ in range(12)]
@@ -326,7 +326,7 @@ def test_torch_ops_path_matches_numpy_path(monkeypatch):
 
 
 def test_crossed_polygons_processed_in_buckets_match_reference(monkeypatch):
-    import utils.planes as planes
+    import utils.geometry.planes as planes
 
     # A tiny pass cost makes every layer split its crossed polygons into buckets by number of crossing lines.
     monkeypatch.setattr(planes, "_PASS_COST", 1)
@@ -343,7 +343,7 @@ def test_crossed_polygons_processed_in_buckets_match_reference(monkeypatch):
 
 @pytest.mark.parametrize("torch_ops", [False, True])
 def test_sign_keys_spanning_several_words_match_reference(monkeypatch, torch_ops):
-    import utils.planes as planes
+    import utils.geometry.planes as planes
 
     # 3 bits per key word: every layer's sign keys span several words (the multi-word zero expansion and lexsort).
     monkeypatch.setattr(planes, "_WORD", 3)

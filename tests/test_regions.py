@@ -1,4 +1,4 @@
-"""Tests for utils/regions.py: exact 1-D pieces along paths, segments and full lines."""
+"""Tests for utils/geometry/regions.py: exact 1-D pieces along paths, segments and full lines."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.reference_regions import line_pieces_ref, path_pieces_ref, pattern_at, segment_pieces_ref
 from utils.errors import UserError
-from utils.regions import (
+from utils.geometry.regions import (
     activation_patterns,
     count_distinct_rows,
     count_path,

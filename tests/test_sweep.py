@@ -14,7 +14,7 @@ import pytest
 import train
 from tests.helpers import ROOT, assert_one_line_error, run_cli, tree_digest
 from utils.errors import UserError
-from utils.sweeps import expand_grid, load_sweep_file, sample_random
+from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
 
 VALID = {a.dest for a in train.build_parser()._actions if a.option_strings}
 

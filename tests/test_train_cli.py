@@ -106,7 +106,7 @@ def test_resume_of_a_finished_run_changes_nothing(base_run):
 
 
 def test_a_run_being_trained_cannot_be_resumed_twice(base_run, tmp_path):
-    from utils.run_store import RunPaths, is_run_locked, run_lock
+    from utils.runs.store import RunPaths, is_run_locked, run_lock
     run = RunPaths(base_run)
     info = (base_run / "run.json").read_text()
     (base_run / "run.json").write_text(info.replace('"status": "finished"', '"status": "running"'))
@@ -220,9 +220,9 @@ def test_paper_command_runs_offline_without_login(tmp_path):
 
 def test_inexact_resume_drops_a_best_checkpoint_from_the_abandoned_timeline(tmp_path):
     from models.checkpoint import read_checkpoint, save_checkpoint
-    from models.launch import _forget_abandoned_best
+    from utils.jobs.train import _forget_abandoned_best
     from tests.test_checkpoint import small_trainer
-    from utils.run_store import create_run
+    from utils.runs.store import create_run
     run = create_run(tmp_path, "r")
     trainer = small_trainer()
     for iteration, value in enumerate([1.0, 5.0, 3.0, 9.0]):

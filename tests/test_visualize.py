@@ -15,9 +15,9 @@ from models.checkpoint import load_checkpoint
 from models.normalization import EPSILON
 from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli
 from utils.errors import run_cli as run_main
-from utils.planes import plane_partition, plane_through_states
-from utils.visualization import choose_three_states, clipped_hidden_layers, sample_states
-from utils.visualization_job import VisualizeRequest, plan_job, run_job
+from utils.geometry.planes import plane_partition, plane_through_states
+from utils.pictures.state_planes import choose_three_states, clipped_hidden_layers, sample_states
+from utils.jobs.visualize import VisualizeRequest, plan_job, run_job
 
 CAR = TINY_CAR1D
 CHEETAH = TINY_CHEETAH
@@ -42,7 +42,7 @@ def _written(stdout: str) -> list[str]:
 
 
 def _state_space_partition(policy, xlim, ylim, clip: bool):
-    """The core's partition of the Car1D state space box, built here independently of utils.visualization."""
+    """The core's partition of the Car1D state space box, built here independently of utils.pictures.state_planes."""
     std = np.sqrt(policy.obs_var + EPSILON)
     origin, basis = -policy.obs_mean / std, np.diag(1.0 / std)
     (x0, x1), (y0, y1) = xlim, ylim

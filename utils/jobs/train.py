@@ -14,13 +14,13 @@ from envs.resolve import make_env, resolve_env_id
 from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint, save_checkpoint
 from models.networks import parse_dims
 from models.training import TrainConfig, Trainer, run_training
-from utils.cli import check_device
+from utils.flags import check_device
 from utils.errors import UserError
-from utils.io import write_bytes_atomic
-from utils.run_store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
+from utils.runs.io import write_bytes_atomic
+from utils.runs.store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
                              package_versions, read_run_info, run_lock, truncate_iteration_logs, update_run_info,
                              write_run_info)
-from utils.tracking import choose_mode, start_tracking
+from utils.runs.tracking import choose_mode, start_tracking
 
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")

@@ -1,4 +1,4 @@
-"""Drawing exact plane partitions (``utils.visualization.PlaneFrame``) with matplotlib's Agg backend: filled
+"""Drawing exact plane partitions (``utils.pictures.state_planes.PlaneFrame``) with matplotlib's Agg backend: filled
 polygons in one PolyCollection, stable per-pattern colours, overlays, figures, GIFs and contact sheets.
 
 Figures are built as ``matplotlib.figure.Figure`` objects (never pyplot), at a fixed size, so an image is always
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from PIL import Image
 
-from utils.visualization import PlaneFrame, policy_patterns
+from utils.pictures.state_planes import PlaneFrame, policy_patterns
 
 EDGE_COLOR = "#2a2a2a"
 CMAPS = {"action": "viridis", "slope": "magma"}

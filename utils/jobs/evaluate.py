@@ -22,13 +22,13 @@ import numpy as np
 
 from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
 from utils.errors import UserError
-from utils.io import read_jsonl, write_bytes_atomic, write_json_atomic, write_text_atomic
-from utils.metrics import (TRAJECTORY_TYPES, architecture_summary, random_line_metric_names, random_line_metrics,
+from utils.runs.io import read_jsonl, write_bytes_atomic, write_json_atomic, write_text_atomic
+from utils.analysis.metrics import (TRAJECTORY_TYPES, architecture_summary, random_line_metric_names, random_line_metrics,
                            random_trajectory_metric_names, random_trajectory_metrics, trajectory_metric_names,
                            trajectory_metrics)
-from utils.randomized import RandomData, load_random_data
-from utils.run_store import RunPaths, list_run_ids, read_run_info
-from utils.trajectories import cached_episode
+from utils.analysis.random_data import RandomData, load_random_data
+from utils.runs.store import RunPaths, list_run_ids, read_run_info
+from utils.analysis.trajectories import cached_episode
 
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
@@ -52,7 +52,7 @@ class EvalOptions:
     workers: int = 1                      # checkpoints evaluated in parallel processes; 1 = in this process
     seed: int = 0                         # env reset seed and action-noise seed of every sampled episode
     overwrite: bool = False
-    wandb_mode: str = "disabled"          # already resolved (utils.tracking.choose_mode)
+    wandb_mode: str = "disabled"          # already resolved (utils.runs.tracking.choose_mode)
     wandb_log: bool = True
     entity: str | None = None
     project: str | None = "deep_rl_regions"
@@ -473,7 +473,7 @@ def evaluate_run(resolved: ResolvedRun, opts: EvalOptions, *, progress: bool = F
     if opts.plots and not todo and all(f.is_file() for f in plot_names):
         files += plot_names  # nothing new: the figures on disk are already those of this history
     elif opts.plots:
-        from utils.plotting import plot_run
+        from utils.pictures.metric_plots import plot_run
         files += plot_run(ordered, out_dir, title=f"{run_id} ({env_id}, {summary['architecture']})",
                           policy_types=opts.policy_types)
     n_epochs_done = sum(1 for t in todo if t.key != "best")
@@ -485,8 +485,8 @@ def evaluate_run(resolved: ResolvedRun, opts: EvalOptions, *, progress: bool = F
 
 
 def _log_to_wandb(opts: EvalOptions, resolved: ResolvedRun, out_dir: Path, rows: list[dict], summary: dict):
-    from utils.run_store import new_run_id
-    from utils.tracking import start_tracking
+    from utils.runs.store import new_run_id
+    from utils.runs.tracking import start_tracking
 
     config = {**resolved.info.get("config", {}), "evaluated_run_id": resolved.run_id,
               "sweep_id": resolved.info.get("sweep_id"), "evaluation": {
@@ -557,6 +557,6 @@ def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:
     write_text_atomic(path, buf.getvalue())
     files = [path]
     if plots:
-        from utils.plotting import plot_sweep
+        from utils.pictures.metric_plots import plot_sweep
         files += plot_sweep(summaries, histories, Path(sweep_dir))
     return files

@@ -17,9 +17,9 @@ from tqdm import tqdm
 from envs.resolve import resolve_env_id
 from models.checkpoint import LoadedPolicy, load_checkpoint
 from utils.errors import UserError
-from utils.io import write_bytes_atomic
-from utils.run_store import RunPaths, check_writable_dir, find_run
-from utils.visualization import (PlaneFrame, StatePlane, build_frame, choose_three_states, default_state_space_bounds,
+from utils.runs.io import write_bytes_atomic
+from utils.runs.store import RunPaths, check_writable_dir, find_run
+from utils.pictures.state_planes import (PlaneFrame, StatePlane, build_frame, choose_three_states, default_state_space_bounds,
                                  env_info, plane_through_raw_states, sample_states, state_space_plane)
 
 SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
@@ -216,7 +216,7 @@ def _evenly_spaced(items: list, limit: int) -> list:
 
 def run_job(job: Job, progress: bool = True) -> JobResult:
     """Partition, draw and write: one image, or a GIF (frame per checkpoint) plus a contact sheet."""
-    from utils.partition_plot import figure_bytes, figure_image, gif_bytes, render_panels, shared_norm
+    from utils.pictures.partition_drawing import figure_bytes, figure_image, gif_bytes, render_panels, shared_norm
 
     req = job.request
     rows = _frames(job, progress)

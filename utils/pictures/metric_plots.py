@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from utils.io import write_bytes_atomic
+from utils.runs.io import write_bytes_atomic
 
 TRAJ_COLORS = {"fixed": "tab:blue", "current": "tab:orange"}
 POLICY_STYLES = {"deterministic": "-", "stochastic": "--"}

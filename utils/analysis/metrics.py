@@ -1,7 +1,7 @@
 """Per-checkpoint linear-region metrics (DESIGN.md, "Metrics"), with the paper code's metric names.
 
 Every input is a raw state array; each checkpoint maps it to its own input space with `policy.normalize`
-(x_i = normalize(s_i)), and counting happens there with the exact 1-D region core (utils.regions).
+(x_i = normalize(s_i)), and counting happens there with the exact 1-D region core (utils.geometry.regions).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from models.checkpoint import LoadedPolicy
-from utils.regions import count_path, line_regions, lines_through
+from utils.geometry.regions import count_path, line_regions, lines_through
 
 TRAJECTORY_TYPES = ("fixed", "current")
 RANDOM_TRAJECTORY_QUANTITIES = ("num_regions", "num_transitions", "normalized_num_regions",

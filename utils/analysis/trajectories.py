@@ -18,7 +18,7 @@ import numpy as np
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
 from models.ppo import numpy_mlp
-from utils.io import load_npz, save_npz_atomic
+from utils.runs.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")
 

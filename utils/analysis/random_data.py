@@ -2,7 +2,7 @@
 
 Files, one pair per env (runs of different envs cannot share states), under `<save_dir>/<sweep or run id>/`:
 - `<env_id>_random_lines.npz`: `points` (N, obs_dim) raw states drawn uniformly from the best policies'
-  deterministic trajectories of all runs; each checkpoint later draws lines through them (utils.metrics).
+  deterministic trajectories of all runs; each checkpoint later draws lines through them (utils.analysis.metrics).
 - `<env_id>_random_trajectories.npz`: `states` (sum T_k, obs_dim) of episodes under uniform random actions,
   concatenated, with `lengths` (K,) to split them.
 Both carry `seed` and `env_id`. Plain numeric/unicode arrays only: read with allow_pickle=False.
@@ -20,9 +20,9 @@ import numpy as np
 
 from models.checkpoint import load_checkpoint
 from utils.errors import UserError
-from utils.io import load_npz, save_npz_atomic
-from utils.run_store import RunPaths, read_run_info
-from utils.trajectories import cached_episode, random_action_episodes
+from utils.runs.io import load_npz, save_npz_atomic
+from utils.runs.store import RunPaths, read_run_info
+from utils.analysis.trajectories import cached_episode, random_action_episodes
 
 
 def _safe(env_id: str) -> str:

@@ -1,5 +1,5 @@
 """Exact pictures of a policy's linear regions on a 2-D plane of *raw* state space: the planes, the partitions, the
-values that colour them (drawing itself is in ``utils.partition_plot``).
+values that colour them (drawing itself is in ``utils.pictures.partition_drawing``).
 
 A ``StatePlane`` is fixed in raw state space, r(w) = origin + w @ basis with display coordinates w in a convex
 ``domain``. Each checkpoint sees it through its own normalization x = (r - mean) / std (DESIGN.md, "Input space"),
@@ -9,7 +9,7 @@ states and the same patch of the plane for every checkpoint, which makes frames 
 - High-dimensional states (the paper's method): three raw states s1, s2, s3 from stochastic episodes of a
   reference policy (a run's best checkpoint); the plane through their normalized images in the reference policy's
   input space, centred at their circumcentre with an orthonormal basis there, and the domain square 1.25 times
-  wider than their circumcircle (``utils.planes.plane_through_states``). Display coordinates w are that plane's
+  wider than their circumcircle (``utils.geometry.planes.plane_through_states``). Display coordinates w are that plane's
   coordinates, in the reference policy's normalized input units. For the reference policy this is exactly the
   paper's picture; every other checkpoint's plane passes through its own normalized images of the same s1, s2, s3.
 - Two-dimensional state spaces (Car1D, MountainCarContinuous): the plane is the state space; w = the raw state.
@@ -33,9 +33,9 @@ from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
 from models.normalization import CLIP_OBS, EPSILON
 from utils.errors import UserError
-from utils.planes import PlanePartition, plane_partition, plane_through_states
-from utils.regions import input_jacobian, word_offsets
-from utils.trajectories import sample_episode
+from utils.geometry.planes import PlanePartition, plane_partition, plane_through_states
+from utils.geometry.regions import input_jacobian, word_offsets
+from utils.analysis.trajectories import sample_episode
 
 COLORINGS = ("region", "action", "slope")
 DEFAULT_SCALE = 1.25
@@ -251,7 +251,7 @@ def policy_patterns(policy: LoadedPolicy, part: PlanePartition) -> torch.Tensor:
 
 def partition_on_plane(policy: LoadedPolicy, plane: StatePlane, *, clip_inputs: bool = True,
                        device: str = "cpu") -> PlanePartition:
-    """Exact linear regions of the policy on the plane (utils.planes core); vertices in display coordinates."""
+    """Exact linear regions of the policy on the plane (utils.geometry.planes core); vertices in display coordinates."""
     origin, basis = policy_plane(policy, plane)
     return plane_partition(partition_layers(policy, clip_inputs), policy.head, (origin, basis), plane.domain,
                            device=device)

@@ -22,7 +22,7 @@ Conventions: float64 on ``device``; tolerance ``tol = rtol * largest absolute do
 distance: a line must have a vertex farther than tol on each side to cut a polygon (so no sliver thinner than
 tol is made, and a line through a vertex or along an edge does not cut); a polygon's pattern is the sign
 (pre-activation > 0) of every hidden neuron at its vertex centroid; patterns are bit-packed as in
-``utils.regions`` (int64 words, layer by layer). Polygons are counter-clockwise; padded vertex slots repeat the
+``utils.geometry.regions`` (int64 words, layer by layer). Polygons are counter-clockwise; padded vertex slots repeat the
 last vertex. The result equals cutting every polygon by one neuron's line at a time, in neuron order
 (``tests/reference_regions.py``).
 """
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from utils.errors import UserError
-from utils.regions import (
+from utils.geometry.regions import (
     DEFAULT_RTOL,
     ArrayLike,
     HiddenLayers,
@@ -70,7 +70,7 @@ class PlanePartition:
 
     vertices: Tensor  # (R, Vmax, 2) plane coordinates, counter-clockwise; slots >= num_vertices repeat the last vertex
     num_vertices: Tensor  # (R,) int64
-    patterns: Tensor  # (R, W) int64 bit-packed activation patterns (layout as in utils.regions)
+    patterns: Tensor  # (R, W) int64 bit-packed activation patterns (layout as in utils.geometry.regions)
     areas: Tensor  # (R,) float64, in plane coordinates
     action_slope: Tensor | None  # (R, act_dim, 2): d(action mean)/du on each polygon, plane coordinates
     action_offset: Tensor | None  # (R, act_dim): action mean at u = 0 of each polygon's affine map
@@ -327,7 +327,7 @@ class _NumpyOps:
 
     @staticmethod
     def pack_patterns(layer_bits) -> Tensor:
-        """Per-layer booleans [(R, w_l)] -> int64 words (R, W) laid out as utils.regions.pack_bits."""
+        """Per-layer booleans [(R, w_l)] -> int64 words (R, W) laid out as utils.geometry.regions.pack_bits."""
         spans = [-(-b.shape[1] // 64) * 64 for b in layer_bits]  # each layer starts a new word
         bits = np.zeros((layer_bits[0].shape[0], sum(spans)), dtype=bool)
         start = 0

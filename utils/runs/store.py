@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from utils.errors import UserError
-from utils.io import read_jsonl, write_json_atomic, write_text_atomic
+from utils.runs.io import read_jsonl, write_json_atomic, write_text_atomic
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CKPT_RE = re.compile(r"^(\d{6,})\.pt$")

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Callable
 
 from utils.errors import UserError
-from utils.io import write_json_atomic
-from utils.run_store import RunPaths, is_run_locked, new_run_id, now_iso, read_run_info
-from utils.sweeps import config_to_args
+from utils.runs.io import write_json_atomic
+from utils.runs.store import RunPaths, is_run_locked, new_run_id, now_iso, read_run_info
+from utils.runs.sweep_files import config_to_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: utils/jobs/sweep.py
 _SWEEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SWEEPS_DIR = "_sweeps"
 

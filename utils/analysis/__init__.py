@@ -1,0 +1,1 @@
+"""Analysis of trained runs: episodes, region metrics per checkpoint, shared random data."""

@@ -1,0 +1,1 @@
+"""Runs on disk: atomic I/O, the run store, sweep files and experiment tracking (wandb)."""
