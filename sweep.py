@@ -7,35 +7,22 @@ from __future__ import annotations
 
 import sys
 
-from utils.flags import Parser, add_bool_flag, positive_int
-from utils.errors import UserError, run_cli
+from utils.errors import run_cli
+from utils.flags import build_parser as _build_parser, parse_settings
+from utils.settings import SweepSettings, TrainSettings
+
+DESCRIPTION = __doc__.split("\n")[0]
 
 
-def build_parser() -> Parser:
-    p = Parser(prog="sweep.py", description=__doc__.split("\n")[0])
-    p.add_argument("file", nargs="?", help="sweep YAML in the wandb sweep format")
-    p.add_argument("--workers", type=int, default=1, help="runs trained at the same time (>= 1)")
-    p.add_argument("--count", type=positive_int, default=None, help="configurations to draw for method: random")
-    p.add_argument("--seed", type=int, default=0, help="seed for method: random")
-    p.add_argument("--save_dir", default="checkpoints", help="the run store (as train.py's --save_dir)")
-    p.add_argument("--sweep_id", default=None, help="id for the new sweep (default: a fresh random id)")
-    p.add_argument("--resume", default=None, metavar="SWEEP_ID", help="continue an interrupted sweep")
-    p.add_argument("--wandb_mode", choices=("online", "offline", "disabled"), default=None,
-                   help="passed to every run (default: train.py's: online when logged in, else offline)")
-    add_bool_flag(p, "--dry_run", "print the configurations and exit")
-    add_bool_flag(p, "--quiet", "no progress bar")
-    return p
+def build_parser():
+    return _build_parser(SweepSettings, "sweep.py", DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.workers < 1:
-        raise UserError(f"--workers={args.workers} must be at least 1; use --workers=1 for one run at a time")
-    if bool(args.file) == bool(args.resume):
-        raise UserError("give either a sweep FILE or --resume=SWEEP_ID (not both, not neither)")
+    args = parse_settings(SweepSettings, argv, "sweep.py", DESCRIPTION)
     from tqdm import tqdm
 
-    import train
+    from utils.flags import flag_names
     from utils.runs.store import check_writable_dir
     from utils.jobs.sweep import create_sweep, load_sweep, run_sweep
     from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
@@ -43,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         record = load_sweep(args.save_dir, args.resume)
     else:
-        valid = {a.dest for a in train.build_parser()._actions if a.option_strings} | {"n_steps"}
-        spec = load_sweep_file(args.file, valid)
+        spec = load_sweep_file(args.file, set(flag_names(TrainSettings)))
         if spec.method == "random":
             configs = sample_random(spec, args.count or int(spec.raw.get("run_cap", 10)), args.seed)
         else:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-import train
 from tests.helpers import ROOT, assert_one_line_error, run_cli, tree_digest
 from utils.errors import UserError
+from utils.flags import flag_names
 from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
+from utils.settings import TrainSettings
 
-VALID = {a.dest for a in train.build_parser()._actions if a.option_strings}
+VALID = set(flag_names(TrainSettings))
 
 TINY_PARAMS = """
   env: {value: Car1DEnv-v1}

@@ -1,12 +1,25 @@
-"""Shared command-line helpers: a parser whose errors are one line, and flag types wandb agents can pass."""
+"""Command-line flags generated from settings dataclasses, with one-line errors and the value types wandb agents pass.
+
+A settings field declares its flag with ``flag(default, help, ...)``; ``build_parser`` turns every field of a
+settings dataclass into one argparse argument (name ``--<field>`` unless ``names`` says otherwise, plus aliases),
+and ``parse_settings`` returns the frozen dataclass. The dataclass is then the one source of each flag's name,
+default, help and validation (utils/settings.py).
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import torch
 
 from utils.errors import UserError
+
+S = TypeVar("S")
 
 
 class Parser(argparse.ArgumentParser):
@@ -26,11 +39,6 @@ def str2bool(value: str | bool) -> bool:
     if text in ("0", "false", "no", "n", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def add_bool_flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    """`--name` alone means True; `--name=False` also works (as wandb agents write it)."""
-    parser.add_argument(name, nargs="?", const=True, default=False, type=str2bool, help=help)
 
 
 def positive_int(value: str) -> int:
@@ -66,3 +74,76 @@ def check_device(device: str) -> str:
     if device != "cpu":
         raise UserError(f"--device={device} is not supported; use --device=cpu or --device=cuda")
     return device
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Settings dataclasses -> argparse
+# ---------------------------------------------------------------------------------------------------------------
+def flag(default: Any, help: str, *, names: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
+         type: Callable[[str], Any] | None = None, choices: tuple | None = None, metavar: str | None = None,
+         nargs: str | None = None, positional: bool = False) -> Any:
+    """A settings field that is also a command-line flag.
+
+    names: the flag's spellings when they differ from ``--<field name>``; aliases: extra spellings kept working
+    (e.g. the paper's); type: converts the command-line text (default: from the field's annotation); a type may
+    raise UserError for a message of its own, or argparse.ArgumentTypeError for argparse's "argument --x: ...".
+    """
+    kwargs = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return dataclasses.field(**kwargs, metadata={
+        "help": help, "names": names, "aliases": aliases, "type": type, "choices": choices, "metavar": metavar,
+        "nargs": nargs, "positional": positional})
+
+
+def _base_type(annotation: Any) -> Any:
+    """int for `int`, `int | None` and 'int | None'; list for list[...]."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else str
+    return typing.get_origin(annotation) or annotation
+
+
+def flag_names(settings_cls: type) -> dict[str, str]:
+    """{every accepted spelling without dashes (names and aliases): field name} of a settings dataclass."""
+    out = {}
+    for f in dataclasses.fields(settings_cls):
+        meta = f.metadata
+        for name in (meta.get("names") or (f"--{f.name}",)) + tuple(meta.get("aliases", ())):
+            out[name.lstrip("-")] = f.name
+    return out
+
+
+def build_parser(settings_cls: type, prog: str, description: str) -> Parser:
+    """An argparse parser with one argument per field of `settings_cls` (a dataclass whose fields use `flag`)."""
+    parser = Parser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(settings_cls)
+    for f in dataclasses.fields(settings_cls):
+        meta = f.metadata
+        if "help" not in meta:
+            continue  # not a command-line setting
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        base = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"help": meta["help"], "default": default}
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        if meta["metavar"]:
+            kwargs["metavar"] = meta["metavar"]
+        if base is bool:
+            # `--flag` alone means True; `--flag=False` also works (as wandb agents write it).
+            kwargs.update(nargs="?", const=True, type=str2bool)
+        else:
+            kwargs["type"] = meta["type"] or (Path if base is Path else base if base in (int, float) else str)
+            if meta["nargs"]:
+                kwargs["nargs"] = meta["nargs"]
+        if meta["positional"]:
+            kwargs.setdefault("nargs", "?")
+            parser.add_argument(f.name, **kwargs)
+        else:
+            names = (meta["names"] or (f"--{f.name}",)) + tuple(meta["aliases"])
+            parser.add_argument(*names, dest=f.name, **kwargs)
+    return parser
+
+
+def parse_settings(settings_cls: type[S], argv: list[str] | None, prog: str, description: str) -> S:
+    """Parse argv into a frozen settings dataclass; bad values and bad combinations raise UserError."""
+    namespace = build_parser(settings_cls, prog, description).parse_args(argv)
+    return settings_cls(**vars(namespace))
