@@ -55,3 +55,12 @@ class Car1DEnv(gym.Env):
 
     def set_physics_state(self, state: np.ndarray) -> None:
         self.state = np.asarray(state, dtype=np.float64).copy()
+
+
+def register_car1d() -> None:
+    """Register Car1DEnv-v0 and -v1 with gymnasium (idempotent), so `gymnasium.make("Car1DEnv-v1")` works."""
+    for version in (0, 1):
+        env_id = f"Car1DEnv-v{version}"
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="envs.car1d:Car1DEnv", kwargs={"version": version},
+                         max_episode_steps=EPISODE_STEPS)

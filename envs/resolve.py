@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 
+from envs.car1d import register_car1d
 from utils.errors import UserError
 
 # The paper used mujoco-py era ids (-v2/-v3); they do not run on current mujoco. v5 is the maintained version.
@@ -67,7 +68,7 @@ _route_mujoco_warnings()
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
     """A single gymnasium env for an already resolved id (no env checker: it costs time on every step)."""
-    import envs  # noqa: F401  (registers Car1D)
+    register_car1d()
     with warnings.catch_warnings():
         # older versions are wanted here (the paper's Car1DEnv-v0); gymnasium's "out of date" warning is noise
         warnings.filterwarnings("ignore", message=".*is out of date.*")
