@@ -19,20 +19,19 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_settings(RandomizeSettings, argv, "randomized_metric_helper.py", DESCRIPTION)
-    from utils.jobs.evaluate import EvalOptions, resolve_runs
+    from utils.analysis.sources import resolve_runs
     from utils.analysis.random_data import generate_random_data
     from utils.runs.store import check_writable_dir
     from utils.runs.tracking import choose_mode
 
     check_writable_dir(Path(args.save_dir), "--save_dir")
     mode, _ = choose_mode(args.wandb_mode)
-    opts = EvalOptions(run_id=args.run_id, sweep_id=args.sweep_id, checkpoints_dir=Path(args.checkpoints_dir),
-                       entity=args.entity, project=args.project_name)
-    runs = resolve_runs(opts, wandb_online=(mode == "online"))
-    written = generate_random_data([r.run for r in runs], Path(args.save_dir), opts.result_id,
+    runs = resolve_runs(args.checkpoints_dir, run_id=args.run_id, sweep_id=args.sweep_id, entity=args.entity,
+                        project=args.project_name, wandb_online=(mode == "online"))
+    written = generate_random_data([r.run for r in runs], Path(args.save_dir), args.result_id,
                                    num_lines=args.num_random_lines, num_trajectories=args.num_random_trajectories,
                                    seed=args.seed)
-    print(f"random data for {len(runs)} run(s) of {opts.result_id}:")
+    print(f"random data for {len(runs)} run(s) of {args.result_id}:")
     for path in written:
         print(f"  {path}")
     return 0

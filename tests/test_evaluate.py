@@ -17,7 +17,9 @@ from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, tree_digest
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.errors import UserError
-from utils.jobs.evaluate import EvalOptions, expected_columns, resolve_runs, slurm_shard
+from utils.analysis.sources import resolve_runs
+from utils.jobs.evaluate import EvalOptions, expected_columns
+from utils.runs.slurm import slurm_shard
 from utils.runs.io import load_npz
 
 TINY = TINY_CAR1D  # each run adds its own --policy_dims, which overrides c8,8
@@ -316,33 +318,32 @@ class FakeApi:
 def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
     api = FakeApi([FakeRun(store / "a8", "name-a8"), FakeRun(store / "c4", "name-c4")])
     empty = tmp_path / "empty_store"
-    base = dict(checkpoints_dir=empty, entity="me", project="deep_rl_regions")
+    base = dict(entity="me", project="deep_rl_regions")
 
     with pytest.raises(UserError, match="wandb not searched"):
-        resolve_runs(EvalOptions(run_id="a8", **base), wandb_online=False, api_factory=lambda: api)
-    (found,) = resolve_runs(EvalOptions(run_id="a8", **base), wandb_online=True, api_factory=lambda: api)
+        resolve_runs(empty, run_id="a8", **base, wandb_online=False, api_factory=lambda: api)
+    (found,) = resolve_runs(empty, run_id="a8", **base, wandb_online=True, api_factory=lambda: api)
     assert found.source == "wandb" and found.run.root == empty / ".wandb_cache" / "a8"
     assert [i for i, _ in found.run.list_checkpoints()] == [0, 1, 2] and found.run.best.is_file()
     assert found.info["env_id"] == "Car1DEnv-v1" and found.info["config"]["policy_dims"] == [8, 8]
     for it, path in found.run.list_checkpoints():
         assert path.read_bytes() == (store / "a8" / "checkpoints" / f"{it:06d}.pt").read_bytes()
-    (by_name,) = resolve_runs(EvalOptions(run_id="name-c4", **base), wandb_online=True, api_factory=lambda: api)
+    (by_name,) = resolve_runs(empty, run_id="name-c4", **base, wandb_online=True, api_factory=lambda: api)
     assert by_name.run_id == "c4"
-    wsweep = resolve_runs(EvalOptions(sweep_id="wsweep", **base), wandb_online=True, api_factory=lambda: api)
+    wsweep = resolve_runs(empty, sweep_id="wsweep", **base, wandb_online=True, api_factory=lambda: api)
     assert sorted(r.run_id for r in wsweep) == ["a8", "c4"]
-    local_sweep = resolve_runs(EvalOptions(sweep_id="S", **base), wandb_online=True, api_factory=lambda: api)
+    local_sweep = resolve_runs(empty, sweep_id="S", **base, wandb_online=True, api_factory=lambda: api)
     assert sorted(r.run_id for r in local_sweep) == ["a8", "c4"]  # train.py --sweep_id is a config field
     with pytest.raises(UserError, match="nor in wandb me/deep_rl_regions"):
-        resolve_runs(EvalOptions(run_id="zzz", **base), wandb_online=True, api_factory=lambda: api)
+        resolve_runs(empty, run_id="zzz", **base, wandb_online=True, api_factory=lambda: api)
     # A run that exists locally is taken from the run store, never downloaded.
-    (local,) = resolve_runs(EvalOptions(sweep_id="wsweep", checkpoints_dir=store, entity="me"), wandb_online=True,
-                            api_factory=lambda: api)[:1]
+    (local,) = resolve_runs(store, sweep_id="wsweep", entity="me", wandb_online=True, api_factory=lambda: api)[:1]
     assert local.source == "local" and local.run.root == store / "a8"
 
     # The downloaded run evaluates like a local one.
     from utils.jobs.evaluate import evaluate
-    report = evaluate(EvalOptions(run_id="a8", results_dir=tmp_path / "results", plots=False, **base),
-                      wandb_online=True, api_factory=lambda: api)
+    report = evaluate(EvalOptions(run_id="a8", results_dir=tmp_path / "results", plots=False, checkpoints_dir=empty,
+                                  **base), wandb_online=True, api_factory=lambda: api)
     rows = _history(report.runs[0].out_dir / "history.csv")
     assert len(rows) == 3
 

@@ -11,29 +11,27 @@ import io
 import json
 import logging
 import math
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
+from models.checkpoint import LoadedPolicy, load_checkpoint
 from utils.errors import UserError
-from utils.runs.io import read_jsonl, write_bytes_atomic, write_json_atomic, write_text_atomic
+from utils.runs.io import read_jsonl, write_json_atomic, write_text_atomic
 from utils.analysis.metrics import (TRAJECTORY_TYPES, architecture_summary, random_line_metric_names, random_line_metrics,
                            random_trajectory_metric_names, random_trajectory_metrics, trajectory_metric_names,
                            trajectory_metrics)
 from utils.analysis.random_data import RandomData, load_random_data
-from utils.runs.store import RunPaths, list_run_ids, read_run_info
+from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
+from utils.runs.slurm import slurm_shard
+from utils.runs.store import RunPaths
 from utils.analysis.trajectories import cached_episode
 
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
-WANDB_CACHE = ".wandb_cache"  # under the checkpoints dir: runs downloaded from wandb, laid out like the run store
-DOWNLOAD_COMPLETE = ".download_complete"  # written last, so a cut-short download is never taken as complete
 
 
 @dataclass
@@ -65,165 +63,6 @@ class EvalOptions:
     @property
     def policy_types(self) -> tuple[str, ...]:
         return ("deterministic", "stochastic") if self.add_stochastic else ("deterministic",)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Resolving runs: local run store first, then the wandb public API
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class ResolvedRun:
-    run: RunPaths
-    info: dict
-    source: str = "local"  # "local" or "wandb"
-
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
-
-
-def default_wandb_api():
-    """The real wandb public API client (only called when wandb is online)."""
-    import wandb
-    return wandb.Api(timeout=30)
-
-
-def _local_sweep_runs(checkpoints_dir: Path, sweep_id: str) -> list[ResolvedRun]:
-    found = []
-    for run_id in list_run_ids(checkpoints_dir):
-        run = RunPaths(Path(checkpoints_dir) / run_id)
-        info = read_run_info(run)
-        if sweep_id in (info.get("sweep_id"), info.get("wandb_sweep_id")):
-            found.append(ResolvedRun(run, info))
-    return found
-
-
-def resolve_runs(opts: EvalOptions, *, wandb_online: bool = False,
-                 api_factory: Callable[[], Any] = default_wandb_api,
-                 shard: Callable[[list], list] = list) -> list[ResolvedRun]:
-    """The runs named by --run_id or --sweep_id: local run store first, else wandb (online, entity/project known).
-
-    `shard` picks this worker's share of the runs (sorted by id) *before* any wandb download, so SLURM array tasks
-    never download the same artifacts.
-    """
-    if bool(opts.run_id) == bool(opts.sweep_id):
-        raise UserError("pass exactly one of --run_id=RUN_ID or --sweep_id=SWEEP_ID")
-    store = Path(opts.checkpoints_dir)
-    if opts.run_id:
-        if (store / opts.run_id / "run.json").is_file():
-            run = RunPaths(store / opts.run_id)
-            return shard([ResolvedRun(run, read_run_info(run))])
-        remote = _wandb_runs(opts, wandb_online, api_factory, run_id=opts.run_id)
-        what = f"run '{opts.run_id}'"
-    else:
-        local = _local_sweep_runs(store, opts.sweep_id)
-        if local:
-            return shard(sorted(local, key=lambda r: r.run_id))
-        remote = _wandb_runs(opts, wandb_online, api_factory, sweep_id=opts.sweep_id)
-        what = f"sweep '{opts.sweep_id}' (no run.json there has this sweep_id)"
-    if remote:
-        return [_materialize(opts, r, opts.sweep_id) for r in shard(sorted(remote, key=lambda r: r.id))]
-    known = ", ".join(list_run_ids(store)[:10]) or "none"
-    if wandb_online and opts.entity:
-        searched = f"nor in wandb {opts.entity}/{opts.project}"
-    else:
-        searched = "wandb not searched (needs wandb online and --entity)"
-    raise UserError(f"no {what} in {store} (runs there: {known}); {searched}; "
-                    f"pass an existing id or point --checkpoints_dir at the run store")
-
-
-def _wandb_runs(opts: EvalOptions, wandb_online: bool, api_factory, *, run_id: str | None = None,
-                sweep_id: str | None = None) -> list[ResolvedRun]:
-    if not (wandb_online and opts.entity and opts.project):
-        return []
-    api = api_factory()
-    path = f"{opts.entity}/{opts.project}"
-    try:
-        if run_id:
-            try:
-                remote = [api.run(f"{path}/{run_id}")]
-            except Exception:  # not an id: try it as a display name
-                remote = list(api.runs(path, filters={"display_name": run_id}))
-        else:
-            try:
-                remote = list(api.sweep(f"{path}/{sweep_id}").runs)
-            except Exception:  # our own sweeps (train.py --sweep_id) are a config field, not a wandb sweep
-                remote = list(api.runs(path, filters={"config.sweep_id": sweep_id}))
-    except Exception as err:
-        raise UserError(f"wandb lookup of {run_id or sweep_id} in {path} failed ({type(err).__name__}: "
-                        f"{str(err)[:100]}); check --entity/--project_name or evaluate from the local run store") from None
-    return remote
-
-
-def _materialize(opts: EvalOptions, remote, sweep_id: str | None) -> ResolvedRun:
-    """A wandb run as a local run directory: its own directory if it exists, else checkpoints downloaded to a cache."""
-    store = Path(opts.checkpoints_dir)
-    if (store / remote.id / "run.json").is_file():
-        run = RunPaths(store / remote.id)
-        return ResolvedRun(run, read_run_info(run), "local")
-    run = RunPaths(store / WANDB_CACHE / remote.id)
-    config = dict(remote.config)
-    info = {"run_id": remote.id, "run_name": getattr(remote, "name", None), "env_id": config.get("env_id"),
-            "obs_dim": config.get("obs_dim"), "act_dim": config.get("act_dim"), "config": config,
-            "sweep_id": sweep_id or config.get("sweep_id"), "status": getattr(remote, "state", None),
-            "source": f"wandb:{opts.entity}/{opts.project}/{remote.id}"}
-    if not (run.root / DOWNLOAD_COMPLETE).is_file():  # a download cut short is done again, never half used
-        _download_checkpoints(remote, run)
-        write_json_atomic(run.root / DOWNLOAD_COMPLETE, {"checkpoints": len(run.list_checkpoints())})
-    if not run.best.is_file() and run.list_checkpoints():
-        _choose_best(run)
-    write_json_atomic(run.run_json, info)
-    return ResolvedRun(run, info, "wandb")
-
-
-def _download_checkpoints(remote, run: RunPaths) -> None:
-    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    prefix = f"checkpoints-{remote.id}"
-    for artifact in remote.logged_artifacts():
-        if artifact.name.split(":")[0] != prefix:
-            continue
-        with tempfile.TemporaryDirectory(dir=run.root) as tmp:
-            files = sorted(Path(artifact.download(root=tmp)).glob("*.pt"))
-            for f in files:
-                iteration = int((artifact.metadata or {}).get("iteration", f.stem))
-                write_bytes_atomic(run.checkpoint(iteration), f.read_bytes())
-
-
-def _choose_best(run: RunPaths) -> None:
-    """best.pt for a downloaded run: the checkpoint with the highest stored eval return (the first on ties)."""
-    best, best_return = None, -math.inf
-    for _, path in run.list_checkpoints():
-        try:
-            value = read_checkpoint(path).get("eval_return")
-        except UserError:
-            continue
-        if value is not None and value > best_return:
-            best, best_return = path, value
-    best = best or run.list_checkpoints()[-1][1]
-    write_bytes_atomic(run.best, best.read_bytes())
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# SLURM array sharding
-# ----------------------------------------------------------------------------------------------------------------
-def slurm_shard(items: Sequence, environ: dict | None = None) -> list:
-    """This SLURM array task's contiguous chunk of `items` (all of them outside a SLURM array).
-
-    SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN is the chunk index, SLURM_ARRAY_TASK_COUNT the number of chunks;
-    chunk sizes differ by at most one, earlier chunks are the larger ones.
-    """
-    environ = os.environ if environ is None else environ
-    if "SLURM_ARRAY_TASK_ID" not in environ:
-        return list(items)
-    try:
-        count = int(environ.get("SLURM_ARRAY_TASK_COUNT", "1"))
-        index = int(environ["SLURM_ARRAY_TASK_ID"]) - int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    except ValueError:
-        raise UserError("SLURM_ARRAY_TASK_ID/COUNT/MIN must be whole numbers; run inside a SLURM array job") from None
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"SLURM array task {index} is outside 0..{count - 1}; check SLURM_ARRAY_TASK_MIN/COUNT")
-    base, extra = divmod(len(items), count)
-    start = index * base + min(index, extra)
-    return list(items[start:start + base + (1 if index < extra else 0)])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -525,7 +364,8 @@ def evaluate(opts: EvalOptions, *, wandb_online: bool = False, api_factory: Call
     """Evaluate the run or the sweep (this SLURM array task's share of it) and, for a sweep, aggregate all results."""
     from tqdm import tqdm
 
-    runs = resolve_runs(opts, wandb_online=wandb_online, api_factory=api_factory,
+    runs = resolve_runs(opts.checkpoints_dir, run_id=opts.run_id, sweep_id=opts.sweep_id, entity=opts.entity,
+                        project=opts.project, wandb_online=wandb_online, api_factory=api_factory,
                         shard=lambda items: slurm_shard(items, environ))
     results = []
     for resolved in tqdm(runs, desc="runs", unit="run", disable=None if progress and len(runs) > 1 else True):
