@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if report.bad_checkpoints:
         bad = report.bad_checkpoints[0]
         more = f" (and {len(report.bad_checkpoints) - 1} more)" if len(report.bad_checkpoints) > 1 else ""
-        raise UserError(f"checkpoint {bad['file']}{more} is unreadable and was skipped "
-                        f"({bad['error'].split(';')[0][:160]}); the other epochs were evaluated and it is listed "
+        raise UserError(f"checkpoint {bad.file}{more} is unreadable and was skipped "
+                        f"({bad.error.split(';')[0][:160]}); the other epochs were evaluated and it is listed "
                         f"under bad_checkpoints in summary.json: restore or delete it, then re-run")
     return 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +17,7 @@ from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_c
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.errors import UserError
 from utils.analysis.sources import resolve_runs
-from utils.jobs.evaluate import EvalOptions, expected_columns
+from utils.jobs.evaluate import EvalOptions, history_columns
 from utils.runs.slurm import slurm_shard
 from utils.runs.io import load_npz
 
@@ -69,7 +68,7 @@ def test_slurm_chunks_cover_every_run_exactly_once(n_items, count, minimum):
 
 
 def test_expected_columns_use_design_names():
-    cols = expected_columns(EvalOptions(run_id="x", add_stochastic=True, random_lines=True, random_trajectories=True))
+    cols = history_columns(EvalOptions(run_id="x", add_stochastic=True, random_lines=True, random_trajectories=True))
     for name in ["num_transitions_deterministic_fixed", "num_regions_deterministic_current",
                  "num_transitions_stochastic_current", "deterministic_fixed_trajectory_length_normalized",
                  "deterministic_fixed_normalized_density", "deterministic_fixed_transitions_per_length",
@@ -91,7 +90,7 @@ def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_ide
     out = results / "a8" / "a8"
     rows = _history(out / "history.csv")
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
-    columns = expected_columns(EvalOptions(run_id="a8", add_stochastic=True))
+    columns = history_columns(EvalOptions(run_id="a8", add_stochastic=True))
     for row in rows:
         for c in columns:
             assert c in row
@@ -187,7 +186,7 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
     for run_id in ("a8", "b8", "c4"):
         rows = _history(results / "S" / run_id / "history.csv")
         for row in rows:
-            for c in expected_columns(opts):
+            for c in history_columns(opts):
                 if c != "eval_return":
                     assert math.isfinite(float(row[c])), (run_id, c)
     # Random lines of one checkpoint against the reference counter.
