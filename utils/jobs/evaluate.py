@@ -1,8 +1,12 @@
 """Evaluate the linear regions of every checkpoint of a run or a sweep: history.csv, summary.json, plots, wandb.
 
+This module plans and orchestrates; the pieces live below it: finding the runs (utils.analysis.sources), one
+checkpoint's metrics (utils.analysis.checkpoint_metrics), the result files (utils.analysis.history), the figures
+(utils.pictures.metric_plots), wandb (utils.runs.tracking) and SLURM array shares (utils.runs.slurm).
+
 Flow for one run (DESIGN.md, "Metrics"): the fixed trajectory = one episode of best.pt's policy; for every
 checkpoint its own (current) episode; both counted with the checkpoint's own normalization. Results go to
-`<results_dir>/<run or sweep id>/<run_id>/`. Epochs already in history.csv are skipped unless `overwrite`.
+`<results_dir>/<run or sweep id>/<run_id>/`. Epochs already in history.csv are skipped unless --overwrite.
 """
 from __future__ import annotations
 
@@ -24,55 +28,63 @@ from utils.analysis.random_data import RandomData, load_random_data
 from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
 from utils.analysis.trajectories import cached_episode
 from utils.errors import UserError
+from utils.flags import available_cpus, check_device
 from utils.runs.io import write_json_atomic
 from utils.runs.slurm import slurm_shard
+from utils.runs.store import check_writable_dir, new_run_id
+from utils.runs.tracking import choose_mode, start_tracking
+from utils.settings import EvaluateSettings
 
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
 
 
-@dataclass
-class EvalOptions:
-    """What to evaluate and how; the defaults are evaluate.py's."""
+# ----------------------------------------------------------------------------------------------------------------
+# The plan: the settings plus what is decided when the command runs
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """evaluate.py's settings plus what is resolved once at run time (utils.settings holds the flags' defaults)."""
 
-    run_id: str | None = None
-    sweep_id: str | None = None
-    checkpoints_dir: Path = Path("checkpoints")
-    results_dir: Path = Path("results")
-    randomized_data_dir: Path = Path("randomized_data")
-    add_stochastic: bool = False          # also the stochastic policy (mean + std noise)
-    random_trajectories: bool = False     # metrics on random-action trajectories (needs randomized data)
-    random_lines: bool = False            # metrics on random lines (needs randomized data)
-    device: str = "cpu"
-    workers: int = 1                      # checkpoints evaluated in parallel processes; 1 = in this process
-    seed: int = 0                         # env reset seed and action-noise seed of every sampled episode
-    overwrite: bool = False
-    wandb_mode: str = "disabled"          # already resolved (utils.runs.tracking.choose_mode)
-    wandb_log: bool = True
-    entity: str | None = None
-    project: str | None = "deep_rl_regions"
-    plots: bool = True
+    settings: EvaluateSettings
+    wandb_mode: str   # the wandb mode in use (utils.runs.tracking.choose_mode): it also decides wandb lookups
+    wandb_log: bool   # log the evaluation as a wandb run (never when wandb_mode is "disabled")
+    workers: int      # processes evaluating checkpoints; 1 = in this process; CPUs when --multi_processing
 
     @property
-    def result_id(self) -> str:
-        return self.sweep_id or self.run_id or ""
+    def wandb_online(self) -> bool:
+        """True when runs missing from the local run store may be looked up in wandb."""
+        return self.wandb_mode == "online"
 
     @property
-    def policy_types(self) -> tuple[str, ...]:
-        return ("deterministic", "stochastic") if self.add_stochastic else ("deterministic",)
+    def plots(self) -> bool:
+        return not self.settings.no_plots
 
 
-def history_columns(opts: EvalOptions) -> list[str]:
+def plan_evaluation(settings: EvaluateSettings, *, notify: Callable[[str], None] = logger.warning,
+                    cpus: Callable[[], int] = available_cpus) -> EvaluationPlan:
+    """The plan for these settings, after the checks that need the machine or the disk (device, results dir)."""
+    check_device(settings.device)
+    check_writable_dir(settings.results_dir, "--results_dir")
+    mode, notice = choose_mode(settings.wandb_mode)
+    wandb_log = not settings.no_wandb_log and mode != "disabled"
+    if notice and (wandb_log or settings.entity):  # only worth saying when wandb is wanted for something
+        notify(notice)
+    return EvaluationPlan(settings, wandb_mode=mode, wandb_log=wandb_log,
+                          workers=cpus() if settings.multi_processing else settings.workers)
+
+
+def history_columns(settings: EvaluateSettings) -> list[str]:
     """history.csv columns of this evaluation, in order."""
-    return expected_columns(opts.policy_types, random_trajectories=opts.random_trajectories,
-                            random_lines=opts.random_lines)
+    return expected_columns(settings.policy_types, random_trajectories=settings.random_trajectories,
+                            random_lines=settings.random_lines)
 
 
-def random_data_command(opts: EvalOptions) -> str:
+def random_data_command(settings: EvaluateSettings) -> str:
     """The exact randomized_metric_helper.py command that creates the random data evaluate.py reads."""
-    which = f"--sweep_id={opts.sweep_id}" if opts.sweep_id else f"--run_id={opts.run_id}"
-    return (f"python randomized_metric_helper.py {which} --checkpoints_dir={opts.checkpoints_dir} "
-            f"--save_dir={opts.randomized_data_dir}")
+    which = f"--sweep_id={settings.sweep_id}" if settings.sweep_id else f"--run_id={settings.run_id}"
+    return (f"python randomized_metric_helper.py {which} --checkpoints_dir={settings.checkpoints_dir} "
+            f"--save_dir={settings.randomized_data_dir}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -119,7 +131,7 @@ class RunReport:
     wandb_url: str | None = None
 
 
-def run_setup(resolved: ResolvedRun, opts: EvalOptions) -> RunSetup:
+def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
     """The run's checkpoints, best policy and random data, checked; a UserError names what is missing and the fix."""
     run, info = resolved.run, resolved.info
     checkpoints = run.list_checkpoints()
@@ -135,29 +147,29 @@ def run_setup(resolved: ResolvedRun, opts: EvalOptions) -> RunSetup:
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
     check_matches_run(best, run.best, run.run_id, env_id, obs_dim, policy_dims)
     random_data = None
-    if opts.random_lines or opts.random_trajectories:
-        random_data = load_random_data(opts.randomized_data_dir, opts.result_id, env_id, obs_dim,
-                                       lines=opts.random_lines, trajectories=opts.random_trajectories,
-                                       fix_command=random_data_command(opts))
+    if settings.random_lines or settings.random_trajectories:
+        random_data = load_random_data(settings.randomized_data_dir, settings.result_id, env_id, obs_dim,
+                                       lines=settings.random_lines, trajectories=settings.random_trajectories,
+                                       fix_command=random_data_command(settings))
     return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best,
-                    Path(opts.results_dir) / opts.result_id / run.run_id, random_data,
-                    fixed_trajectory_record(best, opts.seed, random_data))
+                    settings.results_dir / settings.result_id / run.run_id, random_data,
+                    fixed_trajectory_record(best, settings.seed, random_data))
 
 
-def fixed_trajectories(setup: RunSetup, opts: EvalOptions) -> dict[str, np.ndarray]:
+def fixed_trajectories(setup: RunSetup, settings: EvaluateSettings) -> dict[str, np.ndarray]:
     """{policy type: raw states of best.pt's episode} (sampled once, then read from the run's trajectory cache)."""
     return {p: cached_episode(setup.resolved.run.trajectories_dir, BEST, setup.best, setup.env_id,
-                              stochastic=(p == "stochastic"), seed=opts.seed).states for p in opts.policy_types}
+                              stochastic=(p == "stochastic"), seed=settings.seed).states for p in settings.policy_types}
 
 
-def checkpoint_tasks(setup: RunSetup, opts: EvalOptions, earlier: EarlierResults) -> list[CheckpointTask]:
+def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings, earlier: EarlierResults) -> list[CheckpointTask]:
     """One task per checkpoint without valid earlier results, then best.pt's unless its metrics are in the summary."""
-    columns = history_columns(opts)
-    fixed = fixed_trajectories(setup, opts)
+    columns = history_columns(settings)
+    fixed = fixed_trajectories(setup, settings)
 
     def task(key: str, path: Path) -> CheckpointTask:
         return CheckpointTask(key, path, setup.run_id, setup.env_id, setup.obs_dim, setup.policy_dims,
-                              setup.resolved.run.trajectories_dir, fixed, opts.policy_types, opts.seed, opts.device,
+                              setup.resolved.run.trajectories_dir, fixed, settings.policy_types, settings.seed, settings.device,
                               setup.random_data)
 
     tasks = [task(f"{it:06d}", path) for it, path in setup.checkpoints if not earlier.has_row(it, columns)]
@@ -203,63 +215,63 @@ def run_history(setup: RunSetup, earlier: EarlierResults, results: list[Checkpoi
     return RunHistory(tuple(rows[it] for it in sorted(rows) if it in existing), best_row, tuple(unreadable))
 
 
-def run_plots(setup: RunSetup, history: RunHistory, summary: dict, opts: EvalOptions, *, redraw: bool) -> list[Path]:
+def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: EvaluateSettings, *, redraw: bool) -> list[Path]:
     """The run's figures: drawn from the history, or those on disk when nothing changed since they were drawn."""
-    if not opts.plots:
+    if settings.no_plots:
         return []
     on_disk = [setup.out_dir / f"{name}.png" for name in RUN_PLOTS]
     if not redraw and all(f.is_file() for f in on_disk):
         return on_disk
     from utils.pictures.metric_plots import plot_run
-    return plot_run(list(history.rows), setup.out_dir, policy_types=opts.policy_types,
+    return plot_run(list(history.rows), setup.out_dir, policy_types=settings.policy_types,
                     title=f"{setup.run_id} ({setup.env_id}, {summary['architecture']})")
 
 
-def evaluate_run(resolved: ResolvedRun, opts: EvalOptions, *, progress: bool = False) -> RunReport:
+def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool = False,
+                 notify: Callable[[str], None] = logger.warning) -> RunReport:
     """Evaluate every checkpoint of one run; writes history.csv, summary.json and plots; returns what was written."""
     from tqdm import tqdm
 
-    setup = run_setup(resolved, opts)
-    columns = history_columns(opts)
-    earlier = earlier_results(setup.out_dir, setup.fixed_trajectory, overwrite=opts.overwrite)
-    tasks = checkpoint_tasks(setup, opts, earlier)
+    settings = plan.settings
+    setup = run_setup(resolved, settings)
+    columns = history_columns(settings)
+    earlier = earlier_results(setup.out_dir, setup.fixed_trajectory, overwrite=settings.overwrite)
+    tasks = checkpoint_tasks(setup, settings, earlier)
     with tqdm(total=len(tasks), desc=f"checkpoints of {setup.run_id}", unit="ckpt", leave=False,
               disable=None if progress else True) as bar:
-        results = evaluate_checkpoints(tasks, opts.workers, lambda: bar.update(1))
+        results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
     history = run_history(setup, earlier, results)
     history_path, summary_path = setup.out_dir / HISTORY, setup.out_dir / SUMMARY
     write_history(history_path, list(history.rows), columns)
     summary = run_summary(resolved, setup.best, num_checkpoints=len(setup.checkpoints),
                           num_evaluated=len(history.rows), bad_checkpoints=history.unreadable,
-                          fixed_trajectory=setup.fixed_trajectory, evaluation_seed=opts.seed, columns=columns,
+                          fixed_trajectory=setup.fixed_trajectory, evaluation_seed=settings.seed, columns=columns,
                           best_values=best_metrics(history.best_row, earlier.summary, columns))
     write_json_atomic(summary_path, summary)
-    files = [history_path, summary_path, *run_plots(setup, history, summary, opts, redraw=bool(tasks))]
+    files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=bool(tasks))]
     evaluated = sum(1 for t in tasks if t.key != BEST)
     wandb_url = None
-    if opts.wandb_log and opts.wandb_mode != "disabled":
-        wandb_url = log_run_to_wandb(opts, resolved, setup.out_dir, history.rows, summary)
+    if plan.wandb_log and plan.wandb_mode != "disabled":
+        wandb_url = log_run_to_wandb(plan, resolved, setup.out_dir, history.rows, summary, notify=notify)
     return RunReport(setup.run_id, setup.out_dir, tuple(files), evaluated=evaluated,
                      skipped=len(setup.checkpoints) - evaluated, bad_checkpoints=history.unreadable,
                      wandb_url=wandb_url)
 
 
-def log_run_to_wandb(opts: EvalOptions, resolved: ResolvedRun, out_dir: Path, rows: Sequence[dict],
-                     summary: dict) -> str | None:
+def log_run_to_wandb(plan: EvaluationPlan, resolved: ResolvedRun, out_dir: Path, rows: Sequence[dict],
+                     summary: dict, *, notify: Callable[[str], None] = logger.warning) -> str | None:
     """One wandb run of job type `evaluate`: every history row at its iteration, the summary; returns its URL."""
-    from utils.runs.store import new_run_id
-    from utils.runs.tracking import start_tracking
-
+    settings = plan.settings
     config = {**resolved.info.get("config", {}), "evaluated_run_id": resolved.run_id,
               "sweep_id": resolved.info.get("sweep_id"), "evaluation": {
-                  "seed": opts.seed, "add_stochastic": opts.add_stochastic,
-                  "random_trajectories": opts.random_trajectories, "random_lines": opts.random_lines}}
-    tracker = start_tracking(opts.wandb_mode, run_id=f"{resolved.run_id}-eval-{new_run_id()}", run_dir=out_dir,
-                             config=config, project=opts.project, entity=opts.entity,
+                  "seed": settings.seed, "add_stochastic": settings.add_stochastic,
+                  "random_trajectories": settings.random_trajectories, "random_lines": settings.random_lines}}
+    tracker = start_tracking(plan.wandb_mode, run_id=f"{resolved.run_id}-eval-{new_run_id()}", run_dir=out_dir,
+                             config=config, project=settings.project_name, entity=settings.entity,
                              name=f"evaluate-{resolved.run_id}", job_type="evaluate",
                              group=resolved.info.get("sweep_id"))
     for note in tracker.notices:
-        logger.warning(note)
+        notify(note)
     for row in rows:
         tracker.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and v is not None},
                     step=int(row["iteration"]))
@@ -283,21 +295,32 @@ class EvaluationReport:
     def bad_checkpoints(self) -> list[UnreadableCheckpoint]:
         return [b for r in self.runs for b in r.bad_checkpoints]
 
+    def raise_for_unreadable(self) -> None:
+        """A UserError naming the first unreadable checkpoint, if any (every other checkpoint was evaluated)."""
+        if not self.bad_checkpoints:
+            return
+        bad = self.bad_checkpoints[0]
+        more = f" (and {len(self.bad_checkpoints) - 1} more)" if len(self.bad_checkpoints) > 1 else ""
+        raise UserError(f"checkpoint {bad.file}{more} is unreadable and was skipped "
+                        f"({bad.error.split(';')[0][:160]}); the other epochs were evaluated and it is listed "
+                        f"under bad_checkpoints in summary.json: restore or delete it, then re-run")
 
-def evaluate(opts: EvalOptions, *, wandb_online: bool = False, api_factory: Callable[[], Any] = default_wandb_api,
-             progress: bool = False, environ: dict | None = None) -> EvaluationReport:
+
+def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_wandb_api, progress: bool = False,
+             environ: dict | None = None, notify: Callable[[str], None] = logger.warning) -> EvaluationReport:
     """Evaluate the run or the sweep (this SLURM array task's share of it) and, for a sweep, aggregate all results."""
     from tqdm import tqdm
 
-    runs = resolve_runs(opts.checkpoints_dir, run_id=opts.run_id, sweep_id=opts.sweep_id, entity=opts.entity,
-                        project=opts.project, wandb_online=wandb_online, api_factory=api_factory,
-                        shard=lambda items: slurm_shard(items, environ))
-    reports = tuple(evaluate_run(resolved, opts, progress=progress)
+    settings = plan.settings
+    runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
+                        entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
+                        api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
+    reports = tuple(evaluate_run(resolved, plan, progress=progress, notify=notify)
                     for resolved in tqdm(runs, desc="runs", unit="run",
                                          disable=None if progress and len(runs) > 1 else True))
     sweep_files = ()
-    if opts.sweep_id:
-        sweep_files = tuple(write_sweep_results(Path(opts.results_dir) / opts.sweep_id, plots=opts.plots))
+    if settings.sweep_id:
+        sweep_files = tuple(write_sweep_results(settings.results_dir / settings.sweep_id, plots=plan.plots))
     return EvaluationReport(reports, sweep_files)
 
 
