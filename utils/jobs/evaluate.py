@@ -24,7 +24,7 @@ from utils.analysis.checkpoint_metrics import (BEST, CheckpointResult, Checkpoin
 from utils.analysis.history import (HISTORY, SUMMARY, EarlierResults, best_metrics, earlier_results,
                                     fixed_trajectory_record, read_sweep_results, run_summary, training_eval_returns,
                                     write_history, write_sweep_csv)
-from utils.analysis.random_data import RandomData, load_random_data
+from utils.analysis.random_data import RandomData, load_random_data, random_data_command
 from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
 from utils.analysis.trajectories import cached_episode
 from utils.errors import UserError
@@ -78,13 +78,6 @@ def history_columns(settings: EvaluateSettings) -> list[str]:
     """history.csv columns of this evaluation, in order."""
     return expected_columns(settings.policy_types, random_trajectories=settings.random_trajectories,
                             random_lines=settings.random_lines)
-
-
-def random_data_command(settings: EvaluateSettings) -> str:
-    """The exact randomized_metric_helper.py command that creates the random data evaluate.py reads."""
-    which = f"--sweep_id={settings.sweep_id}" if settings.sweep_id else f"--run_id={settings.run_id}"
-    return (f"python randomized_metric_helper.py {which} --checkpoints_dir={settings.checkpoints_dir} "
-            f"--save_dir={settings.randomized_data_dir}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -146,14 +139,21 @@ def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
     obs_dim = int(info.get("obs_dim") or config.get("obs_dim"))
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
     check_matches_run(best, run.best, run.run_id, env_id, obs_dim, policy_dims)
-    random_data = None
-    if settings.random_lines or settings.random_trajectories:
-        random_data = load_random_data(settings.randomized_data_dir, settings.result_id, env_id, obs_dim,
-                                       lines=settings.random_lines, trajectories=settings.random_trajectories,
-                                       fix_command=random_data_command(settings))
+    random_data = requested_random_data(settings, env_id, obs_dim)
     return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best,
                     settings.results_dir / settings.result_id / run.run_id, random_data,
                     fixed_trajectory_record(best, settings.seed, random_data))
+
+
+def requested_random_data(settings: EvaluateSettings, env_id: str, obs_dim: int) -> RandomData | None:
+    """The random lines and/or trajectories asked for (None when neither is); missing files name the command."""
+    if not (settings.random_lines or settings.random_trajectories):
+        return None
+    command = random_data_command(run_id=settings.run_id, sweep_id=settings.sweep_id,
+                                  checkpoints_dir=settings.checkpoints_dir, save_dir=settings.randomized_data_dir)
+    return load_random_data(settings.randomized_data_dir, settings.result_id, env_id, obs_dim,
+                            lines=settings.random_lines, trajectories=settings.random_trajectories,
+                            fix_command=command)
 
 
 def fixed_trajectories(setup: RunSetup, settings: EvaluateSettings) -> dict[str, np.ndarray]:
