@@ -76,7 +76,8 @@ def check_matches_run(policy: LoadedPolicy, path: Path, run_id: str, env_id: str
     if ckpt_env is not None and ckpt_env != env_id:
         raise UserError(f"{path} was trained on {ckpt_env} but run {run_id} is on {env_id}; {fix}")
     if policy.obs_dim != obs_dim:
-        raise UserError(f"{path} observes {policy.obs_dim} numbers but run {run_id}'s env {env_id} has {obs_dim}; {fix}")
+        raise UserError(f"{path} observes {policy.obs_dim} numbers but run {run_id}'s env {env_id} has {obs_dim}; "
+                        f"{fix}")
 
 
 def evaluate_checkpoint(task: CheckpointTask) -> CheckpointResult:

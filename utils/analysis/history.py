@@ -121,7 +121,7 @@ class EarlierResults:
 
 
 def earlier_results(out_dir: Path, fixed_trajectory: dict, *, overwrite: bool) -> EarlierResults:
-    """What an earlier evaluation wrote to out_dir; nothing when overwriting, no rows when `fixed_trajectory` changed."""
+    """An earlier evaluation's results in out_dir: none when overwriting, no rows when `fixed_trajectory` changed."""
     if overwrite:
         return EarlierResults({}, {})
     summary = read_summary(Path(out_dir) / SUMMARY)

@@ -114,12 +114,14 @@ def _wandb_runs(api_factory: Callable[[], Any], entity: str | None, project: str
             return list(api.runs(path, filters={"config.sweep_id": sweep_id}))
     except Exception as err:
         raise UserError(f"wandb lookup of {run_id or sweep_id} in {path} failed ({type(err).__name__}: "
-                        f"{str(err)[:100]}); check --entity/--project_name or evaluate from the local run store") from None
+                        f"{str(err)[:100]}); check --entity/--project_name or evaluate from the local run store"
+                        ) from None
 
 
 def download_wandb_run(remote, checkpoints_dir: Path, *, sweep_id: str | None, entity: str | None,
                        project: str | None) -> ResolvedRun:
-    """A wandb run as a local run: its own run-store directory if it exists, else checkpoints downloaded to the cache."""
+    """A wandb run as a local run: its run-store directory if there is one, else its checkpoints downloaded to the
+    cache."""
     local = local_run(checkpoints_dir, remote.id)
     if local is not None:
         return local

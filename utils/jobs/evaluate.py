@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -159,7 +159,8 @@ def requested_random_data(settings: EvaluateSettings, env_id: str, obs_dim: int)
 def fixed_trajectories(setup: RunSetup, settings: EvaluateSettings) -> dict[str, np.ndarray]:
     """{policy type: raw states of best.pt's episode} (sampled once, then read from the run's trajectory cache)."""
     return {p: cached_episode(setup.resolved.run.trajectories_dir, BEST, setup.best, setup.env_id,
-                              stochastic=(p == "stochastic"), seed=settings.seed).states for p in settings.policy_types}
+                              stochastic=(p == "stochastic"), seed=settings.seed).states
+            for p in settings.policy_types}
 
 
 def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings, earlier: EarlierResults) -> list[CheckpointTask]:
@@ -169,8 +170,8 @@ def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings, earlier: Earli
 
     def task(key: str, path: Path) -> CheckpointTask:
         return CheckpointTask(key, path, setup.run_id, setup.env_id, setup.obs_dim, setup.policy_dims,
-                              setup.resolved.run.trajectories_dir, fixed, settings.policy_types, settings.seed, settings.device,
-                              setup.random_data)
+                              setup.resolved.run.trajectories_dir, fixed, settings.policy_types, settings.seed,
+                              settings.device, setup.random_data)
 
     tasks = [task(f"{it:06d}", path) for it, path in setup.checkpoints if not earlier.has_row(it, columns)]
     if not earlier.has_best(columns):
@@ -182,20 +183,20 @@ def evaluate_checkpoints(tasks: list[CheckpointTask], workers: int,
                          on_done: Callable[[], None] = lambda: None) -> list[CheckpointResult]:
     """Every task's result, in task order: in this process for one worker, else in that many spawned processes."""
     if workers <= 1 or len(tasks) <= 1:
-        results = []
-        for task in tasks:
-            results.append(evaluate_checkpoint(task))
-            on_done()
-        return results
+        return _collect(map(evaluate_checkpoint, tasks), on_done)
     import multiprocessing
     # spawn, not fork: torch's thread pools do not survive fork reliably.
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        results = []
-        for result in pool.map(evaluate_checkpoint, tasks):
-            results.append(result)
-            on_done()
-        return results
+        return _collect(pool.map(evaluate_checkpoint, tasks), on_done)
+
+
+def _collect(results: Iterable[CheckpointResult], on_done: Callable[[], None]) -> list[CheckpointResult]:
+    collected = []
+    for result in results:  # lazily: on_done moves the progress bar as each result arrives
+        collected.append(result)
+        on_done()
+    return collected
 
 
 def run_history(setup: RunSetup, earlier: EarlierResults, results: list[CheckpointResult]) -> RunHistory:
@@ -215,7 +216,8 @@ def run_history(setup: RunSetup, earlier: EarlierResults, results: list[Checkpoi
     return RunHistory(tuple(rows[it] for it in sorted(rows) if it in existing), best_row, tuple(unreadable))
 
 
-def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: EvaluateSettings, *, redraw: bool) -> list[Path]:
+def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: EvaluateSettings, *,
+              redraw: bool) -> list[Path]:
     """The run's figures: drawn from the history, or those on disk when nothing changed since they were drawn."""
     if settings.no_plots:
         return []
