@@ -6,9 +6,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from utils.errors import UserError, run_cli
+from utils.errors import run_cli
 from utils.flags import build_parser as _build_parser, parse_settings
 from utils.settings import EvaluateSettings
 
@@ -20,30 +19,17 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_settings(EvaluateSettings, argv, "evaluate.py", DESCRIPTION)
-    from utils.flags import available_cpus, check_device
-
-    check_device(args.device)
-    from utils.jobs.evaluate import EvalOptions, evaluate
-    from utils.runs.store import check_writable_dir
-    from utils.runs.tracking import choose_mode
-
-    check_writable_dir(Path(args.results_dir), "--results_dir")
-    mode, notice = choose_mode(args.wandb_mode)
-    wandb_log = not args.no_wandb_log and mode != "disabled"
-    if notice and (wandb_log or args.entity):
-        print(notice, file=sys.stderr)
-    opts = EvalOptions(
-        run_id=args.run_id, sweep_id=args.sweep_id, checkpoints_dir=Path(args.checkpoints_dir),
-        results_dir=Path(args.results_dir), randomized_data_dir=Path(args.randomized_data_dir),
-        add_stochastic=args.add_stochastic, random_trajectories=args.random_trajectories,
-        random_lines=args.random_lines, device=args.device,
-        workers=available_cpus() if args.multi_processing else args.workers, seed=args.seed,
-        overwrite=args.overwrite, wandb_mode=mode, wandb_log=wandb_log, entity=args.entity,
-        project=args.project_name, plots=not args.no_plots)
+    settings = parse_settings(EvaluateSettings, argv, "evaluate.py", DESCRIPTION)
     import torch
+
+    from utils.jobs.evaluate import evaluate, plan_evaluation
+
+    def notify(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    plan = plan_evaluation(settings, notify=notify)
     torch.set_num_threads(1)
-    report = evaluate(opts, wandb_online=(mode == "online"), progress=not args.quiet)
+    report = evaluate(plan, progress=not settings.quiet, notify=notify)
     for r in report.runs:
         print(f"run {r.run_id}: {r.evaluated} checkpoints evaluated, {r.skipped} already done -> {r.out_dir}")
         for f in r.files:
@@ -52,12 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  wandb: {r.wandb_url}")
     for f in report.sweep_files:
         print(f"sweep: {f}")
-    if report.bad_checkpoints:
-        bad = report.bad_checkpoints[0]
-        more = f" (and {len(report.bad_checkpoints) - 1} more)" if len(report.bad_checkpoints) > 1 else ""
-        raise UserError(f"checkpoint {bad['file']}{more} is unreadable and was skipped "
-                        f"({bad['error'].split(';')[0][:160]}); the other epochs were evaluated and it is listed "
-                        f"under bad_checkpoints in summary.json: restore or delete it, then re-run")
+    report.raise_for_unreadable()
     return 0
 
 

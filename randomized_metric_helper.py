@@ -4,8 +4,6 @@
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from utils.errors import run_cli
 from utils.flags import build_parser as _build_parser, parse_settings
 from utils.settings import RandomizeSettings
@@ -18,22 +16,12 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_settings(RandomizeSettings, argv, "randomized_metric_helper.py", DESCRIPTION)
-    from utils.jobs.evaluate import EvalOptions, resolve_runs
-    from utils.analysis.random_data import generate_random_data
-    from utils.runs.store import check_writable_dir
-    from utils.runs.tracking import choose_mode
+    settings = parse_settings(RandomizeSettings, argv, "randomized_metric_helper.py", DESCRIPTION)
+    from utils.jobs.randomize import write_random_data
 
-    check_writable_dir(Path(args.save_dir), "--save_dir")
-    mode, _ = choose_mode(args.wandb_mode)
-    opts = EvalOptions(run_id=args.run_id, sweep_id=args.sweep_id, checkpoints_dir=Path(args.checkpoints_dir),
-                       entity=args.entity, project=args.project_name)
-    runs = resolve_runs(opts, wandb_online=(mode == "online"))
-    written = generate_random_data([r.run for r in runs], Path(args.save_dir), opts.result_id,
-                                   num_lines=args.num_random_lines, num_trajectories=args.num_random_trajectories,
-                                   seed=args.seed)
-    print(f"random data for {len(runs)} run(s) of {opts.result_id}:")
-    for path in written:
+    report = write_random_data(settings)
+    print(f"random data for {len(report.runs)} run(s) of {report.data_id}:")
+    for path in report.files:
         print(f"  {path}")
     return 0
 

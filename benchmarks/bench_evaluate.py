@@ -3,8 +3,9 @@ fixed + current trajectories), split into trajectory sampling and region countin
 
 The run is trained first into a temporary run store (not timed): 50 PPO iterations of 20 steps on one env, a
 checkpoint every iteration (51 with iteration 0), evaluated every 10. Then (a) sampling: best.pt's episode and
-every checkpoint's own 1,000-step episode, written to the trajectory cache; (b) counting: utils.jobs.evaluate on
-the cached states (load checkpoints, normalize, exact counts, history.csv + summary.json, no plots). Last line:
+every checkpoint's own 1,000-step episode, written to the trajectory cache; (b) counting: evaluate_run
+(utils.jobs.evaluate) on the cached states (load checkpoints, normalize, exact counts, history.csv + summary.json,
+no plots). Last line:
 JSON with the figures. Target: under 30 s in total.
 
 Run: .venv/bin/python benchmarks/bench_evaluate.py
@@ -25,9 +26,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from models.checkpoint import load_checkpoint  # noqa: E402
-from utils.jobs.evaluate import EvalOptions, ResolvedRun, evaluate_run  # noqa: E402
-from utils.runs.store import RunPaths, read_run_info  # noqa: E402
+from utils.analysis.sources import ResolvedRun  # noqa: E402
 from utils.analysis.trajectories import cached_episode  # noqa: E402
+from utils.jobs.evaluate import EvaluationPlan, evaluate_run  # noqa: E402
+from utils.runs.store import RunPaths, read_run_info  # noqa: E402
+from utils.settings import EvaluateSettings  # noqa: E402
 
 TRAIN = ["--env=HalfCheetah-v5", "--policy_dims=c64,64", "--value_dims=c64,64", "--total_timesteps=1000",
          "--nsteps=20", "--n_envs=1", "--batch_size=20", "--n_epochs=1", "--eval_every=10", "--eval_episodes=1",
@@ -55,10 +58,11 @@ def main() -> None:
                            stochastic=False, seed=0)
         sampling_s = time.perf_counter() - t
 
-        opts = EvalOptions(run_id="bench", checkpoints_dir=store, results_dir=Path(tmp) / "results", plots=False,
-                           wandb_log=False)
+        settings = EvaluateSettings(run_id="bench", checkpoints_dir=store, results_dir=Path(tmp) / "results",
+                                    no_plots=True, no_wandb_log=True)
+        plan = EvaluationPlan(settings, wandb_mode="disabled", wandb_log=False, workers=1)
         t = time.perf_counter()
-        result = evaluate_run(ResolvedRun(run, info), opts)
+        result = evaluate_run(ResolvedRun(run, info), plan)
         counting_s = time.perf_counter() - t
         states = sum(1 for _ in checkpoints)
     figures = {"checkpoints": states, "policy": "c64,64", "env": info["env_id"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,12 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+import evaluate as evaluate_cli
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, tree_digest
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
-from utils.errors import UserError
-from utils.jobs.evaluate import EvalOptions, expected_columns, resolve_runs, slurm_shard
+from utils.analysis.sources import resolve_runs
+from utils.errors import UserError, run_cli as run_main
+from utils.jobs.evaluate import EvaluationPlan, evaluate, history_columns, plan_evaluation
 from utils.runs.io import load_npz
+from utils.runs.slurm import slurm_shard
+from utils.settings import EvaluateSettings
 
 TINY = TINY_CAR1D  # each run adds its own --policy_dims, which overrides c8,8
 CHEETAH = TINY_CHEETAH
@@ -49,6 +53,14 @@ def _evaluate(store: Path, results: Path, *args: str):
     return run_cli("evaluate.py", f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", *args)
 
 
+def _evaluate_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """evaluate.py's main run as the command line runs it (one-line errors, exit codes), in this process."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(evaluate_cli.main, list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["evaluate.py", *args], exit_info.value.code, out.out, out.err)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Quick unit tests
 # ----------------------------------------------------------------------------------------------------------------
@@ -67,7 +79,8 @@ def test_slurm_chunks_cover_every_run_exactly_once(n_items, count, minimum):
 
 
 def test_expected_columns_use_design_names():
-    cols = expected_columns(EvalOptions(run_id="x", add_stochastic=True, random_lines=True, random_trajectories=True))
+    cols = history_columns(EvaluateSettings(run_id="x", add_stochastic=True, random_lines=True,
+                                            random_trajectories=True))
     for name in ["num_transitions_deterministic_fixed", "num_regions_deterministic_current",
                  "num_transitions_stochastic_current", "deterministic_fixed_trajectory_length_normalized",
                  "deterministic_fixed_normalized_density", "deterministic_fixed_transitions_per_length",
@@ -76,6 +89,26 @@ def test_expected_columns_use_design_names():
                  "mean_normalized_num_transitions_random_trajectories", "mean_trajectory_length_random_trajectories",
                  "mean_num_regions_random_lines_origin", "std_num_regions_random_lines_mean"]:
         assert name in cols, name
+
+
+def test_plan_resolves_workers_wandb_and_plots_once(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, multi_processing=True), cpus=lambda: 7)
+    assert plan.workers == 7 and plan.wandb_mode == "disabled" and not plan.wandb_log and not plan.wandb_online
+    assert plan.plots and results.is_dir()
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, workers=3, no_plots=True), cpus=lambda: 7)
+    assert plan.workers == 3 and not plan.plots
+    # Not logged in: online falls back to offline, with one notice, given only when wandb is wanted for something.
+    monkeypatch.setenv("WANDB_MODE", "")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    notes = []
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results), notify=notes.append)
+    assert plan.wandb_mode == "offline" and plan.wandb_log and len(notes) == 1 and "offline" in notes[0]
+    notes.clear()
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, no_wandb_log=True), notify=notes.append)
+    assert plan.wandb_mode == "offline" and not plan.wandb_log and notes == []
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -89,7 +122,7 @@ def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_ide
     out = results / "a8" / "a8"
     rows = _history(out / "history.csv")
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
-    columns = expected_columns(EvalOptions(run_id="a8", add_stochastic=True))
+    columns = history_columns(EvaluateSettings(run_id="a8", add_stochastic=True))
     for row in rows:
         for c in columns:
             assert c in row
@@ -181,11 +214,11 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
     for name in ["sweep_normalized_density", "sweep_region_count", "sweep_trajectory_length", "sweep_eval_return",
                  "sweep_regions_vs_neurons"]:
         assert (results / "S" / f"{name}.png").is_file()
-    opts = EvalOptions(sweep_id="S", random_lines=True, random_trajectories=True)
+    settings = EvaluateSettings(sweep_id="S", random_lines=True, random_trajectories=True)
     for run_id in ("a8", "b8", "c4"):
         rows = _history(results / "S" / run_id / "history.csv")
         for row in rows:
-            for c in expected_columns(opts):
+            for c in history_columns(settings):
                 if c != "eval_return":
                     assert math.isfinite(float(row[c])), (run_id, c)
     # Random lines of one checkpoint against the reference counter.
@@ -205,21 +238,24 @@ def _copy_run(store: Path, run_id: str, new_store: Path, new_id: str | None = No
     return target
 
 
-@pytest.mark.slow
-def test_bad_inputs_fail_with_one_line(store, tmp_path):
-    results = tmp_path / "results"
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    no_ckpt = _copy_run(store, "a8", bad, "nockpt")
-    shutil.rmtree(no_ckpt / "checkpoints")
-    no_best = _copy_run(store, "a8", bad, "nobest")
-    (no_best / "best.pt").unlink()
-    dims = _copy_run(store, "a8", bad, "dims")
-    shutil.copyfile(store / "c4" / "checkpoints" / "000001.pt", dims / "checkpoints" / "000001.pt")
-    env = _copy_run(store, "a8", bad, "env")
-    state = read_checkpoint(env / "checkpoints" / "000001.pt")
-    state["config"] = {**state["config"], "env_id": "Car1DEnv-v0"}
-    save_checkpoint(env / "checkpoints" / "000001.pt", {k: v for k, v in state.items() if k != "format"})
+def _bad_input_cases_fail_with_one_line(capsys, cases, store: Path, results: Path) -> None:
+    before = tree_digest(store)
+    for extra, needles in cases:
+        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
+        result = _evaluate_in_process(capsys, *args)
+        assert_one_line_error(result, *needles)
+        assert not list(results.rglob("history.csv")), extra
+    assert tree_digest(store) == before
+
+
+def test_bad_inputs_without_trained_checkpoints_fail_with_one_line(tmp_path, capsys):
+    store, results = tmp_path / "store", tmp_path / "results"
+    for run_id in ("a8", "nockpt", "nobest"):  # run.json is all it takes to be found
+        (store / run_id).mkdir(parents=True)
+        (store / run_id / "run.json").write_text(json.dumps({"run_id": run_id, "env_id": "Car1DEnv-v1",
+                                                             "obs_dim": 2, "config": {"policy_dims": [8, 8]}}))
+    (store / "nobest" / "checkpoints").mkdir()
+    (store / "nobest" / "checkpoints" / "000000.pt").write_bytes(b"never read: best.pt is missing")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     cases = [
@@ -227,23 +263,37 @@ def test_bad_inputs_fail_with_one_line(store, tmp_path):
         (["--run_id=a8", "--sweep_id=S"], ("exactly one of --run_id",)),
         (["--run_id=nosuch"], ("no run 'nosuch'", "a8", "wandb not searched")),
         (["--sweep_id=nosuch"], ("no sweep 'nosuch'", "a8")),
-        (["--run_id=nockpt", f"--checkpoints_dir={bad}"], ("no checkpoints", "nockpt")),
-        (["--run_id=nobest", f"--checkpoints_dir={bad}"], ("no best.pt",)),
-        (["--run_id=dims", f"--checkpoints_dir={bad}"], ("000001.pt", "policy dims")),
-        (["--run_id=env", f"--checkpoints_dir={bad}"], ("000001.pt", "Car1DEnv-v0")),
+        (["--run_id=nockpt"], ("no checkpoints", "nockpt")),
+        (["--run_id=nobest"], ("no best.pt",)),
         (["--run_id=a8", "--device=cuda"], ("cuda", "--device=cpu")),
         (["--run_id=a8", f"--results_dir={blocker}/sub"], ("--results_dir",)),
-        (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
-         ("missing", "python randomized_metric_helper.py --run_id=a8")),
         (["--run_id=a8", "--workers=0"], ("--workers",)),
     ]
-    before = tree_digest(store)
-    for extra, needles in cases:
-        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
-        result = run_cli("evaluate.py", *args)
-        assert_one_line_error(result, *needles)
-        assert not list(results.rglob("history.csv")), extra
-    assert tree_digest(store) == before
+    _bad_input_cases_fail_with_one_line(capsys, cases, store, results)
+
+
+@pytest.mark.slow
+def test_bad_inputs_fail_with_one_line(store, tmp_path, capsys):
+    results = tmp_path / "results"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    dims = _copy_run(store, "a8", bad, "dims")
+    shutil.copyfile(store / "c4" / "checkpoints" / "000001.pt", dims / "checkpoints" / "000001.pt")
+    env = _copy_run(store, "a8", bad, "env")
+    state = read_checkpoint(env / "checkpoints" / "000001.pt")
+    state["config"] = {**state["config"], "env_id": "Car1DEnv-v0"}
+    save_checkpoint(env / "checkpoints" / "000001.pt", {k: v for k, v in state.items() if k != "format"})
+    cases = [
+        (["--run_id=nosuch"], ("no run 'nosuch'", "a8", "wandb not searched")),
+        (["--sweep_id=nosuch"], ("no sweep 'nosuch'", "a8")),
+        (["--run_id=dims", f"--checkpoints_dir={bad}"], ("000001.pt", "policy dims")),
+        (["--run_id=env", f"--checkpoints_dir={bad}"], ("000001.pt", "Car1DEnv-v0")),
+        (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
+         ("missing", "python randomized_metric_helper.py --run_id=a8")),
+    ]
+    _bad_input_cases_fail_with_one_line(capsys, cases, store, results)
+    # And through the real command line, as a user sees it.
+    assert_one_line_error(_evaluate(store, results, "--run_id=nosuch"), "no run 'nosuch'", "a8")
 
 
 @pytest.mark.slow
@@ -316,33 +366,33 @@ class FakeApi:
 def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
     api = FakeApi([FakeRun(store / "a8", "name-a8"), FakeRun(store / "c4", "name-c4")])
     empty = tmp_path / "empty_store"
-    base = dict(checkpoints_dir=empty, entity="me", project="deep_rl_regions")
+    base = dict(entity="me", project="deep_rl_regions")
 
     with pytest.raises(UserError, match="wandb not searched"):
-        resolve_runs(EvalOptions(run_id="a8", **base), wandb_online=False, api_factory=lambda: api)
-    (found,) = resolve_runs(EvalOptions(run_id="a8", **base), wandb_online=True, api_factory=lambda: api)
+        resolve_runs(empty, run_id="a8", **base, wandb_online=False, api_factory=lambda: api)
+    (found,) = resolve_runs(empty, run_id="a8", **base, wandb_online=True, api_factory=lambda: api)
     assert found.source == "wandb" and found.run.root == empty / ".wandb_cache" / "a8"
     assert [i for i, _ in found.run.list_checkpoints()] == [0, 1, 2] and found.run.best.is_file()
     assert found.info["env_id"] == "Car1DEnv-v1" and found.info["config"]["policy_dims"] == [8, 8]
     for it, path in found.run.list_checkpoints():
         assert path.read_bytes() == (store / "a8" / "checkpoints" / f"{it:06d}.pt").read_bytes()
-    (by_name,) = resolve_runs(EvalOptions(run_id="name-c4", **base), wandb_online=True, api_factory=lambda: api)
+    (by_name,) = resolve_runs(empty, run_id="name-c4", **base, wandb_online=True, api_factory=lambda: api)
     assert by_name.run_id == "c4"
-    wsweep = resolve_runs(EvalOptions(sweep_id="wsweep", **base), wandb_online=True, api_factory=lambda: api)
+    wsweep = resolve_runs(empty, sweep_id="wsweep", **base, wandb_online=True, api_factory=lambda: api)
     assert sorted(r.run_id for r in wsweep) == ["a8", "c4"]
-    local_sweep = resolve_runs(EvalOptions(sweep_id="S", **base), wandb_online=True, api_factory=lambda: api)
+    local_sweep = resolve_runs(empty, sweep_id="S", **base, wandb_online=True, api_factory=lambda: api)
     assert sorted(r.run_id for r in local_sweep) == ["a8", "c4"]  # train.py --sweep_id is a config field
     with pytest.raises(UserError, match="nor in wandb me/deep_rl_regions"):
-        resolve_runs(EvalOptions(run_id="zzz", **base), wandb_online=True, api_factory=lambda: api)
+        resolve_runs(empty, run_id="zzz", **base, wandb_online=True, api_factory=lambda: api)
     # A run that exists locally is taken from the run store, never downloaded.
-    (local,) = resolve_runs(EvalOptions(sweep_id="wsweep", checkpoints_dir=store, entity="me"), wandb_online=True,
-                            api_factory=lambda: api)[:1]
+    (local,) = resolve_runs(store, sweep_id="wsweep", entity="me", wandb_online=True, api_factory=lambda: api)[:1]
     assert local.source == "local" and local.run.root == store / "a8"
 
     # The downloaded run evaluates like a local one.
-    from utils.jobs.evaluate import evaluate
-    report = evaluate(EvalOptions(run_id="a8", results_dir=tmp_path / "results", plots=False, **base),
-                      wandb_online=True, api_factory=lambda: api)
+    settings = EvaluateSettings(run_id="a8", checkpoints_dir=empty, results_dir=tmp_path / "results", no_plots=True,
+                                entity="me", project_name="deep_rl_regions")
+    plan = EvaluationPlan(settings, wandb_mode="online", wandb_log=False, workers=1)  # wandb looked up, not logged to
+    report = evaluate(plan, api_factory=lambda: api)
     rows = _history(report.runs[0].out_dir / "history.csv")
     assert len(rows) == 3
 
@@ -374,16 +424,23 @@ def test_evaluation_is_logged_to_wandb_offline_without_login(store, tmp_path):
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
 
 
-def test_trajectory_cache_is_reused_only_for_the_same_weights(store, tmp_path):
+def test_trajectory_cache_is_reused_only_for_the_same_weights(tmp_path):
     import dataclasses
 
     import numpy as np
     import torch
 
     from models.checkpoint import load_checkpoint
+    from models.training import TrainConfig, Trainer
     from utils.runs.io import load_npz
     from utils.analysis.trajectories import cache_path, cached_episode
-    policy = load_checkpoint(store / "a8" / "checkpoints" / "000001.pt")
+    # an untrained checkpoint is enough (and quick): the cache must follow the weights, whatever they are
+    cfg = TrainConfig(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 8),
+                      value_dims=(8,), n_steps=64, n_envs=2, total_timesteps=256, norm_warmup_steps=20)
+    trainer = Trainer(cfg)
+    trainer.warmup()
+    save_checkpoint(tmp_path / "000001.pt", trainer.state_dict())
+    policy = load_checkpoint(tmp_path / "000001.pt")
     first = cached_episode(tmp_path, "000001", policy, "Car1DEnv-v1", stochastic=False, seed=0)
     path = cache_path(tmp_path, "000001", "deterministic", 0)
     stamp = path.stat().st_mtime_ns

@@ -1,503 +1,279 @@
 """Evaluate the linear regions of every checkpoint of a run or a sweep: history.csv, summary.json, plots, wandb.
 
+This module plans and orchestrates; the pieces live below it: finding the runs (utils.analysis.sources), one
+checkpoint's metrics (utils.analysis.checkpoint_metrics), the result files (utils.analysis.history), the figures
+(utils.pictures.metric_plots), wandb (utils.runs.tracking) and SLURM array shares (utils.runs.slurm).
+
 Flow for one run (DESIGN.md, "Metrics"): the fixed trajectory = one episode of best.pt's policy; for every
 checkpoint its own (current) episode; both counted with the checkpoint's own normalization. Results go to
-`<results_dir>/<run or sweep id>/<run_id>/`. Epochs already in history.csv are skipped unless `overwrite`.
+`<results_dir>/<run or sweep id>/<run_id>/`. Epochs already in history.csv are skipped unless --overwrite.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-import math
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
-from utils.errors import UserError
-from utils.runs.io import read_jsonl, write_bytes_atomic, write_json_atomic, write_text_atomic
-from utils.analysis.metrics import (TRAJECTORY_TYPES, architecture_summary, random_line_metric_names, random_line_metrics,
-                           random_trajectory_metric_names, random_trajectory_metrics, trajectory_metric_names,
-                           trajectory_metrics)
-from utils.analysis.random_data import RandomData, load_random_data
-from utils.runs.store import RunPaths, list_run_ids, read_run_info
+from models.checkpoint import LoadedPolicy, load_checkpoint
+from utils.analysis.checkpoint_metrics import (BEST, CheckpointResult, CheckpointTask, UnreadableCheckpoint,
+                                               check_matches_run, evaluate_checkpoint, expected_columns)
+from utils.analysis.history import (HISTORY, SUMMARY, EarlierResults, best_metrics, earlier_results,
+                                    fixed_trajectory_record, read_sweep_results, run_summary, training_eval_returns,
+                                    write_history, write_sweep_csv)
+from utils.analysis.random_data import RandomData, load_random_data, random_data_command
+from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
 from utils.analysis.trajectories import cached_episode
+from utils.errors import UserError
+from utils.flags import available_cpus, check_device
+from utils.runs.io import write_json_atomic
+from utils.runs.slurm import slurm_shard
+from utils.runs.store import check_writable_dir, new_run_id
+from utils.runs.tracking import choose_mode, start_tracking
+from utils.settings import EvaluateSettings
 
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
-WANDB_CACHE = ".wandb_cache"  # under the checkpoints dir: runs downloaded from wandb, laid out like the run store
-DOWNLOAD_COMPLETE = ".download_complete"  # written last, so a cut-short download is never taken as complete
 
 
-@dataclass
-class EvalOptions:
-    """What to evaluate and how; the defaults are evaluate.py's."""
+# ----------------------------------------------------------------------------------------------------------------
+# The plan: the settings plus what is decided when the command runs
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """evaluate.py's settings plus what is resolved once at run time (utils.settings holds the flags' defaults)."""
 
-    run_id: str | None = None
-    sweep_id: str | None = None
-    checkpoints_dir: Path = Path("checkpoints")
-    results_dir: Path = Path("results")
-    randomized_data_dir: Path = Path("randomized_data")
-    add_stochastic: bool = False          # also the stochastic policy (mean + std noise)
-    random_trajectories: bool = False     # metrics on random-action trajectories (needs randomized data)
-    random_lines: bool = False            # metrics on random lines (needs randomized data)
-    device: str = "cpu"
-    workers: int = 1                      # checkpoints evaluated in parallel processes; 1 = in this process
-    seed: int = 0                         # env reset seed and action-noise seed of every sampled episode
-    overwrite: bool = False
-    wandb_mode: str = "disabled"          # already resolved (utils.runs.tracking.choose_mode)
-    wandb_log: bool = True
-    entity: str | None = None
-    project: str | None = "deep_rl_regions"
-    plots: bool = True
+    settings: EvaluateSettings
+    wandb_mode: str   # the wandb mode in use (utils.runs.tracking.choose_mode): it also decides wandb lookups
+    wandb_log: bool   # log the evaluation as a wandb run (never when wandb_mode is "disabled")
+    workers: int      # processes evaluating checkpoints; 1 = in this process; CPUs when --multi_processing
 
     @property
-    def result_id(self) -> str:
-        return self.sweep_id or self.run_id or ""
+    def wandb_online(self) -> bool:
+        """True when runs missing from the local run store may be looked up in wandb."""
+        return self.wandb_mode == "online"
 
     @property
-    def policy_types(self) -> tuple[str, ...]:
-        return ("deterministic", "stochastic") if self.add_stochastic else ("deterministic",)
+    def plots(self) -> bool:
+        return not self.settings.no_plots
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Resolving runs: local run store first, then the wandb public API
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class ResolvedRun:
-    run: RunPaths
-    info: dict
-    source: str = "local"  # "local" or "wandb"
-
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
-
-
-def default_wandb_api():
-    """The real wandb public API client (only called when wandb is online)."""
-    import wandb
-    return wandb.Api(timeout=30)
+def plan_evaluation(settings: EvaluateSettings, *, notify: Callable[[str], None] = logger.warning,
+                    cpus: Callable[[], int] = available_cpus) -> EvaluationPlan:
+    """The plan for these settings, after the checks that need the machine or the disk (device, results dir)."""
+    check_device(settings.device)
+    check_writable_dir(settings.results_dir, "--results_dir")
+    mode, notice = choose_mode(settings.wandb_mode)
+    wandb_log = not settings.no_wandb_log and mode != "disabled"
+    if notice and (wandb_log or settings.entity):  # only worth saying when wandb is wanted for something
+        notify(notice)
+    return EvaluationPlan(settings, wandb_mode=mode, wandb_log=wandb_log,
+                          workers=cpus() if settings.multi_processing else settings.workers)
 
 
-def _local_sweep_runs(checkpoints_dir: Path, sweep_id: str) -> list[ResolvedRun]:
-    found = []
-    for run_id in list_run_ids(checkpoints_dir):
-        run = RunPaths(Path(checkpoints_dir) / run_id)
-        info = read_run_info(run)
-        if sweep_id in (info.get("sweep_id"), info.get("wandb_sweep_id")):
-            found.append(ResolvedRun(run, info))
-    return found
-
-
-def resolve_runs(opts: EvalOptions, *, wandb_online: bool = False,
-                 api_factory: Callable[[], Any] = default_wandb_api,
-                 shard: Callable[[list], list] = list) -> list[ResolvedRun]:
-    """The runs named by --run_id or --sweep_id: local run store first, else wandb (online, entity/project known).
-
-    `shard` picks this worker's share of the runs (sorted by id) *before* any wandb download, so SLURM array tasks
-    never download the same artifacts.
-    """
-    if bool(opts.run_id) == bool(opts.sweep_id):
-        raise UserError("pass exactly one of --run_id=RUN_ID or --sweep_id=SWEEP_ID")
-    store = Path(opts.checkpoints_dir)
-    if opts.run_id:
-        if (store / opts.run_id / "run.json").is_file():
-            run = RunPaths(store / opts.run_id)
-            return shard([ResolvedRun(run, read_run_info(run))])
-        remote = _wandb_runs(opts, wandb_online, api_factory, run_id=opts.run_id)
-        what = f"run '{opts.run_id}'"
-    else:
-        local = _local_sweep_runs(store, opts.sweep_id)
-        if local:
-            return shard(sorted(local, key=lambda r: r.run_id))
-        remote = _wandb_runs(opts, wandb_online, api_factory, sweep_id=opts.sweep_id)
-        what = f"sweep '{opts.sweep_id}' (no run.json there has this sweep_id)"
-    if remote:
-        return [_materialize(opts, r, opts.sweep_id) for r in shard(sorted(remote, key=lambda r: r.id))]
-    known = ", ".join(list_run_ids(store)[:10]) or "none"
-    if wandb_online and opts.entity:
-        searched = f"nor in wandb {opts.entity}/{opts.project}"
-    else:
-        searched = "wandb not searched (needs wandb online and --entity)"
-    raise UserError(f"no {what} in {store} (runs there: {known}); {searched}; "
-                    f"pass an existing id or point --checkpoints_dir at the run store")
-
-
-def _wandb_runs(opts: EvalOptions, wandb_online: bool, api_factory, *, run_id: str | None = None,
-                sweep_id: str | None = None) -> list[ResolvedRun]:
-    if not (wandb_online and opts.entity and opts.project):
-        return []
-    api = api_factory()
-    path = f"{opts.entity}/{opts.project}"
-    try:
-        if run_id:
-            try:
-                remote = [api.run(f"{path}/{run_id}")]
-            except Exception:  # not an id: try it as a display name
-                remote = list(api.runs(path, filters={"display_name": run_id}))
-        else:
-            try:
-                remote = list(api.sweep(f"{path}/{sweep_id}").runs)
-            except Exception:  # our own sweeps (train.py --sweep_id) are a config field, not a wandb sweep
-                remote = list(api.runs(path, filters={"config.sweep_id": sweep_id}))
-    except Exception as err:
-        raise UserError(f"wandb lookup of {run_id or sweep_id} in {path} failed ({type(err).__name__}: "
-                        f"{str(err)[:100]}); check --entity/--project_name or evaluate from the local run store") from None
-    return remote
-
-
-def _materialize(opts: EvalOptions, remote, sweep_id: str | None) -> ResolvedRun:
-    """A wandb run as a local run directory: its own directory if it exists, else checkpoints downloaded to a cache."""
-    store = Path(opts.checkpoints_dir)
-    if (store / remote.id / "run.json").is_file():
-        run = RunPaths(store / remote.id)
-        return ResolvedRun(run, read_run_info(run), "local")
-    run = RunPaths(store / WANDB_CACHE / remote.id)
-    config = dict(remote.config)
-    info = {"run_id": remote.id, "run_name": getattr(remote, "name", None), "env_id": config.get("env_id"),
-            "obs_dim": config.get("obs_dim"), "act_dim": config.get("act_dim"), "config": config,
-            "sweep_id": sweep_id or config.get("sweep_id"), "status": getattr(remote, "state", None),
-            "source": f"wandb:{opts.entity}/{opts.project}/{remote.id}"}
-    if not (run.root / DOWNLOAD_COMPLETE).is_file():  # a download cut short is done again, never half used
-        _download_checkpoints(remote, run)
-        write_json_atomic(run.root / DOWNLOAD_COMPLETE, {"checkpoints": len(run.list_checkpoints())})
-    if not run.best.is_file() and run.list_checkpoints():
-        _choose_best(run)
-    write_json_atomic(run.run_json, info)
-    return ResolvedRun(run, info, "wandb")
-
-
-def _download_checkpoints(remote, run: RunPaths) -> None:
-    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    prefix = f"checkpoints-{remote.id}"
-    for artifact in remote.logged_artifacts():
-        if artifact.name.split(":")[0] != prefix:
-            continue
-        with tempfile.TemporaryDirectory(dir=run.root) as tmp:
-            files = sorted(Path(artifact.download(root=tmp)).glob("*.pt"))
-            for f in files:
-                iteration = int((artifact.metadata or {}).get("iteration", f.stem))
-                write_bytes_atomic(run.checkpoint(iteration), f.read_bytes())
-
-
-def _choose_best(run: RunPaths) -> None:
-    """best.pt for a downloaded run: the checkpoint with the highest stored eval return (the first on ties)."""
-    best, best_return = None, -math.inf
-    for _, path in run.list_checkpoints():
-        try:
-            value = read_checkpoint(path).get("eval_return")
-        except UserError:
-            continue
-        if value is not None and value > best_return:
-            best, best_return = path, value
-    best = best or run.list_checkpoints()[-1][1]
-    write_bytes_atomic(run.best, best.read_bytes())
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# SLURM array sharding
-# ----------------------------------------------------------------------------------------------------------------
-def slurm_shard(items: Sequence, environ: dict | None = None) -> list:
-    """This SLURM array task's contiguous chunk of `items` (all of them outside a SLURM array).
-
-    SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN is the chunk index, SLURM_ARRAY_TASK_COUNT the number of chunks;
-    chunk sizes differ by at most one, earlier chunks are the larger ones.
-    """
-    environ = os.environ if environ is None else environ
-    if "SLURM_ARRAY_TASK_ID" not in environ:
-        return list(items)
-    try:
-        count = int(environ.get("SLURM_ARRAY_TASK_COUNT", "1"))
-        index = int(environ["SLURM_ARRAY_TASK_ID"]) - int(environ.get("SLURM_ARRAY_TASK_MIN", "0"))
-    except ValueError:
-        raise UserError("SLURM_ARRAY_TASK_ID/COUNT/MIN must be whole numbers; run inside a SLURM array job") from None
-    if count < 1 or not 0 <= index < count:
-        raise UserError(f"SLURM array task {index} is outside 0..{count - 1}; check SLURM_ARRAY_TASK_MIN/COUNT")
-    base, extra = divmod(len(items), count)
-    start = index * base + min(index, extra)
-    return list(items[start:start + base + (1 if index < extra else 0)])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# One checkpoint
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class CheckpointTask:
-    """Everything needed to evaluate one checkpoint (picklable, for worker processes)."""
-
-    key: str                                   # "000010" or "best"
-    path: Path
-    run_id: str
-    env_id: str
-    obs_dim: int
-    policy_dims: tuple[int, ...]
-    trajectories_dir: Path
-    fixed: dict[str, np.ndarray]               # policy type -> raw states of best.pt's episode
-    policy_types: tuple[str, ...]
-    seed: int
-    device: str
-    random_data: RandomData | None = None
-
-
-def check_matches_run(policy: LoadedPolicy, path: Path, run_id: str, env_id: str, obs_dim: int,
-                      policy_dims: tuple[int, ...]) -> None:
-    """A checkpoint must have its run's policy dims, env and observation size."""
-    fix = "restore the run's own checkpoint or remove the foreign file"
-    if tuple(policy.widths) != tuple(policy_dims):
-        raise UserError(f"{path} has policy dims {list(policy.widths)} but run {run_id} was trained with "
-                        f"{list(policy_dims)}; {fix}")
-    ckpt_env = policy.config.get("env_id")
-    if ckpt_env is not None and ckpt_env != env_id:
-        raise UserError(f"{path} was trained on {ckpt_env} but run {run_id} is on {env_id}; {fix}")
-    if policy.obs_dim != obs_dim:
-        raise UserError(f"{path} observes {policy.obs_dim} numbers but run {run_id}'s env {env_id} has {obs_dim}; {fix}")
-
-
-def evaluate_checkpoint(task: CheckpointTask) -> dict:
-    """Metrics of one checkpoint: {"row": {...}} or {"error": "..."} for a corrupt file (other errors raise)."""
-    import torch
-    torch.set_num_threads(1)  # tiny networks: threading overhead dominates (DESIGN.md, pitfalls)
-    try:
-        policy = load_checkpoint(task.path)
-    except UserError as err:
-        return {"key": task.key, "file": str(task.path), "error": str(err)}
-    check_matches_run(policy, task.path, task.run_id, task.env_id, task.obs_dim, task.policy_dims)
-    row: dict[str, Any] = {"iteration": policy.iteration, "timesteps": policy.timesteps}
-    for p in task.policy_types:
-        current = cached_episode(task.trajectories_dir, task.key, policy, task.env_id,
-                                 stochastic=(p == "stochastic"), seed=task.seed)
-        row[f"{p}_current_episode_return"] = current.episode_return
-        row.update(trajectory_metrics(policy, task.fixed[p], p, "fixed", device=task.device))
-        row.update(trajectory_metrics(policy, current.states, p, "current", device=task.device))
-    if task.random_data is not None and task.random_data.trajectories is not None:
-        row.update(random_trajectory_metrics(policy, task.random_data.trajectories, device=task.device))
-    if task.random_data is not None and task.random_data.line_points is not None:
-        row.update(random_line_metrics(policy, task.random_data.line_points, device=task.device))
-    return {"key": task.key, "row": row}
-
-
-def expected_columns(opts: EvalOptions) -> list[str]:
-    """history.csv columns for these options, in order."""
-    cols = ["iteration", "timesteps", "eval_return"]
-    for p in opts.policy_types:
-        cols.append(f"{p}_current_episode_return")
-        for t in TRAJECTORY_TYPES:
-            cols += trajectory_metric_names(p, t)
-    if opts.random_trajectories:
-        cols += random_trajectory_metric_names()
-    if opts.random_lines:
-        cols += random_line_metric_names()
-    return cols
+def history_columns(settings: EvaluateSettings) -> list[str]:
+    """history.csv columns of this evaluation, in order."""
+    return expected_columns(settings.policy_types, random_trajectories=settings.random_trajectories,
+                            random_lines=settings.random_lines)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # One run
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class RunResult:
+@dataclass(frozen=True)
+class RunSetup:
+    """What stays fixed while one run is evaluated, all checked before anything is written."""
+
+    resolved: ResolvedRun
+    env_id: str
+    obs_dim: int
+    policy_dims: tuple[int, ...]
+    checkpoints: tuple[tuple[int, Path], ...]  # (iteration, path), oldest first
+    best: LoadedPolicy                          # defines the fixed trajectory
+    out_dir: Path                               # <results_dir>/<run or sweep id>/<run_id>/
+    random_data: RandomData | None
+    fixed_trajectory: dict                      # what earlier results depend on (summary.json)
+
+    @property
+    def run_id(self) -> str:
+        return self.resolved.run_id
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    """The evaluated checkpoints of a run: history.csv's rows, best.pt's row, and the unreadable files."""
+
+    rows: tuple[dict, ...]               # one per existing checkpoint that has results, by iteration
+    best_row: dict | None                # None when best.pt's earlier results are reused
+    unreadable: tuple[UnreadableCheckpoint, ...]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What evaluating one run did: where the results are, how many checkpoints were (re)evaluated or skipped."""
+
     run_id: str
     out_dir: Path
-    files: list[Path]
+    files: tuple[Path, ...]
     evaluated: int
     skipped: int
-    bad_checkpoints: list[dict] = field(default_factory=list)
+    bad_checkpoints: tuple[UnreadableCheckpoint, ...] = ()
     wandb_url: str | None = None
 
 
-def _read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
-def _number(text: str):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
-
-
-def _complete(row: dict, columns: Iterable[str]) -> bool:
-    for c in columns:
-        v = row.get(c)
-        if c == "eval_return":
-            continue  # not every checkpoint was evaluated during training
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            return False
-    return True
-
-
-def write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
-    """history.csv atomically: one row per epoch, `columns` first, then any extra columns of earlier runs."""
-    extra = sorted({k for r in rows for k in r} - set(columns))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns + extra, restval="", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    write_text_atomic(path, buf.getvalue())
-
-
-def _eval_returns(run: RunPaths) -> dict[int, float]:
-    return {int(r["iteration"]): float(r["eval_return"]) for r in read_jsonl(run.metrics)
-            if r.get("eval_return") is not None and "iteration" in r}
-
-
-def _run_checkpoints(tasks: list[CheckpointTask], workers: int, on_done: Callable[[], None]) -> list[dict]:
-    if workers <= 1 or len(tasks) <= 1:
-        out = []
-        for task in tasks:
-            out.append(evaluate_checkpoint(task))
-            on_done()
-        return out
-    import multiprocessing
-    # spawn, not fork: torch's thread pools do not survive fork reliably.
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
-        out = []
-        for result in pool.map(evaluate_checkpoint, tasks):
-            out.append(result)
-            on_done()
-        return out
-
-
-def random_data_command(opts: EvalOptions) -> str:
-    """The exact randomized_metric_helper.py command that creates the random data evaluate.py reads."""
-    which = f"--sweep_id={opts.sweep_id}" if opts.sweep_id else f"--run_id={opts.run_id}"
-    return (f"python randomized_metric_helper.py {which} --checkpoints_dir={opts.checkpoints_dir} "
-            f"--save_dir={opts.randomized_data_dir}")
-
-
-def evaluate_run(resolved: ResolvedRun, opts: EvalOptions, *, progress: bool = False) -> RunResult:
-    """Evaluate every checkpoint of one run; writes history.csv, summary.json and plots; returns what was written."""
-    from tqdm import tqdm
-
+def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
+    """The run's checkpoints, best policy and random data, checked; a UserError names what is missing and the fix."""
     run, info = resolved.run, resolved.info
-    run_id = run.run_id
     checkpoints = run.list_checkpoints()
     if not checkpoints:
-        raise UserError(f"run {run_id} has no checkpoints in {run.checkpoints_dir}; train it with train.py "
+        raise UserError(f"run {run.run_id} has no checkpoints in {run.checkpoints_dir}; train it with train.py "
                         f"(checkpoints are written every --save_every iterations) or pick another run")
     if not run.best.is_file():
-        raise UserError(f"run {run_id} has no best.pt in {run.root}; it is written at the first evaluation "
-                        f"during training: let the run finish or resume it with train.py --resume={run_id}")
+        raise UserError(f"run {run.run_id} has no best.pt in {run.root}; it is written at the first evaluation "
+                        f"during training: let the run finish or resume it with train.py --resume={run.run_id}")
     env_id, config = info.get("env_id"), info.get("config", {})
     policy_dims = tuple(config.get("policy_dims", ()))
     obs_dim = int(info.get("obs_dim") or config.get("obs_dim"))
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
-    check_matches_run(best, run.best, run_id, env_id, obs_dim, policy_dims)
+    check_matches_run(best, run.best, run.run_id, env_id, obs_dim, policy_dims)
+    random_data = requested_random_data(settings, env_id, obs_dim)
+    return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best,
+                    settings.results_dir / settings.result_id / run.run_id, random_data,
+                    fixed_trajectory_record(best, settings.seed, random_data))
 
-    out_dir = Path(opts.results_dir) / opts.result_id / run_id  # created by the first (atomic) write
-    history_path, summary_path = out_dir / "history.csv", out_dir / "summary.json"
-    random_data = None
-    if opts.random_lines or opts.random_trajectories:
-        random_data = load_random_data(opts.randomized_data_dir, opts.result_id, env_id, obs_dim,
-                                       lines=opts.random_lines, trajectories=opts.random_trajectories,
-                                       fix_command=random_data_command(opts))
 
-    # Everything earlier results depend on: when any of it changed, nothing old is reused.
-    fixed_source = {"checkpoint": "best.pt", "iteration": best.iteration, "timesteps": best.timesteps,
-                    "seed": opts.seed, "digest": best.weights_digest,
-                    "random_data": random_data.digest() if random_data is not None else None}
-    old_summary = {}
-    if summary_path.is_file() and not opts.overwrite:
-        try:
-            old_summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old_summary = {}
-    columns = expected_columns(opts)
-    old_rows = {}
-    if not opts.overwrite and old_summary.get("fixed_trajectory") == fixed_source:
-        old_rows = {int(r["iteration"]): r for r in _read_history(history_path) if "iteration" in r}
+def requested_random_data(settings: EvaluateSettings, env_id: str, obs_dim: int) -> RandomData | None:
+    """The random lines and/or trajectories asked for (None when neither is); missing files name the command."""
+    if not (settings.random_lines or settings.random_trajectories):
+        return None
+    command = random_data_command(run_id=settings.run_id, sweep_id=settings.sweep_id,
+                                  checkpoints_dir=settings.checkpoints_dir, save_dir=settings.randomized_data_dir)
+    return load_random_data(settings.randomized_data_dir, settings.result_id, env_id, obs_dim,
+                            lines=settings.random_lines, trajectories=settings.random_trajectories,
+                            fix_command=command)
 
-    fixed = {p: cached_episode(run.trajectories_dir, "best", best, env_id, stochastic=(p == "stochastic"),
-                               seed=opts.seed).states for p in opts.policy_types}
+
+def fixed_trajectories(setup: RunSetup, settings: EvaluateSettings) -> dict[str, np.ndarray]:
+    """{policy type: raw states of best.pt's episode} (sampled once, then read from the run's trajectory cache)."""
+    return {p: cached_episode(setup.resolved.run.trajectories_dir, BEST, setup.best, setup.env_id,
+                              stochastic=(p == "stochastic"), seed=settings.seed).states
+            for p in settings.policy_types}
+
+
+def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings, earlier: EarlierResults) -> list[CheckpointTask]:
+    """One task per checkpoint without valid earlier results, then best.pt's unless its metrics are in the summary."""
+    columns = history_columns(settings)
+    fixed = fixed_trajectories(setup, settings)
 
     def task(key: str, path: Path) -> CheckpointTask:
-        return CheckpointTask(key, path, run_id, env_id, obs_dim, policy_dims, run.trajectories_dir, fixed,
-                              opts.policy_types, opts.seed, opts.device, random_data)
+        return CheckpointTask(key, path, setup.run_id, setup.env_id, setup.obs_dim, setup.policy_dims,
+                              setup.resolved.run.trajectories_dir, fixed, settings.policy_types, settings.seed,
+                              settings.device, setup.random_data)
 
-    todo = [task(f"{it:06d}", path) for it, path in checkpoints
-            if not (it in old_rows and _complete(old_rows[it], columns))]
-    best_cols = [c for c in columns if c not in ("iteration", "timesteps", "eval_return")]
-    best_reusable = all(f"best_{c}" in old_summary for c in best_cols) and old_rows
-    if not best_reusable:
-        todo.append(task("best", run.best))
-    bar = tqdm(total=len(todo), desc=f"checkpoints of {run_id}", unit="ckpt", leave=False,
-               disable=None if progress else True)
-    results = _run_checkpoints(todo, opts.workers, lambda: bar.update(1))
-    bar.close()
+    tasks = [task(f"{it:06d}", path) for it, path in setup.checkpoints if not earlier.has_row(it, columns)]
+    if not earlier.has_best(columns):
+        tasks.append(task(BEST, setup.resolved.run.best))
+    return tasks
 
-    eval_returns = _eval_returns(run)
-    rows = dict(old_rows)
-    bad = []
-    best_row = None
+
+def evaluate_checkpoints(tasks: list[CheckpointTask], workers: int,
+                         on_done: Callable[[], None] = lambda: None) -> list[CheckpointResult]:
+    """Every task's result, in task order: in this process for one worker, else in that many spawned processes."""
+    if workers <= 1 or len(tasks) <= 1:
+        return _collect(map(evaluate_checkpoint, tasks), on_done)
+    import multiprocessing
+    # spawn, not fork: torch's thread pools do not survive fork reliably.
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return _collect(pool.map(evaluate_checkpoint, tasks), on_done)
+
+
+def _collect(results: Iterable[CheckpointResult], on_done: Callable[[], None]) -> list[CheckpointResult]:
+    collected = []
+    for result in results:  # lazily: on_done moves the progress bar as each result arrives
+        collected.append(result)
+        on_done()
+    return collected
+
+
+def run_history(setup: RunSetup, earlier: EarlierResults, results: list[CheckpointResult]) -> RunHistory:
+    """Earlier rows updated with the new results (eval_return from training's log), for checkpoints that exist."""
+    eval_returns = training_eval_returns(setup.resolved.run)
+    rows, best_row, unreadable = dict(earlier.rows), None, []
     for result in results:
-        if "error" in result:
-            bad.append({"file": result["file"], "error": result["error"]})
+        if isinstance(result, UnreadableCheckpoint):
+            unreadable.append(result)
             continue
-        row = result["row"]
-        row["eval_return"] = eval_returns.get(row["iteration"])
-        if result["key"] == "best":
+        row = {**result.row, "eval_return": eval_returns.get(result.iteration)}
+        if result.key == BEST:
             best_row = row
         else:
-            rows[row["iteration"]] = row
-    existing = {it for it, _ in checkpoints}
-    ordered = [rows[it] for it in sorted(rows) if it in existing]
-    write_history(history_path, ordered, columns)
+            rows[result.iteration] = row
+    existing = {it for it, _ in setup.checkpoints}
+    return RunHistory(tuple(rows[it] for it in sorted(rows) if it in existing), best_row, tuple(unreadable))
 
-    summary = {"run_id": run_id, "env_id": env_id, "source": resolved.source, "run_dir": str(run.root),
-               "sweep_id": info.get("sweep_id"), "policy_dims": list(policy_dims),
-               "architecture": "c" + ",".join(str(w) for w in policy_dims), **architecture_summary(best),
-               "seed": config.get("seed"), "best_iteration": best.iteration, "best_timesteps": best.timesteps,
-               "best_eval_return": best.eval_return if best.eval_return is not None else info.get("best_eval_return"),
-               "num_checkpoints": len(checkpoints), "num_evaluated": len(ordered), "bad_checkpoints": bad,
-               "fixed_trajectory": fixed_source, "evaluation_seed": opts.seed, "columns": columns}
-    if best_row is not None:
-        summary.update({f"best_{c}": best_row[c] for c in best_cols if c in best_row})
-    else:
-        summary.update({k: v for k, v in old_summary.items() if k.startswith("best_") and k not in summary})
+
+def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: EvaluateSettings, *,
+              redraw: bool) -> list[Path]:
+    """The run's figures: drawn from the history, or those on disk when nothing changed since they were drawn."""
+    if settings.no_plots:
+        return []
+    on_disk = [setup.out_dir / f"{name}.png" for name in RUN_PLOTS]
+    if not redraw and all(f.is_file() for f in on_disk):
+        return on_disk
+    from utils.pictures.metric_plots import plot_run
+    return plot_run(list(history.rows), setup.out_dir, policy_types=settings.policy_types,
+                    title=f"{setup.run_id} ({setup.env_id}, {summary['architecture']})")
+
+
+def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool = False,
+                 notify: Callable[[str], None] = logger.warning) -> RunReport:
+    """Evaluate every checkpoint of one run; writes history.csv, summary.json and plots; returns what was written."""
+    from tqdm import tqdm
+
+    settings = plan.settings
+    setup = run_setup(resolved, settings)
+    columns = history_columns(settings)
+    earlier = earlier_results(setup.out_dir, setup.fixed_trajectory, overwrite=settings.overwrite)
+    tasks = checkpoint_tasks(setup, settings, earlier)
+    with tqdm(total=len(tasks), desc=f"checkpoints of {setup.run_id}", unit="ckpt", leave=False,
+              disable=None if progress else True) as bar:
+        results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
+    history = run_history(setup, earlier, results)
+    history_path, summary_path = setup.out_dir / HISTORY, setup.out_dir / SUMMARY
+    write_history(history_path, list(history.rows), columns)
+    summary = run_summary(resolved, setup.best, num_checkpoints=len(setup.checkpoints),
+                          num_evaluated=len(history.rows), bad_checkpoints=history.unreadable,
+                          fixed_trajectory=setup.fixed_trajectory, evaluation_seed=settings.seed, columns=columns,
+                          best_values=best_metrics(history.best_row, earlier.summary, columns))
     write_json_atomic(summary_path, summary)
-    files = [history_path, summary_path]
-    plot_names = [out_dir / f"{n}.png" for n in RUN_PLOTS]
-    if opts.plots and not todo and all(f.is_file() for f in plot_names):
-        files += plot_names  # nothing new: the figures on disk are already those of this history
-    elif opts.plots:
-        from utils.pictures.metric_plots import plot_run
-        files += plot_run(ordered, out_dir, title=f"{run_id} ({env_id}, {summary['architecture']})",
-                          policy_types=opts.policy_types)
-    n_epochs_done = sum(1 for t in todo if t.key != "best")
-    result = RunResult(run_id, out_dir, files, evaluated=n_epochs_done, skipped=len(checkpoints) - n_epochs_done,
-                       bad_checkpoints=bad)
-    if opts.wandb_log and opts.wandb_mode != "disabled":
-        result.wandb_url = _log_to_wandb(opts, resolved, out_dir, ordered, summary)
-    return result
+    files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=bool(tasks))]
+    evaluated = sum(1 for t in tasks if t.key != BEST)
+    wandb_url = None
+    if plan.wandb_log and plan.wandb_mode != "disabled":
+        wandb_url = log_run_to_wandb(plan, resolved, setup.out_dir, history.rows, summary, notify=notify)
+    return RunReport(setup.run_id, setup.out_dir, tuple(files), evaluated=evaluated,
+                     skipped=len(setup.checkpoints) - evaluated, bad_checkpoints=history.unreadable,
+                     wandb_url=wandb_url)
 
 
-def _log_to_wandb(opts: EvalOptions, resolved: ResolvedRun, out_dir: Path, rows: list[dict], summary: dict):
-    from utils.runs.store import new_run_id
-    from utils.runs.tracking import start_tracking
-
+def log_run_to_wandb(plan: EvaluationPlan, resolved: ResolvedRun, out_dir: Path, rows: Sequence[dict],
+                     summary: dict, *, notify: Callable[[str], None] = logger.warning) -> str | None:
+    """One wandb run of job type `evaluate`: every history row at its iteration, the summary; returns its URL."""
+    settings = plan.settings
     config = {**resolved.info.get("config", {}), "evaluated_run_id": resolved.run_id,
               "sweep_id": resolved.info.get("sweep_id"), "evaluation": {
-                  "seed": opts.seed, "add_stochastic": opts.add_stochastic,
-                  "random_trajectories": opts.random_trajectories, "random_lines": opts.random_lines}}
-    tracker = start_tracking(opts.wandb_mode, run_id=f"{resolved.run_id}-eval-{new_run_id()}", run_dir=out_dir,
-                             config=config, project=opts.project, entity=opts.entity,
+                  "seed": settings.seed, "add_stochastic": settings.add_stochastic,
+                  "random_trajectories": settings.random_trajectories, "random_lines": settings.random_lines}}
+    tracker = start_tracking(plan.wandb_mode, run_id=f"{resolved.run_id}-eval-{new_run_id()}", run_dir=out_dir,
+                             config=config, project=settings.project_name, entity=settings.entity,
                              name=f"evaluate-{resolved.run_id}", job_type="evaluate",
                              group=resolved.info.get("sweep_id"))
     for note in tracker.notices:
-        logger.warning(note)
+        notify(note)
     for row in rows:
         tracker.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and v is not None},
                     step=int(row["iteration"]))
@@ -510,52 +286,52 @@ def _log_to_wandb(opts: EvalOptions, resolved: ResolvedRun, out_dir: Path, rows:
 # ----------------------------------------------------------------------------------------------------------------
 # A run or a sweep
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class EvaluationReport:
-    runs: list[RunResult]
-    sweep_files: list[Path] = field(default_factory=list)
+    """Every run evaluated by this process and, for a sweep, the files aggregating all of the sweep's results."""
+
+    runs: tuple[RunReport, ...]
+    sweep_files: tuple[Path, ...] = ()
 
     @property
-    def bad_checkpoints(self) -> list[dict]:
+    def bad_checkpoints(self) -> list[UnreadableCheckpoint]:
         return [b for r in self.runs for b in r.bad_checkpoints]
 
+    def raise_for_unreadable(self) -> None:
+        """A UserError naming the first unreadable checkpoint, if any (every other checkpoint was evaluated)."""
+        if not self.bad_checkpoints:
+            return
+        bad = self.bad_checkpoints[0]
+        more = f" (and {len(self.bad_checkpoints) - 1} more)" if len(self.bad_checkpoints) > 1 else ""
+        raise UserError(f"checkpoint {bad.file}{more} is unreadable and was skipped "
+                        f"({bad.error.split(';')[0][:160]}); the other epochs were evaluated and it is listed "
+                        f"under bad_checkpoints in summary.json: restore or delete it, then re-run")
 
-def evaluate(opts: EvalOptions, *, wandb_online: bool = False, api_factory: Callable[[], Any] = default_wandb_api,
-             progress: bool = False, environ: dict | None = None) -> EvaluationReport:
+
+def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_wandb_api, progress: bool = False,
+             environ: dict | None = None, notify: Callable[[str], None] = logger.warning) -> EvaluationReport:
     """Evaluate the run or the sweep (this SLURM array task's share of it) and, for a sweep, aggregate all results."""
     from tqdm import tqdm
 
-    runs = resolve_runs(opts, wandb_online=wandb_online, api_factory=api_factory,
-                        shard=lambda items: slurm_shard(items, environ))
-    results = []
-    for resolved in tqdm(runs, desc="runs", unit="run", disable=None if progress and len(runs) > 1 else True):
-        results.append(evaluate_run(resolved, opts, progress=progress))
-    report = EvaluationReport(results)
-    if opts.sweep_id:
-        report.sweep_files = write_sweep_results(Path(opts.results_dir) / opts.sweep_id, plots=opts.plots)
-    return report
+    settings = plan.settings
+    runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
+                        entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
+                        api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
+    reports = tuple(evaluate_run(resolved, plan, progress=progress, notify=notify)
+                    for resolved in tqdm(runs, desc="runs", unit="run",
+                                         disable=None if progress and len(runs) > 1 else True))
+    sweep_files = ()
+    if settings.sweep_id:
+        sweep_files = tuple(write_sweep_results(settings.results_dir / settings.sweep_id, plots=plan.plots))
+    return EvaluationReport(reports, sweep_files)
 
 
 def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:
     """sweep.csv (one row per evaluated run, from every summary.json present) and the per-architecture plots."""
-    summaries, histories = [], {}
-    for summary_path in sorted(Path(sweep_dir).glob("*/summary.json")):
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        summaries.append(summary)
-        histories[summary["run_id"]] = _read_history(summary_path.parent / "history.csv")
+    summaries, histories = read_sweep_results(sweep_dir)
     if not summaries:
         return []
-    columns = ["run_id", "architecture", "depth", "width", "n", "n_params", "seed", "env_id", "best_iteration",
-               "best_timesteps", "best_eval_return", "num_checkpoints", "num_evaluated"]
-    columns += sorted({k for s in summaries for k in s if k.startswith("best_") and k not in columns})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="", lineterminator="\n")
-    writer.writeheader()
-    for s in summaries:
-        writer.writerow({k: ("" if s.get(k) is None else s.get(k)) for k in columns})
-    path = Path(sweep_dir) / "sweep.csv"
-    write_text_atomic(path, buf.getvalue())
-    files = [path]
+    files = [write_sweep_csv(sweep_dir, summaries)]
     if plots:
         from utils.pictures.metric_plots import plot_sweep
         files += plot_sweep(summaries, histories, Path(sweep_dir))
