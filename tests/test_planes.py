@@ -138,10 +138,22 @@ def test_degenerate_neurons_duplicate_zero_weight_and_dead_layer():
     assert torch.equal(plane_patterns(layers, plane, uv), base.patterns[torch.as_tensor(owner)])
     ref = plane_partition_ref(layers, plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy())
     assert base.num_regions == ref["num_regions"]
+    assert pattern_set(base.unpacked_patterns().numpy()) == pattern_set(ref["patterns"])
+    bits = base.unpacked_patterns().numpy()
+    assert (bits[:, 1] == bits[:, 0]).all()  # the duplicate neuron agrees with its original everywhere
+    constant = float(W[2] @ plane.origin.numpy() + b[2])  # neuron 2's value everywhere on the plane
+    assert (bits[:, 2] == (constant > 0)).all()
+    # A dead middle layer: only the first layer splits, so the polygons are those of the first layer alone (from the
+    # reference); the dead layer's bits are all off and the last layer sees zeros, so its bits are b3 > 0.
     dead = [layers[0], (np.zeros((6, 8)), -np.ones(6)), layers[2]]
     part = plane_partition(dead, head, plane)
-    first_only = plane_partition([layers[0]], None, plane)
-    assert part.num_regions == first_only.num_regions
+    first_only = plane_partition_ref([layers[0]], plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy())
+    assert part.num_regions == first_only["num_regions"]
+    bits = part.unpacked_patterns().numpy()
+    assert pattern_set(bits[:, :8]) == pattern_set(first_only["patterns"])
+    assert np.isclose(sorted(part.areas.tolist()), sorted(first_only["areas"]), rtol=1e-7, atol=1e-12).all()
+    assert not bits[:, 8:14].any()
+    assert (bits[:, 14:] == (layers[2][1] > 0)).all()
 
 
 def test_plane_through_states_geometry():
@@ -178,6 +190,12 @@ def test_clockwise_domain_is_accepted():
     a = plane_partition(layers, head, plane)
     b = plane_partition(layers, head, plane, plane.domain.flip(0))
     assert a.num_regions == b.num_regions and bool((b.areas > 0).all())
+    # The same partition: the same regions (patterns are distinct) with the same areas.
+    area_a = {tuple(p): x for p, x in zip(a.patterns.tolist(), a.areas.tolist())}
+    area_b = {tuple(p): x for p, x in zip(b.patterns.tolist(), b.areas.tolist())}
+    assert area_a.keys() == area_b.keys() and len(area_a) == a.num_regions
+    for p, x in area_a.items():
+        assert np.isclose(area_b[p], x, rtol=1e-12, atol=1e-15)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

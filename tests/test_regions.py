@@ -185,11 +185,25 @@ def test_neuron_with_zero_weight_along_the_segment_never_splits_it():
 def test_dead_layer_means_one_region():
     rng = np.random.default_rng(6)
     layers = random_net(rng, 5, [12, 7, 9])
-    layers[1] = (np.zeros((7, 12)), -np.ones(7))
-    res = path_pieces(layers, rng.normal(size=(30, 5)) * 3)
-    # Only the first layer can split; after the dead layer everything is constant.
-    assert res.transitions_per_layer[1:] == [0, 0]
-    assert res.num_regions == len({bytes(r) for r in res.unpacked_patterns().numpy()[:, :12]})
+    pts = rng.normal(size=(30, 5)) * 3
+    b2, (W3, b3) = layers[1][1], layers[2]
+    dead = (np.zeros((7, 12)), -np.ones(7))
+    # A dead first layer: its neurons are off everywhere, so the net is constant: one region, no transition, and
+    # the pattern (derived by hand) is all off, then b2 > 0, then the signs of W3 relu(b2) + b3.
+    res = path_pieces([(np.zeros((12, 5)), -np.ones(12)), layers[1], layers[2]], pts)
+    assert res.num_transitions == 0 and res.num_regions == 1 and res.transitions_per_layer == [0, 0, 0]
+    expected = np.concatenate([np.zeros(12, dtype=bool), b2 > 0, W3 @ np.maximum(b2, 0.0) + b3 > 0])
+    np.testing.assert_array_equal(res.unpacked_patterns().numpy(), np.tile(expected, (29, 1)))
+    # A dead middle layer: only the first layer can split, so the pieces are those of the first layer alone (from
+    # the reference); the dead layer's bits are all off and the last layer sees zeros, so its bits are b3 > 0.
+    res = path_pieces([layers[0], dead, layers[2]], pts)
+    first = path_pieces_ref([layers[0]], pts)
+    assert res.transitions_per_layer == [first["num_transitions"], 0, 0]
+    assert res.num_transitions == first["num_transitions"] and res.num_regions == first["num_regions"]
+    bits = res.unpacked_patterns().numpy()
+    np.testing.assert_array_equal(bits[:, :12], np.array(first["pattern"]))
+    assert not bits[:, 12:19].any()
+    np.testing.assert_array_equal(bits[:, 19:], np.tile(b3 > 0, (len(bits), 1)))
 
 
 def test_chunking_does_not_change_results():
@@ -279,9 +293,17 @@ def test_accepts_tensors_of_any_float_dtype():
     b = path_pieces([(torch.tensor(W, dtype=torch.float32).double(), torch.tensor(b)) for W, b in layers],
                     torch.tensor(pts, dtype=torch.float64))
     assert a.num_transitions == b.num_transitions and b.patterns.dtype == torch.int64
-    c = path_pieces([(torch.tensor(W, dtype=torch.float32), torch.tensor(b, dtype=torch.float16)) for W, b in layers],
-                    torch.tensor(pts, dtype=torch.float32))
+    low = [(torch.tensor(W, dtype=torch.float32), torch.tensor(b, dtype=torch.float16)) for W, b in layers]
+    low_pts = torch.tensor(pts, dtype=torch.float32)
+    c = path_pieces(low, low_pts)
     assert c.t_start.dtype == torch.float64
+    # Low-precision inputs are the same numbers as their float64 casts: the same pieces, counted in float64.
+    same = path_pieces([(W.double(), b.double()) for W, b in low], low_pts.double())
+    assert c.num_transitions == same.num_transitions and c.num_regions == same.num_regions
+    assert c.transitions_per_layer == same.transitions_per_layer
+    assert torch.equal(c.patterns, same.patterns) and torch.equal(c.segment_index, same.segment_index)
+    assert torch.equal(c.t_start, same.t_start) and torch.equal(c.t_end, same.t_end)
+    assert same.num_transitions > 0  # the comparison is not vacuous
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
@@ -325,8 +347,22 @@ def test_reversing_a_path_gives_the_same_counts(seed, depth, width, T):
     fwd, bwd = path_pieces(layers, pts), path_pieces(layers, pts[::-1].copy())
     assert fwd.num_transitions == bwd.num_transitions
     assert fwd.num_regions == bwd.num_regions
-    assert fwd.transitions_per_layer == bwd.transitions_per_layer or depth > 1  # openers may differ at ties only
-    assert sorted(fwd.pieces_per_segment().tolist()) == sorted(bwd.pieces_per_segment().tolist())
+    # At every depth the reversed path crosses the same pieces in reverse order: its segment i is segment T - 2 - i
+    # run backwards (t -> 1 - t), and each boundary is made by the same layer's zero (random nets have no ties).
+    assert fwd.transitions_per_layer == bwd.transitions_per_layer
+    assert bwd.pieces_per_segment().tolist() == fwd.pieces_per_segment().flip(0).tolist()
+    assert bwd.segment_index.tolist() == (T - 2 - fwd.segment_index.flip(0)).tolist()
+    assert torch.equal(bwd.patterns, fwd.patterns.flip(0))
+    np.testing.assert_allclose(bwd.t_start.numpy(), 1 - fwd.t_end.flip(0).numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(bwd.t_end.numpy(), 1 - fwd.t_start.flip(0).numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(bwd.length.numpy(), fwd.length.flip(0).numpy(), rtol=1e-6, atol=1e-12)
+    # A piece's opener names the boundary at its start; reversed, that boundary ends the mirrored piece.
+    first = torch.cumsum(fwd.pieces_per_segment(), 0) - fwd.pieces_per_segment()
+    for i, (lo, n) in enumerate(zip(first.tolist(), fwd.pieces_per_segment().tolist())):
+        j = T - 2 - i
+        openers_fwd = fwd.opened_by_layer[lo:lo + n].tolist()
+        openers_bwd = bwd.opened_by_layer[bwd.segment_index == j].tolist()
+        assert openers_bwd == [-1] + openers_fwd[1:][::-1]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
