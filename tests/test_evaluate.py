@@ -1,4 +1,7 @@
-"""evaluate.py and randomized_metric_helper.py end to end, plus the evaluation library's run lookup and sharding."""
+"""evaluate.py and randomized_metric_helper.py end to end, plus the evaluation library's run lookup and sharding.
+
+The run store is trained in-process (about a second); quick tests call main(argv) in this process, the slow ones
+evaluate whole runs or start real processes."""
 from __future__ import annotations
 
 import csv
@@ -14,7 +17,10 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, tree_digest
+import evaluate as evaluate_cli
+import randomized_metric_helper
+from tests.helpers import (TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, assert_user_error, run_cli, train_run,
+                           tree_digest)
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.errors import UserError
 from utils.jobs.evaluate import EvalOptions, expected_columns, resolve_runs, slurm_shard
@@ -25,9 +31,7 @@ CHEETAH = TINY_CHEETAH
 
 
 def _train(store: Path, run_id: str, *extra: str) -> Path:
-    result = run_cli("train.py", *extra, f"--save_dir={store}", f"--run_id={run_id}")
-    assert result.returncode == 0, result.stderr
-    return store / run_id
+    return train_run(store, run_id, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -205,9 +209,7 @@ def _copy_run(store: Path, run_id: str, new_store: Path, new_id: str | None = No
     return target
 
 
-@pytest.mark.slow
-def test_bad_inputs_fail_with_one_line(store, tmp_path):
-    results = tmp_path / "results"
+def _bad_input_cases(store: Path, tmp_path: Path) -> tuple[Path, list[tuple[list[str], tuple[str, ...]]]]:
     bad = tmp_path / "bad"
     bad.mkdir()
     no_ckpt = _copy_run(store, "a8", bad, "nockpt")
@@ -237,12 +239,58 @@ def test_bad_inputs_fail_with_one_line(store, tmp_path):
          ("missing", "python randomized_metric_helper.py --run_id=a8")),
         (["--run_id=a8", "--workers=0"], ("--workers",)),
     ]
+    return bad, cases
+
+
+def test_bad_inputs_fail_with_one_line(store, tmp_path):
+    results = tmp_path / "results"
+    _, cases = _bad_input_cases(store, tmp_path)
     before = tree_digest(store)
     for extra, needles in cases:
         args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
-        result = run_cli("evaluate.py", *args)
-        assert_one_line_error(result, *needles)
+        assert_user_error(evaluate_cli.main, args, *needles)
         assert not list(results.rglob("history.csv")), extra
+    assert tree_digest(store) == before
+
+
+@pytest.mark.slow
+def test_bad_input_through_the_real_command_line(store, tmp_path):
+    """The real processes: exit code 2, one `error:` line on stderr, no traceback, no results (evaluate.py: a flag
+    error, a checkpoint of another shape; randomized_metric_helper.py: a flag error, an unknown run)."""
+    results = tmp_path / "results"
+    bad, cases = _bad_input_cases(store, tmp_path)
+    before = tree_digest(store)
+    wanted = ([], ["--run_id=dims", f"--checkpoints_dir={bad}"])
+    chosen = [(extra, needles) for extra, needles in cases if extra in wanted]
+    assert len(chosen) == 2
+    for extra, needles in chosen:
+        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
+        assert_one_line_error(run_cli("evaluate.py", *args), *needles)
+    assert not results.exists() or not list(results.rglob("history.csv"))
+    data = tmp_path / "randomized"
+    helper = [f"--checkpoints_dir={store}", f"--save_dir={data}"]
+    assert_one_line_error(run_cli("randomized_metric_helper.py", *helper), "exactly one of --run_id")
+    assert_one_line_error(run_cli("randomized_metric_helper.py", *helper, "--run_id=nosuch"), "no run 'nosuch'")
+    assert not data.exists() or not list(data.rglob("*.npz"))
+    assert tree_digest(store) == before
+
+
+def test_randomized_metric_helper_bad_inputs_fail_with_one_line(store, tmp_path):
+    data = tmp_path / "randomized"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    base = [f"--checkpoints_dir={store}", f"--save_dir={data}"]
+    before = tree_digest(store)
+    assert_user_error(randomized_metric_helper.main, base, "exactly one of --run_id")
+    assert_user_error(randomized_metric_helper.main, [*base, "--run_id=a8", "--sweep_id=S"],
+                      "exactly one of --run_id")
+    assert_user_error(randomized_metric_helper.main, [*base, "--run_id=nosuch"], "no run 'nosuch'", "a8")
+    assert_user_error(randomized_metric_helper.main, [*base, "--sweep_id=nosuch"], "no sweep 'nosuch'")
+    assert_user_error(randomized_metric_helper.main, [*base, "--run_id=a8", "--num_random_lines=0"],
+                      "--num_random_lines")
+    assert_user_error(randomized_metric_helper.main,
+                      [f"--checkpoints_dir={store}", f"--save_dir={blocker}/sub", "--run_id=a8"], "--save_dir")
+    assert not list(tmp_path.rglob("*.npz"))
     assert tree_digest(store) == before
 
 
@@ -312,7 +360,6 @@ class FakeApi:
         return SimpleNamespace(runs=list(self.runs_by_id.values()))
 
 
-@pytest.mark.slow
 def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
     api = FakeApi([FakeRun(store / "a8", "name-a8"), FakeRun(store / "c4", "name-c4")])
     empty = tmp_path / "empty_store"
