@@ -1,6 +1,7 @@
 """sweep.py: file validation, grid/random expansion, parallel runs, resume after a kill, bad input.
 
-Quick tests call sweep.main / train.main in this process; every test that trains a sweep (train.py processes) is slow."""
+Quick tests call sweep.main / train.main in this process; every test that trains a sweep (train.py processes)
+is slow."""
 from __future__ import annotations
 
 import json
