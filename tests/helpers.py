@@ -55,6 +55,30 @@ def assert_user_error(main: Callable[[list[str]], object], argv: Sequence[str], 
     return message
 
 
+def write_policy_checkpoint(path: Path, layers: Sequence, head: tuple, obs_mean, obs_var, *, mode: str = "running",
+                            log_std: float = -1.0, iteration: int = 0) -> Path:
+    """A policy checkpoint in train.py's on-disk format (float32 weights, float64 statistics), built from hidden
+    (W, b) pairs and the head, for tests that need a policy whose weights they choose."""
+    import numpy as np
+    import torch
+
+    from models.checkpoint import save_checkpoint
+
+    def f32(value):
+        return torch.as_tensor(np.asarray(value), dtype=torch.float32)
+
+    weights = {}
+    for i, (W, b) in enumerate([*layers, head]):  # nn.Sequential numbering: Linear, ReLU, Linear, ...
+        weights[f"mean_net.{2 * i}.weight"], weights[f"mean_net.{2 * i}.bias"] = f32(W), f32(b)
+    save_checkpoint(Path(path), {
+        "iteration": iteration, "timesteps": 100 * iteration, "config": {},
+        "policy": {**weights, "log_std": f32([log_std] * len(head[1]))},
+        "normalizer": {"mode": mode, "obs_mean": torch.as_tensor(np.asarray(obs_mean, dtype=np.float64)),
+                       "obs_var": torch.as_tensor(np.asarray(obs_var, dtype=np.float64))},
+    })
+    return Path(path)
+
+
 def tree_digest(path: Path) -> dict[str, str]:
     """{relative path: sha256} of every file below `path` (to prove nothing on disk changed)."""
     path = Path(path)

@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint
+from tests.helpers import write_policy_checkpoint
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.analysis.metrics import (architecture_summary, random_line_metrics, random_trajectory_metrics,
                                     trajectory_metrics)
@@ -50,19 +50,9 @@ def length(points: np.ndarray) -> float:
 
 
 def write_policy(path, layers=None, head=(HEAD_W, HEAD_B), mean=OBS_MEAN, var=OBS_VAR, mode: str = "running"):
-    """A policy as a checkpoint in train.py's format (float32 weights, float64 statistics), loaded back;
-    by default the hand-built one."""
+    """A policy written as a checkpoint in train.py's format and loaded back; by default the hand-built one."""
     layers = layers if layers is not None else [(W1, B1), (W2, B2)]
-    f32 = lambda v: torch.as_tensor(np.asarray(v), dtype=torch.float32)  # noqa: E731
-    weights = {}
-    for i, (W, b) in enumerate([*layers, head]):  # nn.Sequential numbering: Linear, ReLU, Linear, ...
-        weights[f"mean_net.{2 * i}.weight"], weights[f"mean_net.{2 * i}.bias"] = f32(W), f32(b)
-    save_checkpoint(path, {
-        "iteration": 7, "timesteps": 700, "config": {"env_id": "Car1DEnv-v1"},
-        "policy": {**weights, "log_std": f32([-1.0] * len(head[1]))},
-        "normalizer": {"mode": mode, "obs_mean": torch.tensor(mean), "obs_var": torch.tensor(var)},
-    })
-    return load_checkpoint(path)
+    return load_checkpoint(write_policy_checkpoint(path, layers, head, mean, var, mode=mode, iteration=7))
 
 
 @pytest.fixture(scope="module")
