@@ -1,11 +1,18 @@
-"""Shared test helpers: running the CLIs as a user would, and snapshotting a directory tree."""
+"""Shared test helpers: running the CLIs as a user would (as a process or in-process), and snapshotting a tree."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable, Sequence
+
+import pytest
+
+from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +30,53 @@ def run_cli(script: str, *args: str, env: dict | None = None, timeout: float = 3
     full_env = {**os.environ, "WANDB_MODE": "disabled", "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+def train_run(save_dir: Path, run_id: str, *flags: str) -> Path:
+    """Train a run with train.py's main(argv) in this process (no interpreter start-up); returns the run directory."""
+    import train
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert train.main([*flags, f"--save_dir={save_dir}", f"--run_id={run_id}"]) == 0
+    return Path(save_dir) / run_id
+
+
+def assert_user_error(main: Callable[[list[str]], object], argv: Sequence[str], *needles: str) -> str:
+    """main(argv) raises UserError with a one-line message containing every needle (case-insensitive), and
+    prints nothing on stderr first; so the CLI wrapper would show exactly one `error: ...` line. Returns the message."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), pytest.raises(UserError) as info:
+        main(list(argv))
+    message = str(info.value).strip()
+    assert message and "\n" not in message, (list(argv), message)
+    for needle in needles:
+        assert needle.lower() in message.lower(), (needle, message)
+    assert stderr.getvalue() == "", (list(argv), stderr.getvalue())
+    return message
+
+
+def write_policy_checkpoint(path: Path, layers: Sequence, head: tuple, obs_mean, obs_var, *, mode: str = "running",
+                            log_std: float = -1.0, iteration: int = 0) -> Path:
+    """A policy checkpoint in train.py's on-disk format (float32 weights, float64 statistics), built from hidden
+    (W, b) pairs and the head, for tests that need a policy whose weights they choose."""
+    import numpy as np
+    import torch
+
+    from models.checkpoint import save_checkpoint
+
+    def f32(value):
+        return torch.as_tensor(np.asarray(value), dtype=torch.float32)
+
+    weights = {}
+    for i, (W, b) in enumerate([*layers, head]):  # nn.Sequential numbering: Linear, ReLU, Linear, ...
+        weights[f"mean_net.{2 * i}.weight"], weights[f"mean_net.{2 * i}.bias"] = f32(W), f32(b)
+    save_checkpoint(Path(path), {
+        "iteration": iteration, "timesteps": 100 * iteration, "config": {},
+        "policy": {**weights, "log_std": f32([log_std] * len(head[1]))},
+        "normalizer": {"mode": mode, "obs_mean": torch.as_tensor(np.asarray(obs_mean, dtype=np.float64)),
+                       "obs_var": torch.as_tensor(np.asarray(obs_var, dtype=np.float64))},
+    })
+    return Path(path)
 
 
 def tree_digest(path: Path) -> dict[str, str]:

@@ -1,4 +1,7 @@
-"""evaluate.py and randomized_metric_helper.py end to end, plus the evaluation library's run lookup and sharding."""
+"""evaluate.py and randomized_metric_helper.py end to end, plus the evaluation library's run lookup and sharding.
+
+The run store is trained in-process (about a second); quick tests call main(argv) in this process, the slow ones
+evaluate whole runs or start real processes."""
 from __future__ import annotations
 
 import csv
@@ -15,10 +18,12 @@ import torch
 
 import evaluate as evaluate_cli
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, tree_digest
+import randomized_metric_helper
+from tests.helpers import (TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, assert_user_error, run_cli, train_run,
+                           tree_digest)
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.analysis.sources import resolve_runs
-from utils.errors import UserError, run_cli as run_main
+from utils.errors import UserError
 from utils.jobs.evaluate import EvaluationPlan, evaluate, history_columns, plan_evaluation
 from utils.runs.io import load_npz
 from utils.runs.slurm import slurm_shard
@@ -29,9 +34,7 @@ CHEETAH = TINY_CHEETAH
 
 
 def _train(store: Path, run_id: str, *extra: str) -> Path:
-    result = run_cli("train.py", *extra, f"--save_dir={store}", f"--run_id={run_id}")
-    assert result.returncode == 0, result.stderr
-    return store / run_id
+    return train_run(store, run_id, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +54,6 @@ def _history(path: Path) -> list[dict]:
 
 def _evaluate(store: Path, results: Path, *args: str):
     return run_cli("evaluate.py", f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", *args)
-
-
-def _evaluate_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
-    """evaluate.py's main run as the command line runs it (one-line errors, exit codes), in this process."""
-    with pytest.raises(SystemExit) as exit_info:
-        run_main(evaluate_cli.main, list(args))
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(["evaluate.py", *args], exit_info.value.code, out.out, out.err)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -238,24 +233,19 @@ def _copy_run(store: Path, run_id: str, new_store: Path, new_id: str | None = No
     return target
 
 
-def _bad_input_cases_fail_with_one_line(capsys, cases, store: Path, results: Path) -> None:
-    before = tree_digest(store)
-    for extra, needles in cases:
-        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
-        result = _evaluate_in_process(capsys, *args)
-        assert_one_line_error(result, *needles)
-        assert not list(results.rglob("history.csv")), extra
-    assert tree_digest(store) == before
-
-
-def test_bad_inputs_without_trained_checkpoints_fail_with_one_line(tmp_path, capsys):
-    store, results = tmp_path / "store", tmp_path / "results"
-    for run_id in ("a8", "nockpt", "nobest"):  # run.json is all it takes to be found
-        (store / run_id).mkdir(parents=True)
-        (store / run_id / "run.json").write_text(json.dumps({"run_id": run_id, "env_id": "Car1DEnv-v1",
-                                                             "obs_dim": 2, "config": {"policy_dims": [8, 8]}}))
-    (store / "nobest" / "checkpoints").mkdir()
-    (store / "nobest" / "checkpoints" / "000000.pt").write_bytes(b"never read: best.pt is missing")
+def _bad_input_cases(store: Path, tmp_path: Path) -> tuple[Path, list[tuple[list[str], tuple[str, ...]]]]:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    no_ckpt = _copy_run(store, "a8", bad, "nockpt")
+    shutil.rmtree(no_ckpt / "checkpoints")
+    no_best = _copy_run(store, "a8", bad, "nobest")
+    (no_best / "best.pt").unlink()
+    dims = _copy_run(store, "a8", bad, "dims")
+    shutil.copyfile(store / "c4" / "checkpoints" / "000001.pt", dims / "checkpoints" / "000001.pt")
+    env = _copy_run(store, "a8", bad, "env")
+    state = read_checkpoint(env / "checkpoints" / "000001.pt")
+    state["config"] = {**state["config"], "env_id": "Car1DEnv-v0"}
+    save_checkpoint(env / "checkpoints" / "000001.pt", {k: v for k, v in state.items() if k != "format"})
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     cases = [
@@ -263,37 +253,69 @@ def test_bad_inputs_without_trained_checkpoints_fail_with_one_line(tmp_path, cap
         (["--run_id=a8", "--sweep_id=S"], ("exactly one of --run_id",)),
         (["--run_id=nosuch"], ("no run 'nosuch'", "a8", "wandb not searched")),
         (["--sweep_id=nosuch"], ("no sweep 'nosuch'", "a8")),
-        (["--run_id=nockpt"], ("no checkpoints", "nockpt")),
-        (["--run_id=nobest"], ("no best.pt",)),
+        (["--run_id=nockpt", f"--checkpoints_dir={bad}"], ("no checkpoints", "nockpt")),
+        (["--run_id=nobest", f"--checkpoints_dir={bad}"], ("no best.pt",)),
+        (["--run_id=dims", f"--checkpoints_dir={bad}"], ("000001.pt", "policy dims")),
+        (["--run_id=env", f"--checkpoints_dir={bad}"], ("000001.pt", "Car1DEnv-v0")),
         (["--run_id=a8", "--device=cuda"], ("cuda", "--device=cpu")),
         (["--run_id=a8", f"--results_dir={blocker}/sub"], ("--results_dir",)),
+        (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
+         ("missing", "python randomized_metric_helper.py --run_id=a8")),
         (["--run_id=a8", "--workers=0"], ("--workers",)),
     ]
-    _bad_input_cases_fail_with_one_line(capsys, cases, store, results)
+    return bad, cases
+
+
+def test_bad_inputs_fail_with_one_line(store, tmp_path):
+    results = tmp_path / "results"
+    _, cases = _bad_input_cases(store, tmp_path)
+    before = tree_digest(store)
+    for extra, needles in cases:
+        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
+        assert_user_error(evaluate_cli.main, args, *needles)
+        assert not list(results.rglob("history.csv")), extra
+    assert tree_digest(store) == before
 
 
 @pytest.mark.slow
-def test_bad_inputs_fail_with_one_line(store, tmp_path, capsys):
+def test_bad_input_through_the_real_command_line(store, tmp_path):
+    """The real processes: exit code 2, one `error:` line on stderr, no traceback, no results (evaluate.py: a flag
+    error, a checkpoint of another shape; randomized_metric_helper.py: a flag error, an unknown run)."""
     results = tmp_path / "results"
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    dims = _copy_run(store, "a8", bad, "dims")
-    shutil.copyfile(store / "c4" / "checkpoints" / "000001.pt", dims / "checkpoints" / "000001.pt")
-    env = _copy_run(store, "a8", bad, "env")
-    state = read_checkpoint(env / "checkpoints" / "000001.pt")
-    state["config"] = {**state["config"], "env_id": "Car1DEnv-v0"}
-    save_checkpoint(env / "checkpoints" / "000001.pt", {k: v for k, v in state.items() if k != "format"})
-    cases = [
-        (["--run_id=nosuch"], ("no run 'nosuch'", "a8", "wandb not searched")),
-        (["--sweep_id=nosuch"], ("no sweep 'nosuch'", "a8")),
-        (["--run_id=dims", f"--checkpoints_dir={bad}"], ("000001.pt", "policy dims")),
-        (["--run_id=env", f"--checkpoints_dir={bad}"], ("000001.pt", "Car1DEnv-v0")),
-        (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
-         ("missing", "python randomized_metric_helper.py --run_id=a8")),
-    ]
-    _bad_input_cases_fail_with_one_line(capsys, cases, store, results)
-    # And through the real command line, as a user sees it.
-    assert_one_line_error(_evaluate(store, results, "--run_id=nosuch"), "no run 'nosuch'", "a8")
+    bad, cases = _bad_input_cases(store, tmp_path)
+    before = tree_digest(store)
+    wanted = ([], ["--run_id=dims", f"--checkpoints_dir={bad}"])
+    chosen = [(extra, needles) for extra, needles in cases if extra in wanted]
+    assert len(chosen) == 2
+    for extra, needles in chosen:
+        args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
+        assert_one_line_error(run_cli("evaluate.py", *args), *needles)
+    assert not results.exists() or not list(results.rglob("history.csv"))
+    data = tmp_path / "randomized"
+    helper = [f"--checkpoints_dir={store}", f"--save_dir={data}"]
+    assert_one_line_error(run_cli("randomized_metric_helper.py", *helper), "exactly one of --run_id")
+    assert_one_line_error(run_cli("randomized_metric_helper.py", *helper, "--run_id=nosuch"), "no run 'nosuch'")
+    assert not data.exists() or not list(data.rglob("*.npz"))
+    assert tree_digest(store) == before
+
+
+def test_randomized_metric_helper_bad_inputs_fail_with_one_line(store, tmp_path):
+    data = tmp_path / "randomized"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    base = [f"--checkpoints_dir={store}", f"--save_dir={data}"]
+    before = tree_digest(store)
+    assert_user_error(randomized_metric_helper.main, base, "exactly one of --run_id")
+    assert_user_error(randomized_metric_helper.main, [*base, "--run_id=a8", "--sweep_id=S"],
+                      "exactly one of --run_id")
+    assert_user_error(randomized_metric_helper.main, [*base, "--run_id=nosuch"], "no run 'nosuch'", "a8")
+    assert_user_error(randomized_metric_helper.main, [*base, "--sweep_id=nosuch"], "no sweep 'nosuch'")
+    assert_user_error(randomized_metric_helper.main, [*base, "--run_id=a8", "--num_random_lines=0"],
+                      "--num_random_lines")
+    assert_user_error(randomized_metric_helper.main,
+                      [f"--checkpoints_dir={store}", f"--save_dir={blocker}/sub", "--run_id=a8"], "--save_dir")
+    assert not list(tmp_path.rglob("*.npz"))
+    assert tree_digest(store) == before
 
 
 @pytest.mark.slow
@@ -362,7 +384,6 @@ class FakeApi:
         return SimpleNamespace(runs=list(self.runs_by_id.values()))
 
 
-@pytest.mark.slow
 def test_wandb_api_lookup_and_artifact_download(store, tmp_path):
     api = FakeApi([FakeRun(store / "a8", "name-a8"), FakeRun(store / "c4", "name-c4")])
     empty = tmp_path / "empty_store"

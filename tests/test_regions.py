@@ -375,7 +375,7 @@ def test_splitting_a_segment_adds_no_transition_unless_on_a_boundary(seed, depth
     whole = segment_pieces(layers, a[None], b[None])
     m = a + split * (b - a)
     halves = path_pieces(layers, np.stack([a, m, b]))
-    on_boundary = bool(np.isclose(whole.t_start.numpy()[1:], split, atol=1e-7).any())
+    on_boundary = bool(np.isclose(whole.t_start.numpy()[1:], split, rtol=0.0, atol=1e-7).any())
     if on_boundary:
         assert halves.num_transitions == whole.num_transitions - 1
     else:

@@ -1,4 +1,7 @@
-"""sweep.py: file validation, grid/random expansion, parallel runs, resume after a kill, bad input."""
+"""sweep.py: file validation, grid/random expansion, parallel runs, resume after a kill, bad input.
+
+Quick tests call sweep.main / train.main in this process; every test that trains a sweep (train.py processes)
+is slow."""
 from __future__ import annotations
 
 import json
@@ -11,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, assert_one_line_error, run_cli, tree_digest
+import sweep
+import train
+from tests.helpers import ROOT, assert_one_line_error, assert_user_error, run_cli, tree_digest
 from utils.errors import UserError
 from utils.flags import flag_names
 from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
@@ -98,28 +103,40 @@ def test_paper_grids_parse(repo_root, name):
     assert depths == {1, 2, 3, 4}
 
 
-@pytest.mark.parametrize("text,needles", [
+BAD_SWEEP_FILES = [
     ("program: train.py\nparameters:\n  env: {value: Car1DEnv-v1\n", ("line", "yaml")),
     ("program: train.py\nparameters:\n  nosuchflag: {value: 1}\n", ("nosuchflag", "policy_dims")),
     ("program: train.py\nparameters:\n  seed: {values: []}\n", ("empty", "seed")),
     ("program: other.py\nparameters:\n  seed: {value: 1}\n", ("program", "train.py")),
     ("program: train.py\nmethod: bayes\nparameters:\n  seed: {value: 1}\n", ("bayes",)),
     ("program: train.py\nparameters:\n  save_dir: {value: x}\n", ("save_dir", "sweep.py")),
-])
+]
+
+
+@pytest.mark.parametrize("text,needles", BAD_SWEEP_FILES)
 def test_bad_sweep_files(tmp_path, text, needles):
     path = write(tmp_path, text)
     with pytest.raises(UserError):
         load_sweep_file(path, VALID)
-    result = run_cli("sweep.py", str(path), f"--save_dir={tmp_path / 'store'}")
-    assert_one_line_error(result, *needles)
+    assert_user_error(sweep.main, [str(path), f"--save_dir={tmp_path / 'store'}"], *needles)
     assert not (tmp_path / "store").exists()
 
 
 def test_missing_file_and_bad_workers(tmp_path):
-    assert_one_line_error(run_cli("sweep.py", str(tmp_path / "nope.yaml")), "not found")
+    assert_user_error(sweep.main, [str(tmp_path / "nope.yaml")], "not found")
     good = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
-    assert_one_line_error(run_cli("sweep.py", str(good), "--workers=0"), "--workers")
-    assert_one_line_error(run_cli("sweep.py", "--resume=nosuch", f"--save_dir={tmp_path}"), "no sweep")
+    assert_user_error(sweep.main, [str(good), "--workers=0"], "--workers")
+    assert_user_error(sweep.main, ["--resume=nosuch", f"--save_dir={tmp_path}"], "no sweep")
+
+
+@pytest.mark.slow
+def test_bad_input_through_the_real_command_line(tmp_path):
+    """The real process: exit code 2, one `error:` line on stderr, no traceback (a bad file, a bad flag)."""
+    text, needles = BAD_SWEEP_FILES[0]
+    path = write(tmp_path, text)
+    assert_one_line_error(run_cli("sweep.py", str(path), f"--save_dir={tmp_path / 'store'}"), *needles)
+    assert_one_line_error(run_cli("sweep.py", str(path), "--workers=0"), "--workers")
+    assert not (tmp_path / "store").exists()
 
 
 def _runs(store: Path, sweep_id: str) -> list[dict]:
@@ -174,6 +191,7 @@ def test_resume_after_killing_the_sweep_finishes_only_the_rest(tmp_path):
     assert "--resume=kill-001" in log
 
 
+@pytest.mark.slow
 def test_one_failing_run_does_not_stop_the_others(tmp_path):
     path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS.replace("400", "200")
                  + '  policy_dims: {values: ["c4", "c0"]}\n')
@@ -210,6 +228,7 @@ def test_two_config_sweep_is_trained_and_evaluated_end_to_end(tmp_path):
         assert all(float(r["num_regions_deterministic_fixed"]) >= 1 for r in history)
 
 
+@pytest.mark.slow
 def test_relative_save_dir_is_taken_from_the_callers_directory(tmp_path):
     path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS.replace("400", "200")
                  + '  policy_dims: {value: "c4"}\n')
@@ -222,14 +241,14 @@ def test_relative_save_dir_is_taken_from_the_callers_directory(tmp_path):
     assert again.returncode == 0 and "skipped" in again.stdout
 
 
-def test_train_accepts_what_a_wandb_agent_passes(tmp_path):
+def test_train_accepts_what_a_wandb_agent_passes(tmp_path, monkeypatch):
     """wandb agents run `train.py --key=value ...` with WANDB_SWEEP_ID / WANDB_RUN_ID set; booleans come as =True."""
     args = ["--env=Car1DEnv-v1", "--total_timesteps=200", "--nsteps=100", "--n_envs=2", "--batch_size=50",
             "--n_epochs=1", "--policy_dims=c4", "--value_dims=c4", "--eval_episodes=1", "--norm_warmup_steps=20",
             "--quiet=True", "--debug=False", "--learning_rate=0.0003", "--seed=1"]
-    result = run_cli("train.py", *args, f"--save_dir={tmp_path}",
-                     env={"WANDB_SWEEP_ID": "wsweep1", "WANDB_RUN_ID": "agentrun1"})
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("WANDB_SWEEP_ID", "wsweep1")
+    monkeypatch.setenv("WANDB_RUN_ID", "agentrun1")
+    assert train.main([*args, f"--save_dir={tmp_path}"]) == 0  # no --run_id: the agent's WANDB_RUN_ID names it
     info = json.loads((tmp_path / "agentrun1" / "run.json").read_text())
     assert info["sweep_id"] == "wsweep1" and info["wandb_sweep_id"] == "wsweep1"
     assert info["flags"]["quiet"] is True and info["flags"]["debug"] is False

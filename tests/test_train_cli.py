@@ -1,4 +1,6 @@
-"""train.py end to end: bad input, determinism, kill-and-resume, learning, and the paper's own command."""
+"""train.py end to end: bad input, determinism, kill-and-resume, learning, and the paper's own command.
+
+Quick tests call train.main(argv) in this process; the slow ones start real processes (exit codes, kills, wandb)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import ROOT, TINY_CAR1D, assert_one_line_error, run_cli, tree_digest
+import train
+from tests.helpers import (ROOT, TINY_CAR1D, assert_one_line_error, assert_user_error, run_cli, train_run,
+                           tree_digest)
 
 TINY = TINY_CAR1D
 
@@ -21,10 +25,7 @@ TINY = TINY_CAR1D
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     """A finished tiny Car1D run to point --pretrained_path/--stats_path/--resume at."""
-    save_dir = tmp_path_factory.mktemp("store")
-    result = run_cli("train.py", *TINY, f"--save_dir={save_dir}", "--run_id=base")
-    assert result.returncode == 0, result.stderr
-    return save_dir / "base"
+    return train_run(tmp_path_factory.mktemp("store"), "base", *TINY)
 
 
 def test_tiny_run_writes_the_run_store(base_run):
@@ -74,22 +75,37 @@ def _bad_input_cases(base: Path, tmp: Path) -> list[tuple[list[str], tuple[str, 
     ]
 
 
+def _bad_input_argv(extra: list[str], save_dir: Path) -> list[str]:
+    args = [a for a in TINY if not any(a.startswith(e.split("=")[0] + "=") for e in extra)] + extra
+    return args + [f"--save_dir={save_dir}" if not any("--save_dir" in e for e in extra) else "--quiet"]
+
+
 def test_bad_inputs_fail_with_one_line_and_touch_nothing(base_run, tmp_path):
     save_dir = base_run.parent
     before = tree_digest(save_dir)
     for extra, needles in _bad_input_cases(base_run, tmp_path):
-        args = [a for a in TINY if not any(a.startswith(e.split("=")[0] + "=") for e in extra)] + extra
-        result = run_cli("train.py", *args, f"--save_dir={save_dir}" if not any("--save_dir" in e for e in extra)
-                         else "--quiet")
-        assert_one_line_error(result, *needles)
+        assert_user_error(train.main, _bad_input_argv(extra, save_dir), *needles)
+        assert tree_digest(save_dir) == before, extra
+
+
+@pytest.mark.slow
+def test_bad_input_through_the_real_command_line(base_run, tmp_path):
+    """The real process: exit code 2, one `error:` line on stderr, no traceback, nothing written (a flag error,
+    an env that cannot be built, an unreadable checkpoint; the in-process test above covers every case)."""
+    save_dir = base_run.parent
+    before = tree_digest(save_dir)
+    chosen = ("--policy_dims=c16,,x", "--env=HalfCheeta-v5", "--env=CarRacing-v3", f"--pretrained_path={tmp_path}")
+    cases = [(extra, needles) for extra, needles in _bad_input_cases(base_run, tmp_path)
+             if extra[0].startswith(chosen)]
+    assert len(cases) >= 4
+    for extra, needles in cases:
+        assert_one_line_error(run_cli("train.py", *_bad_input_argv(extra, save_dir)), *needles)
         assert tree_digest(save_dir) == before, extra
 
 
 def test_pretrained_weights_and_stats_start_a_new_run(base_run, tmp_path):
     best = base_run / "best.pt"
-    result = run_cli("train.py", *TINY, f"--save_dir={tmp_path}", "--run_id=child", f"--pretrained_path={best}",
-                     f"--stats_path={best}", "--seed=9")
-    assert result.returncode == 0, result.stderr
+    train_run(tmp_path, "child", *TINY, f"--pretrained_path={best}", f"--stats_path={best}", "--seed=9")
     parent = torch.load(best, weights_only=True)
     child = torch.load(tmp_path / "child" / "checkpoints" / "000000.pt", weights_only=True)
     for name, tensor in parent["policy"].items():
@@ -98,30 +114,34 @@ def test_pretrained_weights_and_stats_start_a_new_run(base_run, tmp_path):
     assert child["iteration"] == 0 and json.loads((tmp_path / "child" / "run.json").read_text())["status"] == "finished"
 
 
-def test_resume_of_a_finished_run_changes_nothing(base_run):
+def test_resume_of_a_finished_run_changes_nothing(base_run, capsys):
     before = tree_digest(base_run)
-    result = run_cli("train.py", "--resume=base", f"--save_dir={base_run.parent}", "--quiet")
-    assert result.returncode == 0 and "already finished" in result.stdout
+    assert train.main(["--resume=base", f"--save_dir={base_run.parent}", "--quiet"]) == 0
+    assert "already finished" in capsys.readouterr().out
     assert tree_digest(base_run) == before
 
 
-def test_a_run_being_trained_cannot_be_resumed_twice(base_run, tmp_path):
+@pytest.mark.parametrize("with_process", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_a_run_being_trained_cannot_be_resumed_twice(base_run, with_process):
     from utils.runs.store import RunPaths, is_run_locked, run_lock
     run = RunPaths(base_run)
     info = (base_run / "run.json").read_text()
     (base_run / "run.json").write_text(info.replace('"status": "finished"', '"status": "running"'))
     try:
-        with run_lock(run):  # stands in for another train.py process
+        with run_lock(run):  # stands in for another train.py process (flock: another open file conflicts too)
             assert is_run_locked(run)
-            result = run_cli("train.py", "--resume=base", f"--save_dir={base_run.parent}", "--quiet")
-            assert_one_line_error(result, "another process")
+            assert_user_error(train.main, ["--resume=base", f"--save_dir={base_run.parent}", "--quiet"],
+                              "another process")
+            if with_process:
+                result = run_cli("train.py", "--resume=base", f"--save_dir={base_run.parent}", "--quiet")
+                assert_one_line_error(result, "another process")
         assert not is_run_locked(run)
     finally:
         (base_run / "run.json").write_text(info)
 
 
 def test_invalid_run_id(tmp_path):
-    assert_one_line_error(run_cli("train.py", *TINY, f"--save_dir={tmp_path}", "--run_id=../escape"), "--run_id")
+    assert_user_error(train.main, [*TINY, f"--save_dir={tmp_path}", "--run_id=../escape"], "--run_id")
     assert not tmp_path.joinpath("escape").exists() and not any(tmp_path.iterdir())
 
 
@@ -133,8 +153,8 @@ def test_resume_without_complete_checkpoint(base_run, tmp_path):
     data = (base_run / "checkpoints" / "000000.pt").read_bytes()
     (broken / "checkpoints" / "000000.pt").write_bytes(data[:100])
     before = tree_digest(broken)
-    result = run_cli("train.py", "--resume=broken", f"--save_dir={tmp_path / 'store'}", "--quiet")
-    assert_one_line_error(result, "no complete checkpoint")
+    assert_user_error(train.main, ["--resume=broken", f"--save_dir={tmp_path / 'store'}", "--quiet"],
+                      "no complete checkpoint")
     assert tree_digest(broken) == before
 
 
@@ -145,16 +165,12 @@ def _tensors_equal(a: Path, b: Path) -> bool:
 
 
 def test_same_seed_gives_identical_metrics_and_checkpoints(tmp_path):
-    for name in ("a", "b"):
-        result = run_cli("train.py", *TINY, "--seed=3", f"--save_dir={tmp_path / name}", "--run_id=same")
-        assert result.returncode == 0, result.stderr
-    a, b = tmp_path / "a" / "same", tmp_path / "b" / "same"
+    a, b = (train_run(tmp_path / name, "same", *TINY, "--seed=3") for name in ("a", "b"))
     assert (a / "metrics.jsonl").read_bytes() == (b / "metrics.jsonl").read_bytes()
     for ckpt in (a / "checkpoints").iterdir():
         assert _tensors_equal(ckpt, b / "checkpoints" / ckpt.name)
-    other = run_cli("train.py", *TINY, "--seed=4", f"--save_dir={tmp_path / 'c'}", "--run_id=same")
-    assert other.returncode == 0
-    assert (tmp_path / "c" / "same" / "metrics.jsonl").read_bytes() != (a / "metrics.jsonl").read_bytes()
+    other = train_run(tmp_path / "c", "same", *TINY, "--seed=4")
+    assert (other / "metrics.jsonl").read_bytes() != (a / "metrics.jsonl").read_bytes()
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from PIL import Image
 import visualize_hd
 from models.checkpoint import load_checkpoint
 from models.normalization import EPSILON
-from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli
+from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, train_run
 from utils.errors import run_cli as run_main
 from utils.geometry.planes import plane_partition, plane_through_states
 from utils.pictures.state_planes import choose_three_states, clipped_hidden_layers, sample_states
@@ -28,8 +28,7 @@ def store(tmp_path_factory):
     """A run store with a tiny Car1D run (3 checkpoints) and a tiny HalfCheetah run (c16,16)."""
     save_dir = tmp_path_factory.mktemp("store")
     for flags, run_id in ((CAR, "car"), (CHEETAH, "cheetah")):
-        result = run_cli("train.py", *flags, f"--save_dir={save_dir}", f"--run_id={run_id}")
-        assert result.returncode == 0, result.stderr
+        train_run(save_dir, run_id, *flags)
     return save_dir
 
 
@@ -51,19 +50,19 @@ def _state_space_partition(policy, xlim, ylim, clip: bool):
     return plane_partition(layers, policy.head, (origin, basis), domain)
 
 
-def test_car1d_image_size_and_region_count(store, tmp_path):
+def test_car1d_image_size_and_region_count(store, tmp_path, capfd):
     ckpt = store / "car" / "checkpoints" / "000002.pt"
     out = tmp_path / "plots" / "nested"  # created when missing
-    result = run_cli("visualize_hd.py", "--env=envs:Car1DEnv-v1", f"--policy_path={ckpt}", f"--stats_path={ckpt}",
-                     f"--save_path={out}", "--quiet")
-    assert result.returncode == 0, result.stderr
-    (path,) = _written(result.stdout)
+    assert visualize_hd.main(["--env=envs:Car1DEnv-v1", f"--policy_path={ckpt}", f"--stats_path={ckpt}",
+                              f"--save_path={out}", "--quiet"]) == 0
+    result = capfd.readouterr()
+    (path,) = _written(result.out)
     assert path.endswith(".png") and (out / "car_it000002_region.png").is_file()
     with Image.open(path) as im:
         assert im.size == (960, 720)  # 6.4 x 4.8 inches at the default 150 dpi
     policy = load_checkpoint(ckpt)
     expected = _state_space_partition(policy, (-50, 150), (-20, 20), clip=True).num_regions
-    assert _regions(result.stdout) == [expected]
+    assert _regions(result.out) == [expected]
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 
 
@@ -80,14 +79,14 @@ def test_car1d_unclipped_counts_equal_bare_network_partition(store, tmp_path):
         assert im.size == (730, 480)  # (6.4 + 0.9 colour bar) x 4.8 inches at 100 dpi
 
 
-def test_cheetah_image_matches_core_partition_on_the_papers_plane(store, tmp_path):
+def test_cheetah_image_matches_core_partition_on_the_papers_plane(store, tmp_path, capfd):
     best = store / "cheetah" / "best.pt"
-    result = run_cli("visualize_hd.py", "--env=HalfCheetah-v2", f"--policy_path={best}", f"--save_path={tmp_path}",
-                     "--num_episodes=2", "--seed=3", "--unclipped", "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip().splitlines() == [
+    assert visualize_hd.main(["--env=HalfCheetah-v2", f"--policy_path={best}", f"--save_path={tmp_path}",
+                              "--num_episodes=2", "--seed=3", "--unclipped", "--quiet"]) == 0
+    result = capfd.readouterr()  # file-descriptor level: MuJoCo's own (C) output would show here too
+    assert result.err.strip().splitlines() == [
         "notice: HalfCheetah-v2 needs mujoco-py, which no longer installs; using the maintained HalfCheetah-v5"]
-    (path,) = _written(result.stdout)
+    (path,) = _written(result.out)
     with Image.open(path) as im:
         assert im.size == (810, 810)  # 5.4 x 5.4 inches at 150 dpi
     # The paper's construction straight from the core, in the policy's normalized input space.
@@ -96,7 +95,7 @@ def test_cheetah_image_matches_core_partition_on_the_papers_plane(store, tmp_pat
     std = np.sqrt(policy.obs_var + EPSILON)
     x = (states - policy.obs_mean) / std
     core = plane_partition(policy.hidden_layers, policy.head, plane_through_states(*x, scale=1.25))
-    assert _regions(result.stdout) == [core.num_regions] and core.num_regions > 10
+    assert _regions(result.out) == [core.num_regions] and core.num_regions > 10
 
 
 @pytest.mark.parametrize("fmt, magic", [("pdf", b"%PDF"), ("svg", b"<?xml")])
@@ -107,16 +106,16 @@ def test_vector_formats(store, tmp_path, fmt, magic):
     assert path.suffix == f".{fmt}" and path.read_bytes().startswith(magic)
 
 
-def test_all_checkpoints_gif_has_one_frame_per_checkpoint(store, tmp_path):
-    result = run_cli("visualize_hd.py", "--run_id=car", f"--checkpoints_dir={store}", "--all_checkpoints",
-                     f"--save_path={tmp_path}", "--color=slope")
-    assert result.returncode == 0, result.stderr
+def test_all_checkpoints_gif_has_one_frame_per_checkpoint(store, tmp_path, capfd):
+    assert visualize_hd.main(["--run_id=car", f"--checkpoints_dir={store}", "--all_checkpoints",
+                              f"--save_path={tmp_path}", "--color=slope"]) == 0
+    stdout = capfd.readouterr().out
     gif, sheet = (tmp_path / "car_evolution_slope.gif"), (tmp_path / "car_contact_slope.png")
-    assert sorted(_written(result.stdout)) == sorted([str(gif), str(sheet)])
+    assert sorted(_written(stdout)) == sorted([str(gif), str(sheet)])
     n_ckpt = len(list((store / "car" / "checkpoints").glob("*.pt")))
     with Image.open(gif) as im:
         assert im.n_frames == n_ckpt == 3 and im.size == (1095, 720)
-    assert len(_regions(result.stdout)) == n_ckpt
+    assert len(_regions(stdout)) == n_ckpt
     with Image.open(sheet) as im:
         assert im.size[0] > im.size[1] > 0
 
@@ -209,6 +208,7 @@ def test_bad_inputs_fail_with_one_line_and_write_nothing(store, tmp_path, capsys
         assert not images, (argv, images)
 
 
+@pytest.mark.slow
 def test_bad_input_through_the_real_command_line(store, tmp_path):
     # The env check builds a MuJoCo env; its compiler warnings must not reach the one-line error.
     result = run_cli("visualize_hd.py", f"--policy_path={store / 'car' / 'best.pt'}", "--env=HalfCheetah-v5",

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,9 +104,12 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Load every array of an .npz file without pickle."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    """Load every array of an .npz file without pickle; a torn or damaged archive raises ValueError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, EOFError) as err:  # a torn .npz still starts with the zip magic bytes
+        raise ValueError(f"{path} is a damaged .npz file ({err})") from None
 
 
 def _json_default(obj: Any) -> Any:
