@@ -6,7 +6,7 @@ policy ReLU MLP 16,16 and separate value MLP 32,32 (SB3: net_arch=dict(pi=[16, 1
 activation_fn=nn.ReLU, log_std_init=-2, orthogonal init as both default to), n_steps 1000 per env, minibatch 64,
 10 epochs, lr 3e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, ent_coef 0, max_grad_norm 0.5, Adam
 eps 1e-5, 100k steps, seeds 0, 1, 2. torch.set_num_threads(1) for both (tiny MLPs; DESIGN.md "Pitfalls").
-Ours runs the library (models.training: TrainConfig, Trainer, run_training) into a temporary run store with
+Ours runs the library (models.training.Trainer, utils.jobs.train_loop.run_training) into a temporary run store with
 wandb off, without the random-action normalization warm-up (SB3 has none) and with one checkpoint at the end
 (SB3 saves none); its update takes the CPU numpy path of models/ppo.py.
 
@@ -41,7 +41,8 @@ from envs.resolve import make_env  # noqa: E402
 from utils.jobs.train import TrainOptions, config_from_options  # noqa: E402
 from models.normalization import normalize_with  # noqa: E402
 from models.ppo import policy_numpy_layers  # noqa: E402
-from models.training import Trainer, evaluate_policy, run_training  # noqa: E402
+from models.training import Trainer, evaluate_policy  # noqa: E402
+from utils.jobs.train_loop import run_training  # noqa: E402
 from utils.runs.store import create_run  # noqa: E402
 
 ENV_ID = "HalfCheetah-v5"

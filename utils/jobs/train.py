@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 from envs.resolve import make_env, resolve_env_id
-from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint, save_checkpoint
+from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
 from models.networks import parse_dims
-from models.training import TrainConfig, Trainer, run_training
+from models.training import TrainConfig, Trainer
 from utils.flags import check_device
 from utils.errors import UserError
+from utils.jobs.train_loop import run_training
 from utils.runs.io import write_bytes_atomic
 from utils.runs.store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
                              package_versions, read_run_info, run_lock, truncate_iteration_logs, update_run_info,
@@ -275,10 +276,6 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-class _EarlyStop(Exception):
-    pass
-
-
 def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOptions) -> dict:
     from tqdm import tqdm
 
@@ -287,7 +284,8 @@ def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOp
     bar = tqdm(total=total, initial=trainer.timesteps, unit="step", disable=opts.quiet, dynamic_ncols=True,
                desc=f"{cfg.env_id} {run.run_id}")
 
-    def on_iteration(metrics: dict) -> None:
+    def after_iteration(metrics: dict) -> bool:
+        """Report the iteration; True (stop) once the deterministic eval return exceeds --stop_at_return."""
         bar.update(metrics["timesteps"] - bar.n)
         postfix = {}
         if "fps" in metrics:
@@ -296,18 +294,14 @@ def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOp
             postfix["eval"] = f"{trainer.last_eval_return:.1f}"
         bar.set_postfix(postfix, refresh=False)
         tracker.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=metrics["iteration"])
-        if opts.stop_at_return is not None and "eval_return" in metrics and metrics["eval_return"] > opts.stop_at_return:
-            raise _EarlyStop
+        return opts.stop_at_return is not None and metrics.get("eval_return") is not None \
+            and metrics["eval_return"] > opts.stop_at_return
 
     def on_checkpoint(iteration: int, path) -> None:
         tracker.log_checkpoint(path, run.run_id, iteration)
 
     try:
-        return run_training(trainer, run, on_iteration=on_iteration, on_checkpoint=on_checkpoint)
-    except _EarlyStop:
-        if trainer.iteration % cfg.save_every != 0:  # keep the solving policy as a checkpoint too
-            save_checkpoint(run.checkpoint(trainer.iteration), trainer.state_dict())
-        return {"iteration": trainer.iteration, "stopped_early": True}
+        return run_training(trainer, run, after_iteration=after_iteration, on_checkpoint=on_checkpoint)
     finally:
         bar.close()
 
