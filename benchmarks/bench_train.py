@@ -24,6 +24,7 @@ Run: .venv/bin/python benchmarks/bench_train.py [--seeds 0 1 2] [--timesteps 100
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -69,7 +70,7 @@ def train_ours(seed: int, timesteps: int, save_dir: Path) -> tuple[float, float,
                         nsteps=N_STEPS, n_envs=N_ENVS, batch_size=BATCH_SIZE, n_epochs=N_EPOCHS,
                         log_std_init=LOG_STD_INIT, seed=seed, eval_every=0, norm_warmup_steps=0, device="cpu")
     cfg, _ = config_from_options(opts)
-    cfg.save_every = cfg.n_iterations  # one checkpoint, at the end
+    cfg = dataclasses.replace(cfg, save_every=cfg.n_iterations)  # one checkpoint, at the end
     run = create_run(save_dir, f"bench-ours-{seed}")
     start = time.perf_counter()
     trainer = Trainer(cfg)

@@ -22,38 +22,42 @@ from models.normalization import Normalizer, normalize_with
 from models.ppo import PPOConfig, collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Everything that defines a training run (stored in run.json and in every checkpoint)."""
+    """Everything that defines a training run (stored in run.json and in every checkpoint).
+
+    Values that come from train.py's flags have no default here: their defaults live in
+    utils.settings.TrainSettings only, and utils.jobs.train builds this config from the settings once.
+    """
 
     env: str                       # as requested, e.g. HalfCheetah-v2
     env_id: str                    # resolved, e.g. HalfCheetah-v5
     obs_dim: int
     act_dim: int
-    policy_dims: tuple[int, ...] = (64, 64)
-    value_dims: tuple[int, ...] = (64, 64)
-    total_timesteps: int = 1_000_000
-    n_steps: int = 1000            # per env per iteration (train.py's --nsteps default)
-    n_envs: int = 1
-    # PPO hyperparameters: defaults are PPOConfig's (Stable-Baselines3's), defined once there
-    batch_size: int = PPOConfig.batch_size
-    n_epochs: int = PPOConfig.n_epochs
-    learning_rate: float = PPOConfig.learning_rate
+    policy_dims: tuple[int, ...]
+    value_dims: tuple[int, ...]
+    total_timesteps: int
+    n_steps: int                   # per env per iteration (train.py's --nsteps)
+    n_envs: int
+    batch_size: int
+    n_epochs: int
+    learning_rate: float
+    # PPO hyperparameters without a flag: defaults are PPOConfig's (Stable-Baselines3's), defined once there
     gamma: float = PPOConfig.gamma
     gae_lambda: float = PPOConfig.gae_lambda
     clip_range: float = PPOConfig.clip_range
     vf_coef: float = PPOConfig.vf_coef
     ent_coef: float = PPOConfig.ent_coef
     max_grad_norm: float = PPOConfig.max_grad_norm
-    log_std_init: float = -2.0
-    seed: int = 0
-    eval_every: int = 1            # iterations; 0 = never (best.pt then follows the last checkpoint)
-    eval_episodes: int = 5
-    save_every: int = 1
-    obs_norm: str = "running"
-    norm_warmup_steps: int = 1000
-    device: str = "cpu"
-    subprocess_envs: bool = False
+    log_std_init: float
+    seed: int
+    eval_every: int                # iterations; 0 = never (best.pt then follows the last checkpoint)
+    eval_episodes: int
+    save_every: int
+    obs_norm: str
+    norm_warmup_steps: int
+    device: str
+    subprocess_envs: bool
 
     @property
     def n_iterations(self) -> int:

@@ -12,9 +12,13 @@ from utils.errors import UserError
 
 
 def small_trainer(**overrides) -> Trainer:
-    cfg = TrainConfig(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 4),
-                      value_dims=(8,), n_steps=64, n_envs=2, total_timesteps=256, norm_warmup_steps=100, **overrides)
-    return Trainer(cfg)
+    """A Car1D trainer with 8,4 policy and 8 value widths, 2 iterations of 2 x 64 steps (TrainConfig has no defaults
+    for flag values, so every one is spelled out)."""
+    values = dict(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 4), value_dims=(8,),
+                  total_timesteps=256, n_steps=64, n_envs=2, batch_size=64, n_epochs=10, learning_rate=3e-4,
+                  log_std_init=-2.0, seed=0, eval_every=1, eval_episodes=5, save_every=1, obs_norm="running",
+                  norm_warmup_steps=100, device="cpu", subprocess_envs=False)
+    return Trainer(TrainConfig(**{**values, **overrides}))
 
 
 def test_round_trip_and_loader(tmp_path):

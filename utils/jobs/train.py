@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -160,8 +160,7 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
         if info.get("status") == "finished":
             return TrainResult(run, {}, f"run {run.run_id} is already finished; nothing to resume "
                                         f"(its checkpoints are in {run.root})")
-        cfg = TrainConfig.from_dict(info["config"])
-        cfg.device = check_device(opts.device)
+        cfg = replace(TrainConfig.from_dict(info["config"]), device=check_device(opts.device))
         if opts.stop_at_return is None:  # like every other flag, the run's own setting holds on resume
             opts.stop_at_return = info.get("flags", {}).get("stop_at_return")
         resume_state = newest_complete_checkpoint(run)
@@ -174,7 +173,7 @@ def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda l
             _check_compatible(pretrained, cfg, "--pretrained_path", weights=True)
         if stats is not None:
             _check_compatible(stats, cfg, "--stats_path", weights=False)
-            cfg.norm_warmup_steps = 0  # the statistics are given; do not re-seed them
+            cfg = replace(cfg, norm_warmup_steps=0)  # the statistics are given; do not re-seed them
         if opts.run_id is not None and not _RUN_ID_RE.match(opts.run_id):
             raise UserError(f"--run_id={opts.run_id!r} is not a valid id; use letters, digits, '-' or '_'")
         check_writable_dir(save_dir, "--save_dir")
