@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+import train
 from tests.helpers import ROOT, TINY_CAR1D, assert_one_line_error, run_cli, tree_digest
+from utils.errors import run_cli as run_main
 
 TINY = TINY_CAR1D
 
@@ -74,14 +76,21 @@ def _bad_input_cases(base: Path, tmp: Path) -> list[tuple[list[str], tuple[str, 
     ]
 
 
-def test_bad_inputs_fail_with_one_line_and_touch_nothing(base_run, tmp_path):
+def test_bad_inputs_fail_with_one_line_and_touch_nothing(base_run, tmp_path, capsys):
+    """In process (train.main through the CLI wrapper); test_invalid_run_id covers the real command line."""
     save_dir = base_run.parent
     before = tree_digest(save_dir)
     for extra, needles in _bad_input_cases(base_run, tmp_path):
         args = [a for a in TINY if not any(a.startswith(e.split("=")[0] + "=") for e in extra)] + extra
-        result = run_cli("train.py", *args, f"--save_dir={save_dir}" if not any("--save_dir" in e for e in extra)
-                         else "--quiet")
-        assert_one_line_error(result, *needles)
+        args.append(f"--save_dir={save_dir}" if not any("--save_dir" in e for e in extra) else "--quiet")
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(train.main, args)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (extra, err)
+        lines = [line for line in err.strip().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, (extra, err)
+        for needle in needles:
+            assert needle.lower() in lines[0].lower(), (needle, lines[0])
         assert tree_digest(save_dir) == before, extra
 
 
