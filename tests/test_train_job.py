@@ -93,7 +93,8 @@ def test_a_valid_plan_writes_nothing_and_is_frozen(tmp_path):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(frozen, field, None)
     assert plan.config.n_steps == plan.settings.nsteps == 100 and plan.config.policy_dims == (8, 8)
-    assert plan.run_info["flags"] == dataclasses.asdict(plan.settings) and plan.run_info["config"] == plan.config.to_dict()
+    assert plan.run_info["flags"] == dataclasses.asdict(plan.settings)
+    assert plan.run_info["config"] == plan.config.to_dict()
     assert plan.resume_checkpoint is None and plan.pretrained_weights is None and plan.initial_statistics is None
 
 
