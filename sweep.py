@@ -9,7 +9,7 @@ import sys
 
 from utils.errors import run_cli
 from utils.flags import build_parser as _build_parser, parse_settings
-from utils.settings import SweepSettings, TrainSettings
+from utils.settings import SweepSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
 
@@ -19,31 +19,20 @@ def build_parser():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_settings(SweepSettings, argv, "sweep.py", DESCRIPTION)
+    settings = parse_settings(SweepSettings, argv, "sweep.py", DESCRIPTION)
     from tqdm import tqdm
 
-    from utils.flags import flag_names
-    from utils.runs.store import check_writable_dir
-    from utils.jobs.sweep import create_sweep, load_sweep, run_sweep
-    from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
+    from utils.jobs.sweep import prepare_sweep, run_sweep, sweep_configurations
 
-    if args.resume:
-        record = load_sweep(args.save_dir, args.resume)
-    else:
-        spec = load_sweep_file(args.file, set(flag_names(TrainSettings)))
-        if spec.method == "random":
-            configs = sample_random(spec, args.count or int(spec.raw.get("run_cap", 10)), args.seed)
-        else:
-            configs = expand_grid(spec)
-        if args.dry_run:
-            for i, config in enumerate(configs):
-                print(f"{i:3d} " + " ".join(f"--{k}={v}" for k, v in config.items()))
-            return 0
-        check_writable_dir(args.save_dir, "--save_dir")
-        extra = [f"--wandb_mode={args.wandb_mode}"] if args.wandb_mode else []
-        record = create_sweep(args.save_dir, args.file, spec.method, configs, extra, args.sweep_id)
-    print(f"sweep {record.sweep_id}: {len(record.configs)} runs, {args.workers} at a time, run store {args.save_dir}")
-    bar = tqdm(total=len(record.configs), unit="run", disable=args.quiet, desc=f"sweep {record.sweep_id}")
+    if settings.dry_run and not settings.resume:
+        _, configs = sweep_configurations(settings)
+        for i, config in enumerate(configs):
+            print(f"{i:3d} " + " ".join(f"--{k}={v}" for k, v in config.items()))
+        return 0
+    record = prepare_sweep(settings)
+    print(f"sweep {record.sweep_id}: {len(record.configs)} runs, {settings.workers} at a time, "
+          f"run store {settings.save_dir}")
+    bar = tqdm(total=len(record.configs), unit="run", disable=settings.quiet, desc=f"sweep {record.sweep_id}")
 
     def on_update(outcome, counts):
         if outcome is not None:
@@ -52,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.write(f"run {outcome.run_id} failed (exit {outcome.returncode}); log: {outcome.log_path}")
         bar.set_postfix(done=counts["done"], running=counts["running"], failed=counts["failed"])
 
-    outcomes = run_sweep(record, args.save_dir, args.workers, on_update)
+    outcomes = run_sweep(record, settings, on_update)
     bar.close()
     print(f"{'run':<16} {'status':<9} configuration")
     for o in outcomes:
@@ -61,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         print(f"failed: {o.run_id}, log {o.log_path}", file=sys.stderr)
-    print(f"next: python evaluate.py --sweep_id={record.sweep_id} --checkpoints_dir={args.save_dir}")
+    print(f"next: python evaluate.py --sweep_id={record.sweep_id} --checkpoints_dir={settings.save_dir}")
     return 1 if failed else 0
 
 

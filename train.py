@@ -22,16 +22,12 @@ def build_parser():
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(TrainSettings, argv, "train.py", DESCRIPTION)
     import torch
-    from utils.flags import available_cpus
-    from utils.jobs.train import TrainOptions, launch_training
+
+    from utils.jobs.train import prepare_run, train
 
     torch.set_num_threads(settings.torch_threads)
-    opts = TrainOptions.from_namespace(settings)
-    opts.n_envs = settings.n_envs or available_cpus()
-    if opts.run_id is None and not opts.resume and os.environ.get("WANDB_SWEEP_ID"):
-        opts.run_id = os.environ.get("WANDB_RUN_ID")  # a wandb agent chose the run id; keep local and wandb ids equal
-    result = launch_training(opts, notify=lambda line: print(line, file=sys.stderr),
-                             wandb_sweep_id=os.environ.get("WANDB_SWEEP_ID"))
+    plan = prepare_run(settings, os.environ)
+    result = train(plan, notify=lambda line: print(line, file=sys.stderr))
     print(result.report)
     return 0
 

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.reference_regions import path_pieces_ref, plane_partition_ref  # noqa: E402
 from utils.geometry.planes import plane_partition, plane_through_states  # noqa: E402
 from utils.geometry.regions import path_pieces  # noqa: E402
+from utils.settings import PLANE_SCALE  # noqa: E402
 
 NETS = [(16, 16), (32, 32), (64, 64)]
 NUM_STATES = 1000
@@ -75,7 +76,7 @@ def best_time(fn, repeats: int = 3):
 def main() -> None:
     torch.set_num_threads(1)  # these tensors are small; one thread avoids scheduling overhead (DESIGN.md)
     x = halfcheetah_states(NUM_STATES)
-    plane = plane_through_states(x[100], x[500], x[900])
+    plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
     origin, basis, domain = plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy()
     summary: dict = {"speedup_1d": {}, "speedup_2d": {}}
     all_equal = True

@@ -6,9 +6,10 @@ policy ReLU MLP 16,16 and separate value MLP 32,32 (SB3: net_arch=dict(pi=[16, 1
 activation_fn=nn.ReLU, log_std_init=-2, orthogonal init as both default to), n_steps 1000 per env, minibatch 64,
 10 epochs, lr 3e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, ent_coef 0, max_grad_norm 0.5, Adam
 eps 1e-5, 100k steps, seeds 0, 1, 2. torch.set_num_threads(1) for both (tiny MLPs; DESIGN.md "Pitfalls").
-Ours runs the library (models.training: TrainConfig, Trainer, run_training) into a temporary run store with
-wandb off, without the random-action normalization warm-up (SB3 has none) and with one checkpoint at the end
-(SB3 saves none); its update takes the CPU numpy path of models/ppo.py.
+Ours runs the library (utils.jobs.train.prepare_run for the config, models.training.Trainer and
+utils.jobs.train_loop.run_training) into a temporary run store with wandb off, without the random-action
+normalization warm-up (SB3 has none) and with one checkpoint at the end (SB3 saves none); its update takes the
+CPU numpy path of models/ppo.py.
 
 Wall time covers building the envs and networks plus training; evaluation is not timed and happens only at
 the end for both: 10 deterministic episodes (action = mean, clipped) with observations normalized by the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -38,11 +40,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from envs.resolve import make_env  # noqa: E402
-from utils.jobs.train import TrainOptions, config_from_options  # noqa: E402
+from utils.jobs.train import prepare_run  # noqa: E402
 from models.normalization import normalize_with  # noqa: E402
 from models.ppo import policy_numpy_layers  # noqa: E402
-from models.training import Trainer, evaluate_policy, run_training  # noqa: E402
+from models.training import Trainer, evaluate_policy  # noqa: E402
+from utils.jobs.train_loop import run_training  # noqa: E402
 from utils.runs.store import create_run  # noqa: E402
+from utils.settings import TrainSettings  # noqa: E402
 
 ENV_ID = "HalfCheetah-v5"
 N_ENVS, N_STEPS, BATCH_SIZE, N_EPOCHS = 2, 1000, 64, 10
@@ -64,14 +68,16 @@ def deterministic_returns(layers: list, normalize, seed: int) -> list[float]:
 
 def train_ours(seed: int, timesteps: int, save_dir: Path) -> tuple[float, float, float]:
     """Wall seconds, mean eval return and mean training-update share of time for one seed of our trainer."""
-    opts = TrainOptions(env=ENV_ID, policy_dims="c16,16", value_dims="c32,32", total_timesteps=timesteps,
-                        nsteps=N_STEPS, n_envs=N_ENVS, batch_size=BATCH_SIZE, n_epochs=N_EPOCHS,
-                        log_std_init=LOG_STD_INIT, seed=seed, eval_every=0, norm_warmup_steps=0, device="cpu")
-    cfg, _ = config_from_options(opts)
-    cfg.save_every = cfg.n_iterations  # one checkpoint, at the end
-    run = create_run(save_dir, f"bench-ours-{seed}")
+    iterations = math.ceil(timesteps / (N_STEPS * N_ENVS))
+    settings = TrainSettings(env=ENV_ID, policy_dims="c16,16", value_dims="c32,32", total_timesteps=timesteps,
+                             nsteps=N_STEPS, n_envs=N_ENVS, batch_size=BATCH_SIZE, n_epochs=N_EPOCHS,
+                             log_std_init=LOG_STD_INIT, seed=seed, eval_every=0, norm_warmup_steps=0,
+                             save_every=iterations,  # one checkpoint, at the end
+                             device="cpu", save_dir=str(save_dir), run_id=f"bench-ours-{seed}", wandb_mode="disabled")
+    plan = prepare_run(settings)
+    run = create_run(save_dir, plan.run_id)
     start = time.perf_counter()
-    trainer = Trainer(cfg)
+    trainer = Trainer(plan.config)
     run_training(trainer, run)
     seconds = time.perf_counter() - start
     trainer.close()

@@ -1,7 +1,8 @@
-"""The training run: PPO iterations with evaluation, checkpoints, best.pt, metrics and resume.
+"""The Trainer: one run's networks, optimizer, normalizer, envs and RNGs, its phases (warm-up, PPO iteration,
+deterministic evaluation) and its state as a checkpoint payload.
 
-Iteration 0 is the initial policy (after the normalization warm-up, before any update); iteration k follows
-the k-th rollout and update.
+It knows nothing of the run store or wandb: the loop that writes metrics, checkpoints and best.pt is
+utils/jobs/train_loop.py.
 """
 from __future__ import annotations
 
@@ -16,49 +17,47 @@ import torch
 
 from envs.resolve import make_env
 from envs.vector import VecEnv
-from models.checkpoint import save_checkpoint
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer, normalize_with
 from models.ppo import PPOConfig, collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
-from utils.runs.io import append_jsonl
-from utils.runs.store import RunPaths
 
 
-TIMING_KEYS = ("fps", "rollout_seconds", "update_seconds")
-
-
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Everything that defines a training run (stored in run.json and in every checkpoint)."""
+    """Everything that defines a training run (stored in run.json and in every checkpoint).
+
+    Values that come from train.py's flags have no default here: their defaults live in
+    utils.settings.TrainSettings only, and utils.jobs.train builds this config from the settings once.
+    """
 
     env: str                       # as requested, e.g. HalfCheetah-v2
     env_id: str                    # resolved, e.g. HalfCheetah-v5
     obs_dim: int
     act_dim: int
-    policy_dims: tuple[int, ...] = (64, 64)
-    value_dims: tuple[int, ...] = (64, 64)
-    total_timesteps: int = 1_000_000
-    n_steps: int = 1000            # per env per iteration (train.py's --nsteps default)
-    n_envs: int = 1
-    # PPO hyperparameters: defaults are PPOConfig's (Stable-Baselines3's), defined once there
-    batch_size: int = PPOConfig.batch_size
-    n_epochs: int = PPOConfig.n_epochs
-    learning_rate: float = PPOConfig.learning_rate
+    policy_dims: tuple[int, ...]
+    value_dims: tuple[int, ...]
+    total_timesteps: int
+    n_steps: int                   # per env per iteration (train.py's --nsteps)
+    n_envs: int
+    batch_size: int
+    n_epochs: int
+    learning_rate: float
+    # PPO hyperparameters without a flag: defaults are PPOConfig's (Stable-Baselines3's), defined once there
     gamma: float = PPOConfig.gamma
     gae_lambda: float = PPOConfig.gae_lambda
     clip_range: float = PPOConfig.clip_range
     vf_coef: float = PPOConfig.vf_coef
     ent_coef: float = PPOConfig.ent_coef
     max_grad_norm: float = PPOConfig.max_grad_norm
-    log_std_init: float = -2.0
-    seed: int = 0
-    eval_every: int = 1            # iterations; 0 = never (best.pt then follows the last checkpoint)
-    eval_episodes: int = 5
-    save_every: int = 1
-    obs_norm: str = "running"
-    norm_warmup_steps: int = 1000
-    device: str = "cpu"
-    subprocess_envs: bool = False
+    log_std_init: float
+    seed: int
+    eval_every: int                # iterations; 0 = never (best.pt then follows the last checkpoint)
+    eval_episodes: int
+    save_every: int
+    obs_norm: str
+    norm_warmup_steps: int
+    device: str
+    subprocess_envs: bool
 
     @property
     def n_iterations(self) -> int:
@@ -214,53 +213,3 @@ def _optimizer_to_cpu(state: dict) -> dict:
     return {"state": {k: {n: (t.detach().cpu().clone() if torch.is_tensor(t) else t) for n, t in s.items()}
                       for k, s in state["state"].items()},
             "param_groups": state["param_groups"]}
-
-
-def run_training(trainer: Trainer, run: RunPaths, *, on_iteration: Callable[[dict], None] | None = None,
-                 on_checkpoint: Callable[[int, object], None] | None = None) -> dict:
-    """Train until total_timesteps, writing metrics.jsonl, checkpoints and best.pt; returns the last metrics."""
-    cfg = trainer.cfg
-    metrics: dict = {}
-
-    def save(iteration_metrics: dict) -> None:
-        is_last = trainer.iteration >= cfg.n_iterations
-        payload = None
-        if iteration_metrics.get("eval_improved") or (cfg.eval_every == 0 and trainer.iteration % cfg.save_every == 0):
-            payload = trainer.state_dict()
-            save_checkpoint(run.best, payload)
-        if trainer.iteration % cfg.save_every == 0 or is_last:
-            payload = payload or trainer.state_dict()
-            path = run.checkpoint(trainer.iteration)
-            save_checkpoint(path, payload)
-            if on_checkpoint:
-                on_checkpoint(trainer.iteration, path)
-
-    def maybe_evaluate(iteration_metrics: dict) -> None:
-        is_last = trainer.iteration >= cfg.n_iterations
-        if cfg.eval_every > 0 and (trainer.iteration % cfg.eval_every == 0 or is_last):
-            iteration_metrics.update(trainer.evaluate())
-
-    if trainer.iteration == 0 and not run.checkpoint(0).exists():
-        trainer.warmup()
-        metrics = {"iteration": 0, "timesteps": 0}
-        maybe_evaluate(metrics)
-        append_jsonl(run.metrics, _jsonable(metrics))
-        save(metrics)
-        if on_iteration:
-            on_iteration(metrics)
-    while trainer.iteration < cfg.n_iterations:
-        metrics = trainer.train_iteration()
-        maybe_evaluate(metrics)
-        # metrics first, then checkpoint: a kill in between is undone on resume by truncating metrics.jsonl.
-        # Wall-clock figures go to timing.jsonl so metrics.jsonl is identical across runs with the same seed.
-        append_jsonl(run.metrics, _jsonable({k: v for k, v in metrics.items() if k not in TIMING_KEYS}))
-        append_jsonl(run.root / "timing.jsonl", {"iteration": metrics["iteration"],
-                                                 **{k: metrics[k] for k in TIMING_KEYS}})
-        save(metrics)
-        if on_iteration:
-            on_iteration(metrics)
-    return metrics
-
-
-def _jsonable(metrics: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

@@ -7,14 +7,8 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from models.training import TrainConfig, Trainer
+from tests.helpers import small_trainer
 from utils.errors import UserError
-
-
-def small_trainer(**overrides) -> Trainer:
-    cfg = TrainConfig(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 4),
-                      value_dims=(8,), n_steps=64, n_envs=2, total_timesteps=256, norm_warmup_steps=100, **overrides)
-    return Trainer(cfg)
 
 
 def test_round_trip_and_loader(tmp_path):

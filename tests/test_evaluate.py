@@ -452,13 +452,11 @@ def test_trajectory_cache_is_reused_only_for_the_same_weights(tmp_path):
     import torch
 
     from models.checkpoint import load_checkpoint
-    from models.training import TrainConfig, Trainer
+    from tests.helpers import small_trainer
     from utils.runs.io import load_npz
     from utils.analysis.trajectories import cache_path, cached_episode
     # an untrained checkpoint is enough (and quick): the cache must follow the weights, whatever they are
-    cfg = TrainConfig(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 8),
-                      value_dims=(8,), n_steps=64, n_envs=2, total_timesteps=256, norm_warmup_steps=20)
-    trainer = Trainer(cfg)
+    trainer = small_trainer(policy_dims=(8, 8), norm_warmup_steps=20)
     trainer.warmup()
     save_checkpoint(tmp_path / "000001.pt", trainer.state_dict())
     policy = load_checkpoint(tmp_path / "000001.pt")

@@ -11,6 +11,7 @@ from tests.reference_regions import plane_partition_ref
 from utils.errors import UserError
 from utils.geometry.planes import Plane, plane_partition, plane_patterns, plane_through_states
 from utils.geometry.regions import input_jacobian
+from utils.settings import PLANE_SCALE
 
 torch.set_num_threads(1)
 
@@ -28,7 +29,7 @@ def random_plane_case(rng: np.random.Generator):
     d = int(rng.integers(2, 21))
     widths = [int(rng.integers(2, 13)) for _ in range(int(rng.integers(1, 4)))]
     layers, head = random_net(rng, d, widths)
-    plane = plane_through_states(*rng.normal(size=(3, d)))
+    plane = plane_through_states(*rng.normal(size=(3, d)), scale=PLANE_SCALE)
     return layers, head, plane
 
 
@@ -131,7 +132,7 @@ def test_degenerate_neurons_duplicate_zero_weight_and_dead_layer():
     layers, head = random_net(rng, 5, [8, 6, 4])
     W, b = layers[0]
     W[1], b[1] = 3.0 * W[0], 3.0 * b[0]  # same zero line as neuron 0
-    plane = plane_through_states(*rng.normal(size=(3, 5)))
+    plane = plane_through_states(*rng.normal(size=(3, 5)), scale=PLANE_SCALE)
     W[2] -= (W[2] @ plane.basis.numpy().T) @ plane.basis.numpy()  # constant on the plane
     base = plane_partition(layers, head, plane)
     uv, owner = points_inside(base, rng, 5)
@@ -159,22 +160,22 @@ def test_degenerate_neurons_duplicate_zero_weight_and_dead_layer():
 def test_plane_through_states_geometry():
     rng = np.random.default_rng(5)
     s = rng.normal(size=(3, 9))
-    plane = plane_through_states(*s)
+    plane = plane_through_states(*s, scale=PLANE_SCALE)
     np.testing.assert_allclose((plane.basis @ plane.basis.T).numpy(), np.eye(2), atol=1e-12)
     back = plane.to_input(plane.state_coords).numpy()
     np.testing.assert_allclose(back, s, atol=1e-12)
     radii = plane.state_coords.norm(dim=1).numpy()
     np.testing.assert_allclose(radii, radii[0], rtol=1e-10)  # origin = circumcentre
     half = float(plane.domain.abs().max())
-    assert np.isclose(2 * half, 1.25 * 2 * radii[0])
+    assert np.isclose(2 * half, PLANE_SCALE * 2 * radii[0])
     assert isinstance(plane, Plane)
     with pytest.raises(UserError, match="collinear"):
-        plane_through_states(s[0], s[1], 2 * s[1] - s[0])
+        plane_through_states(s[0], s[1], 2 * s[1] - s[0], scale=PLANE_SCALE)
 
 
 def test_user_errors():
     layers, head = random_net(np.random.default_rng(6), 3, [4])
-    plane = plane_through_states(*np.random.default_rng(7).normal(size=(3, 3)))
+    plane = plane_through_states(*np.random.default_rng(7).normal(size=(3, 3)), scale=PLANE_SCALE)
     with pytest.raises(UserError, match="convex"):
         plane_partition(layers, head, plane, np.array([[0, 0], [1, 0], [0.2, 0.2], [0, 1.0]]))
     with pytest.raises(UserError, match="match the network input"):
@@ -186,7 +187,7 @@ def test_user_errors():
 def test_clockwise_domain_is_accepted():
     rng = np.random.default_rng(8)
     layers, head = random_net(rng, 4, [6, 6])
-    plane = plane_through_states(*rng.normal(size=(3, 4)))
+    plane = plane_through_states(*rng.normal(size=(3, 4)), scale=PLANE_SCALE)
     a = plane_partition(layers, head, plane)
     b = plane_partition(layers, head, plane, plane.domain.flip(0))
     assert a.num_regions == b.num_regions and bool((b.areas > 0).all())
@@ -204,7 +205,7 @@ def test_scaling_the_domain_up_never_lowers_the_region_count(seed, depth, width,
     rng = np.random.default_rng(seed)
     d = int(rng.integers(2, 8))
     layers, _ = random_net(rng, d, [width] * depth)
-    plane = plane_through_states(*rng.normal(size=(3, d)))
+    plane = plane_through_states(*rng.normal(size=(3, d)), scale=PLANE_SCALE)
     small = plane_partition(layers, None, plane)
     large = plane_partition(layers, None, plane, plane.domain * grow)
     assert large.num_regions >= small.num_regions
@@ -215,7 +216,7 @@ def test_scaling_the_domain_up_never_lowers_the_region_count(seed, depth, width,
 def test_cuda_matches_cpu():
     rng = np.random.default_rng(9)
     layers, head = random_net(rng, 6, [16, 16])
-    plane = plane_through_states(*rng.normal(size=(3, 6)))
+    plane = plane_through_states(*rng.normal(size=(3, 6)), scale=PLANE_SCALE)
     cpu = plane_partition(layers, head, plane)
     gpu = plane_partition(layers, head, plane, device="cuda")
     assert gpu.vertices.device.type == "cuda" and cpu.num_regions == gpu.num_regions
@@ -310,7 +311,7 @@ def test_zero_bias_nets_on_a_general_plane():
     for _ in range(10):
         d = int(rng.integers(3, 10))
         layers, _ = random_net(rng, d, [10, 10], bias_std=0.0)
-        plane = plane_through_states(*rng.normal(size=(3, d)))
+        plane = plane_through_states(*rng.normal(size=(3, d)), scale=PLANE_SCALE)
         assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
 
 
@@ -331,7 +332,8 @@ def test_torch_ops_path_matches_numpy_path(monkeypatch):
 
     rng = np.random.default_rng(60)
     cases = [random_plane_case(rng) for _ in range(12)]
-    cases.append((*random_net(rng, 5, [9, 9], bias_std=0.0), plane_through_states(*rng.normal(size=(3, 5)))))
+    cases.append((*random_net(rng, 5, [9, 9], bias_std=0.0),
+                  plane_through_states(*rng.normal(size=(3, 5)), scale=PLANE_SCALE)))
     expected = [plane_partition(layers, head, plane) for layers, head, plane in cases]
     monkeypatch.setattr(planes, "_ops_for", lambda device: planes._TorchOps)
     for (layers, head, plane), want in zip(cases, expected):
@@ -353,7 +355,8 @@ def test_crossed_polygons_processed_in_buckets_match_reference(monkeypatch):
     monkeypatch.setattr(planes, "_buckets", lambda *a: sizes.append(len(b := original(*a))) or b)
     rng = np.random.default_rng(70)
     cases = [random_plane_case(rng) for _ in range(8)]
-    cases.append((*random_net(rng, 8, [24, 24]), plane_through_states(*rng.normal(size=(3, 8)))))
+    cases.append((*random_net(rng, 8, [24, 24]),
+                  plane_through_states(*rng.normal(size=(3, 8)), scale=PLANE_SCALE)))
     for layers, _, plane in cases:
         assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
     assert max(sizes) > 1

@@ -8,7 +8,7 @@ import pytest
 
 import randomized_metric_helper
 from models.checkpoint import save_checkpoint
-from models.training import TrainConfig, Trainer
+from tests.helpers import small_trainer
 from utils.analysis.random_data import load_random_data, random_data_command
 from utils.errors import UserError
 from utils.flags import parse_settings
@@ -21,9 +21,7 @@ from utils.settings import RandomizeSettings
 def store(tmp_path_factory) -> Path:
     """A run store with one untrained Car1D run of sweep S (run.json and best.pt: all random data need)."""
     store = tmp_path_factory.mktemp("store")
-    cfg = TrainConfig(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 8),
-                      value_dims=(8,), n_steps=64, n_envs=2, total_timesteps=256, norm_warmup_steps=20)
-    trainer = Trainer(cfg)
+    trainer = small_trainer(policy_dims=(8, 8), norm_warmup_steps=20)
     trainer.warmup()
     (store / "r1").mkdir()
     save_checkpoint(store / "r1" / "best.pt", trainer.state_dict())

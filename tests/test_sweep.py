@@ -18,9 +18,11 @@ import sweep
 import train
 from tests.helpers import ROOT, assert_one_line_error, assert_user_error, run_cli, tree_digest
 from utils.errors import UserError
-from utils.flags import flag_names
+from utils.flags import flag_names, parse_settings
+from utils.jobs.sweep import SweepRecord, prepare_sweep, sweep_configurations, train_command
+from utils.jobs.train import prepare_run
 from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
-from utils.settings import TrainSettings
+from utils.settings import SweepSettings, TrainSettings
 
 VALID = set(flag_names(TrainSettings))
 
@@ -119,6 +121,37 @@ def test_bad_sweep_files(tmp_path, text, needles):
     with pytest.raises(UserError):
         load_sweep_file(path, VALID)
     assert_user_error(sweep.main, [str(path), f"--save_dir={tmp_path / 'store'}"], *needles)
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("key", ["nsteps", "n_steps"])
+def test_both_spellings_of_nsteps_reach_train_py(tmp_path, key):
+    params = TINY_PARAMS.replace("  nsteps:", f"  {key}:") + '  policy_dims: {values: ["c4", "c8"]}\n'
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + params)
+    spec, configs = sweep_configurations(SweepSettings(file=str(path)))
+    assert [c[key] for c in configs] == [100, 100] and list(spec.parameters)[2] == key
+    record = SweepRecord("s", str(path), spec.method, configs, ["s-000", "s-001"])
+    command = train_command(record, 1, tmp_path / "store")
+    assert f"--{key}=100" in command
+    settings = parse_settings(TrainSettings, command[2:], "train.py", "")  # what train.py parses
+    assert settings.nsteps == 100 and settings.policy_dims == "c8" and settings.run_id == "s-001"
+    plan = prepare_run(settings, {"WANDB_MODE": "disabled"})
+    assert plan.config.n_steps == 100 and plan.run_info["flags"]["nsteps"] == 100
+    assert not (tmp_path / "store").exists()
+
+
+def test_two_spellings_of_one_flag_are_refused(tmp_path):
+    path = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS + "  n_steps: {value: 50}\n")
+    with pytest.raises(UserError, match="nsteps and n_steps both set train.py's --nsteps"):
+        sweep_configurations(SweepSettings(file=str(path)))
+    assert_one_line_error(run_cli("sweep.py", str(path), f"--save_dir={tmp_path / 'store'}"), "n_steps", "keep one")
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_bad_sweep_id_writes_nothing(tmp_path):
+    path = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
+    with pytest.raises(UserError, match="--sweep_id"):
+        prepare_sweep(SweepSettings(file=str(path), sweep_id="../x", save_dir=str(tmp_path / "store")))
     assert not (tmp_path / "store").exists()
 
 

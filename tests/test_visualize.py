@@ -3,21 +3,24 @@ partition, GIF frames per checkpoint, reproducible planes, and every bad input a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import visualize_hd
 from models.checkpoint import load_checkpoint
 from models.normalization import EPSILON
 from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, train_run
-from utils.errors import run_cli as run_main
+from utils.errors import UserError, run_cli as run_main
 from utils.geometry.planes import plane_partition, plane_through_states
 from utils.pictures.state_planes import choose_three_states, clipped_hidden_layers, sample_states
-from utils.jobs.visualize import VisualizeRequest, plan_job, run_job
+from utils.jobs.visualize import plan_job, run_job
+from utils.settings import PLANE_SCALE, VisualizeSettings
 
 CAR = TINY_CAR1D
 CHEETAH = TINY_CHEETAH
@@ -94,14 +97,14 @@ def test_cheetah_image_matches_core_partition_on_the_papers_plane(store, tmp_pat
     states = choose_three_states(sample_states("HalfCheetah-v5", policy, 2, 3), policy, 3)
     std = np.sqrt(policy.obs_var + EPSILON)
     x = (states - policy.obs_mean) / std
-    core = plane_partition(policy.hidden_layers, policy.head, plane_through_states(*x, scale=1.25))
+    core = plane_partition(policy.hidden_layers, policy.head, plane_through_states(*x, scale=PLANE_SCALE))
     assert _regions(result.out) == [core.num_regions] and core.num_regions > 10
 
 
 @pytest.mark.parametrize("fmt, magic", [("pdf", b"%PDF"), ("svg", b"<?xml")])
 def test_vector_formats(store, tmp_path, fmt, magic):
-    req = VisualizeRequest(policy_path=str(store / "car" / "best.pt"), save_path=tmp_path, fmt=fmt)
-    result = run_job(plan_job(req), progress=False)
+    settings = VisualizeSettings(policy_path=str(store / "car" / "best.pt"), save_path=tmp_path, format=fmt, quiet=True)
+    result = run_job(plan_job(settings))
     (path,) = result.paths
     assert path.suffix == f".{fmt}" and path.read_bytes().startswith(magic)
 
@@ -122,23 +125,23 @@ def test_all_checkpoints_gif_has_one_frame_per_checkpoint(store, tmp_path, capfd
 
 def test_same_seed_gives_the_same_plane_and_image(store, tmp_path):
     def plane(seed):
-        req = VisualizeRequest(run="cheetah", checkpoints_dir=store, save_path=tmp_path / str(seed),
-                               num_episodes=2, seed=seed)
-        return plan_job(req)
+        settings = VisualizeSettings(run_id="cheetah", checkpoints_dir=store, save_path=tmp_path / str(seed),
+                                     num_episodes=2, seed=seed, quiet=True)
+        return plan_job(settings)
 
     a, b, c = plane(5), plane(5), plane(6)
     np.testing.assert_array_equal(a.plane.states, b.plane.states)
     np.testing.assert_array_equal(a.plane.origin, b.plane.origin)
     np.testing.assert_array_equal(a.plane.basis, b.plane.basis)
     assert not np.array_equal(a.plane.states, c.plane.states)
-    pa, pb = run_job(a, progress=False).paths[0], run_job(b, progress=False).paths[0]
+    pa, pb = run_job(a).paths[0], run_job(b).paths[0]
     assert pa.read_bytes() == pb.read_bytes()
 
 
 def test_evolution_frames_share_the_three_states(store, tmp_path):
-    job = plan_job(VisualizeRequest(run="cheetah", checkpoints_dir=store, save_path=tmp_path, num_episodes=2,
-                                    all_checkpoints=True))
-    result = run_job(job, progress=False)
+    job = plan_job(VisualizeSettings(run_id="cheetah", checkpoints_dir=store, save_path=tmp_path, num_episodes=2,
+                                     all_checkpoints=True, quiet=True))
+    result = run_job(job)
     frames = [row[0] for row in result.frames]
     assert len(frames) == len(list((store / "cheetah" / "checkpoints").glob("*.pt")))
     for f in frames:  # every checkpoint's plane goes through its own normalized images of the same raw states
@@ -146,6 +149,25 @@ def test_evolution_frames_share_the_three_states(store, tmp_path):
             f.plane.basis / np.sqrt(f.policy.obs_var + EPSILON)
         x = f.policy.normalize(f.plane.states)
         np.testing.assert_allclose(origin + f.plane.state_coords @ basis, x, atol=1e-9)
+
+
+def test_the_plan_is_frozen_and_run_dir_names_a_run(store, tmp_path):
+    ckpt = store / "car" / "checkpoints" / "000001.pt"
+    settings = VisualizeSettings(run_dir=str(store / "car"), stats_path=str(ckpt), save_path=tmp_path, quiet=True)
+    job = plan_job(settings)
+    assert settings.run == str(store / "car") and job.settings is settings
+    (series,) = job.series
+    assert series.label == "car" and job.plane.kind == "state_space" and not job.animate
+    best = load_checkpoint(store / "car" / "best.pt")
+    stats = load_checkpoint(ckpt)
+    np.testing.assert_array_equal(series.policies[0].obs_mean, stats.obs_mean)  # --stats_path applied
+    np.testing.assert_array_equal(series.policies[0].hidden_layers[0][0], best.hidden_layers[0][0])
+    for frozen, name in ((job, "series"), (series, "policies"), (job.settings, "scale")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(frozen, name, None)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="--device=cpu"):
+            plan_job(dataclasses.replace(settings, device="cuda"))
 
 
 @pytest.mark.slow

@@ -821,7 +821,7 @@ def plane_patterns(
 
 
 def plane_through_states(
-    s1: ArrayLike, s2: ArrayLike, s3: ArrayLike, scale: float = 1.25, *, device: torch.device | str = "cpu"
+    s1: ArrayLike, s2: ArrayLike, s3: ArrayLike, scale: float, *, device: torch.device | str = "cpu"
 ) -> Plane:
     """The plane through three input-space states, centred at their circumcentre, with an orthonormal basis; domain =
     a square whose side is ``scale`` times the circumcircle's diameter."""

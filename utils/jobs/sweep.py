@@ -1,5 +1,7 @@
 """Run the configurations of a sweep as train.py processes, several at a time, resumable.
 
+``sweep_configurations`` reads and checks a sweep file (every key a train.py flag, at most one spelling per flag),
+``prepare_sweep`` records a new sweep or loads an interrupted one, ``run_sweep`` trains what is left.
 The run store stays the source of truth: a run's state (finished, resumable, missing) is read from its run.json
 and checkpoints, and the sweep record (<save_dir>/_sweeps/<sweep_id>/sweep.json) only fixes which configurations
 belong to the sweep and which run id each one gets.
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from utils.errors import UserError
+from utils.flags import flag_names
 from utils.runs.io import write_json_atomic
-from utils.runs.store import RunPaths, is_run_locked, new_run_id, now_iso, read_run_info
-from utils.runs.sweep_files import config_to_args
+from utils.runs.store import RunPaths, check_writable_dir, is_run_locked, new_run_id, now_iso, read_run_info
+from utils.runs.sweep_files import SweepSpec, config_to_args, expand_grid, load_sweep_file, sample_random
+from utils.settings import SweepSettings, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: utils/jobs/sweep.py
 _SWEEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -50,12 +54,44 @@ class RunOutcome:
     returncode: int | None = None
 
 
+def sweep_configurations(settings: SweepSettings) -> tuple[SweepSpec, list[dict]]:
+    """The sweep file of `settings`, checked against train.py's flags, and its train.py configurations in order."""
+    names = flag_names(TrainSettings)
+    spec = load_sweep_file(Path(settings.file), set(names))
+    by_field: dict[str, list[str]] = {}
+    for key in spec.parameters:
+        by_field.setdefault(names[key], []).append(key)
+    for field_name, keys in by_field.items():
+        if len(keys) > 1:  # e.g. nsteps and its alias n_steps: train.py would silently take the last one
+            raise UserError(f"{spec.path}: parameters {' and '.join(keys)} both set train.py's --{field_name}; "
+                            f"keep one of them")
+    if spec.method == "random":
+        return spec, sample_random(spec, settings.count or int(spec.raw.get("run_cap", 10)), settings.seed)
+    return spec, expand_grid(spec)
+
+
+def prepare_sweep(settings: SweepSettings) -> SweepRecord:
+    """The sweep to run: loaded for --resume, else recorded from the sweep file (after every check)."""
+    if settings.resume:
+        return load_sweep(Path(settings.save_dir), settings.resume)
+    spec, configs = sweep_configurations(settings)
+    if settings.sweep_id is not None:
+        _check_sweep_id(settings.sweep_id)
+    check_writable_dir(Path(settings.save_dir), "--save_dir")
+    extra = [f"--wandb_mode={settings.wandb_mode}"] if settings.wandb_mode else []
+    return create_sweep(Path(settings.save_dir), Path(settings.file), spec.method, configs, extra, settings.sweep_id)
+
+
+def _check_sweep_id(sweep_id: str) -> None:
+    if not _SWEEP_ID_RE.match(sweep_id):
+        raise UserError(f"--sweep_id={sweep_id!r} is not a valid id; use letters, digits, '-' or '_'")
+
+
 def create_sweep(save_dir: Path, file: Path, method: str, configs: list[dict], extra_args: list[str],
                  sweep_id: str | None = None) -> SweepRecord:
     """Record a new sweep: its configurations and the run id each one will get."""
     sweep_id = sweep_id or new_run_id()
-    if not _SWEEP_ID_RE.match(sweep_id):
-        raise UserError(f"--sweep_id={sweep_id!r} is not a valid id; use letters, digits, '-' or '_'")
+    _check_sweep_id(sweep_id)
     record = SweepRecord(sweep_id, str(Path(file).resolve()), method, configs,
                          [f"{sweep_id}-{i:03d}" for i in range(len(configs))], extra_args, now_iso())
     directory = record.directory(save_dir)
@@ -106,10 +142,10 @@ def train_command(record: SweepRecord, index: int, save_dir: Path) -> list[str]:
         f"--save_dir={save_dir}", f"--run_id={run_id}", f"--sweep_id={record.sweep_id}", "--quiet"]
 
 
-def run_sweep(record: SweepRecord, save_dir: Path, workers: int,
+def run_sweep(record: SweepRecord, settings: SweepSettings,
               on_update: Callable[[RunOutcome | None, dict], None] = lambda outcome, counts: None) -> list[RunOutcome]:
-    """Run every unfinished configuration, `workers` at a time; one failure never stops the others."""
-    save_dir = Path(save_dir).resolve()  # train.py runs with the repo as cwd; relative paths would point there
+    """Run every unfinished configuration, --workers at a time; one failure never stops the others."""
+    save_dir = Path(settings.save_dir).resolve()  # train.py runs with the repo as cwd; relative paths would point there
     logs = record.directory(save_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
@@ -143,5 +179,5 @@ def run_sweep(record: SweepRecord, save_dir: Path, workers: int,
             on_update(outcome, dict(counts))
         return outcome
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=settings.workers) as pool:
         return list(pool.map(run_one, range(len(record.configs))))

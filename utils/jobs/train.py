@@ -1,79 +1,176 @@
-"""Start or resume a training run: validate everything first, then create the run, track it and train.
+"""Start or resume a training run, in two steps: ``prepare_run`` validates every input and resolves every value
+once into a frozen TrainPlan, writing nothing; ``train`` creates (or reopens) the run, tracks it and trains it.
 
-Nothing is written before all inputs are validated, so a bad flag never touches the run store.
+So a bad flag never touches the run store, and nothing downstream changes a setting or the config.
 """
 from __future__ import annotations
 
 import math
+import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from envs.resolve import make_env, resolve_env_id
-from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint, save_checkpoint
+from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
 from models.networks import parse_dims
-from models.training import TrainConfig, Trainer, run_training
-from utils.flags import check_device
+from models.training import TrainConfig, Trainer
 from utils.errors import UserError
+from utils.flags import available_cpus, check_device
+from utils.jobs.train_loop import run_training
 from utils.runs.io import write_bytes_atomic
-from utils.runs.store import (RunPaths, check_writable_dir, create_run, find_run, new_run_id, now_iso,
-                             package_versions, read_run_info, run_lock, truncate_iteration_logs, update_run_info,
-                             write_run_info)
-from utils.runs.tracking import choose_mode, start_tracking
-
+from utils.runs.store import (RunPaths, check_creatable_dir, check_new_run_id, create_run, find_run, new_run_id,
+                              now_iso, package_versions, read_run_info, run_lock, truncate_iteration_logs,
+                              update_run_info, write_run_info)
+from utils.runs.tracking import Tracker, choose_mode, start_tracking
+from utils.settings import TrainSettings
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-@dataclass
-class TrainOptions:
-    """What the user asked for (train.py's flags, parsed)."""
+@dataclass(frozen=True)
+class WandbTarget:
+    """Where a run is mirrored in wandb: the mode already chosen (online/offline/disabled), project, entity, name."""
 
-    env: str = "Car1DEnv-v1"
-    policy_dims: str = "c64,64"
-    value_dims: str = "c64,64"
-    total_timesteps: int = 1_000_000
-    nsteps: int = 1000
-    n_envs: int = 1
-    batch_size: int = 64
-    n_epochs: int = 10
-    learning_rate: float = 3e-4
-    log_std_init: float = -2.0
-    seed: int = 0
-    eval_every: int = 1
-    eval_episodes: int = 5
-    save_every: int = 1
-    obs_norm: str = "running"
-    norm_warmup_steps: int = 1000
-    stop_at_return: float | None = None
-    pretrained_path: str | None = None
-    stats_path: str | None = None
-    save_dir: str = "checkpoints"
-    run_id: str | None = None
-    resume: str | None = None
-    device: str = "cpu"
-    vec_env: str = "auto"
-    debug: bool = False
-    entity: str | None = None
-    project_name: str = "deep_rl_regions"
-    run_name: str | None = None
-    sweep_id: str | None = None
-    wandb_mode: str | None = None
-    unobserve: bool = False
-    quiet: bool = False
-
-    @classmethod
-    def from_namespace(cls, namespace) -> "TrainOptions":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in vars(namespace).items() if k in names})
+    mode: str
+    project: str
+    entity: str | None
+    name: str | None
 
 
-@dataclass
+@dataclass(frozen=True)
+class TrainPlan:
+    """A validated run with every value resolved: all that ``train`` needs, nothing it has to look up or change.
+
+    Exactly one way of starting applies: ``resume_checkpoint`` (continue a killed run exactly), or a new run,
+    optionally from ``pretrained_weights`` and/or ``initial_statistics``; ``already_finished`` means nothing to do.
+    """
+
+    settings: TrainSettings  # the flags, with n_envs, run_id and stop_at_return resolved (on resume: the run's own)
+    config: TrainConfig  # built once; on resume the run's own config, on this --device
+    run_dir: Path  # <save_dir>/<run_id>; exists only for a resume
+    run_info: dict  # run.json: to be written for a new run, as read for a resume
+    wandb: WandbTarget | None  # None only when already_finished
+    notices: tuple[str, ...] = ()  # one-line notices (env id resolution, wandb mode), in order
+    resume_checkpoint: dict | None = None  # --resume: the newest checkpoint with the full training state
+    pretrained_weights: LoadedPolicy | None = None  # --pretrained_path: initial policy and value weights
+    initial_statistics: LoadedPolicy | None = None  # --stats_path: initial observation normalization statistics
+    already_finished: bool = False  # --resume of a finished run
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def is_resume(self) -> bool:
+        return self.resume_checkpoint is not None or self.already_finished
+
+
+@dataclass(frozen=True)
 class TrainResult:
+    """Where a run's results are, its last metrics and a report of a few lines for the user."""
+
     run: RunPaths
     last_metrics: dict
     report: str
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Planning: every check and every resolved value, before anything is written
+# --------------------------------------------------------------------------------------------------------------
+def prepare_run(settings: TrainSettings, environ: Mapping[str, str] = os.environ) -> TrainPlan:
+    """Validate the settings against the machine and the run store and resolve every value; writes nothing.
+
+    `environ` supplies WANDB_SWEEP_ID / WANDB_RUN_ID (set when a wandb agent launches the run) and the variables
+    that choose the wandb mode. Every problem a user can fix is a UserError.
+    """
+    if settings.resume:
+        return _plan_resume(settings, environ)
+    return _plan_new_run(settings, environ)
+
+
+def _plan_resume(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPlan:
+    run = find_run(Path(settings.save_dir), settings.resume)
+    info = read_run_info(run)
+    config = TrainConfig.from_dict(info["config"])
+    stored_flags = info.get("flags", {})
+    # like every other flag, the run's own --stop_at_return holds on resume unless this command sets one
+    stop_at_return = settings.stop_at_return if settings.stop_at_return is not None \
+        else stored_flags.get("stop_at_return")
+    resolved = replace(settings, n_envs=config.n_envs, run_id=run.run_id, stop_at_return=stop_at_return)
+    if info.get("status") == "finished":
+        return TrainPlan(resolved, config, run.root, info, wandb=None, already_finished=True)
+    config = replace(config, device=check_device(settings.device))
+    checkpoint = newest_complete_checkpoint(run)
+    mode, mode_notice = choose_mode(settings.wandb_mode, settings.unobserve, environ)
+    stored = info.get("wandb") or {}
+    wandb = WandbTarget(mode, stored.get("project", settings.project_name), stored.get("entity", settings.entity),
+                        stored_flags.get("run_name"))
+    return TrainPlan(resolved, config, run.root, info, wandb, notices=_lines(mode_notice),
+                     resume_checkpoint=checkpoint)
+
+
+def _plan_new_run(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPlan:
+    resolved_env = resolve_env_id(settings.env)
+    policy_dims = parse_dims(settings.policy_dims, "--policy_dims")
+    value_dims = parse_dims(settings.value_dims, "--value_dims")
+    n_envs = settings.n_envs or available_cpus()
+    rollout = settings.nsteps * n_envs
+    if settings.batch_size > rollout:
+        raise UserError(f"--batch_size={settings.batch_size} is larger than a rollout (nsteps x n_envs = "
+                        f"{settings.nsteps} x {n_envs} = {rollout}); lower --batch_size or raise --nsteps")
+    if not (math.isfinite(settings.learning_rate) and settings.learning_rate > 0):
+        raise UserError(f"--learning_rate={settings.learning_rate} must be a positive number, "
+                        f"e.g. --learning_rate=3e-4")
+    if not math.isfinite(settings.log_std_init):
+        raise UserError(f"--log_std_init={settings.log_std_init} must be a finite number, e.g. --log_std_init=-2")
+    device = check_device(settings.device)
+    obs_dim, act_dim = _probe_dims(resolved_env.resolved)
+    pretrained = load_checkpoint(settings.pretrained_path) if settings.pretrained_path else None
+    statistics = load_checkpoint(settings.stats_path) if settings.stats_path else None
+
+    config = TrainConfig(
+        env=settings.env, env_id=resolved_env.resolved, obs_dim=obs_dim, act_dim=act_dim, policy_dims=policy_dims,
+        value_dims=value_dims, total_timesteps=settings.total_timesteps, n_steps=settings.nsteps, n_envs=n_envs,
+        batch_size=settings.batch_size, n_epochs=settings.n_epochs, learning_rate=settings.learning_rate,
+        log_std_init=settings.log_std_init, seed=settings.seed, eval_every=settings.eval_every,
+        eval_episodes=settings.eval_episodes, save_every=settings.save_every, obs_norm=settings.obs_norm,
+        # given statistics are not re-seeded by a random-action warm-up
+        norm_warmup_steps=0 if statistics is not None else settings.norm_warmup_steps,
+        device=device, subprocess_envs=settings.vec_env == "subprocess" and not settings.debug and n_envs > 1)
+    if pretrained is not None:
+        _check_compatible(pretrained, config, "--pretrained_path", weights=True)
+    if statistics is not None:
+        _check_compatible(statistics, config, "--stats_path", weights=False)
+
+    wandb_sweep_id = environ.get("WANDB_SWEEP_ID") or None
+    run_id = settings.run_id
+    if run_id is None and wandb_sweep_id:
+        run_id = environ.get("WANDB_RUN_ID") or None  # a wandb agent chose the run id: keep local and wandb ids equal
+    if run_id is not None and not _RUN_ID_RE.match(run_id):
+        raise UserError(f"--run_id={run_id!r} is not a valid id; use letters, digits, '-' or '_'")
+    run_id = run_id or new_run_id()
+    save_dir = check_creatable_dir(Path(settings.save_dir), "--save_dir")
+    check_new_run_id(save_dir, run_id)
+    mode, mode_notice = choose_mode(settings.wandb_mode, settings.unobserve, environ)
+
+    resolved = replace(settings, n_envs=n_envs, run_id=run_id)
+    info = {
+        "run_id": run_id, "status": "running", "created": now_iso(), "env_requested": config.env,
+        "env_id": config.env_id, "obs_dim": config.obs_dim, "act_dim": config.act_dim, "seed": config.seed,
+        "sweep_id": settings.sweep_id or wandb_sweep_id, "wandb_sweep_id": wandb_sweep_id,
+        "flags": asdict(resolved), "config": config.to_dict(), "packages": package_versions(),
+        "n_iterations": config.n_iterations,
+    }
+    return TrainPlan(resolved, config, save_dir / run_id, info,
+                     WandbTarget(mode, settings.project_name, settings.entity, settings.run_name),
+                     notices=_lines(resolved_env.notice, mode_notice),
+                     pretrained_weights=pretrained, initial_statistics=statistics)
+
+
+def _lines(*notices: str | None) -> tuple[str, ...]:
+    return tuple(line for line in notices if line)
 
 
 def _check_compatible(loaded: LoadedPolicy, cfg: TrainConfig, flag: str, weights: bool) -> None:
@@ -86,32 +183,6 @@ def _check_compatible(loaded: LoadedPolicy, cfg: TrainConfig, flag: str, weights
         raise UserError(f"{flag}={loaded.path} has policy dims {other.get('policy_dims')} and value dims "
                         f"{other.get('value_dims')}, this run asks for {list(cfg.policy_dims)} and "
                         f"{list(cfg.value_dims)}; pass matching --policy_dims/--value_dims")
-
-
-def config_from_options(opts: TrainOptions) -> tuple[TrainConfig, str | None]:
-    """Validated TrainConfig for a new run, and the env-resolution notice if any."""
-    resolved = resolve_env_id(opts.env)
-    policy_dims = parse_dims(opts.policy_dims, "--policy_dims")
-    value_dims = parse_dims(opts.value_dims, "--value_dims")
-    if opts.batch_size > opts.nsteps * opts.n_envs:
-        raise UserError(f"--batch_size={opts.batch_size} is larger than a rollout (nsteps x n_envs = "
-                        f"{opts.nsteps} x {opts.n_envs} = {opts.nsteps * opts.n_envs}); lower --batch_size "
-                        f"or raise --nsteps")
-    if not (math.isfinite(opts.learning_rate) and opts.learning_rate > 0):
-        raise UserError(f"--learning_rate={opts.learning_rate} must be a positive number, e.g. --learning_rate=3e-4")
-    if not math.isfinite(opts.log_std_init):
-        raise UserError(f"--log_std_init={opts.log_std_init} must be a finite number, e.g. --log_std_init=-2")
-    device = check_device(opts.device)
-    obs_dim, act_dim = _probe_dims(resolved.resolved)
-    subprocess_envs = opts.vec_env == "subprocess" and not opts.debug and opts.n_envs > 1
-    cfg = TrainConfig(
-        env=opts.env, env_id=resolved.resolved, obs_dim=obs_dim, act_dim=act_dim, policy_dims=policy_dims,
-        value_dims=value_dims, total_timesteps=opts.total_timesteps, n_steps=opts.nsteps, n_envs=opts.n_envs,
-        batch_size=opts.batch_size, n_epochs=opts.n_epochs, learning_rate=opts.learning_rate,
-        log_std_init=opts.log_std_init, seed=opts.seed, eval_every=opts.eval_every, eval_episodes=opts.eval_episodes,
-        save_every=opts.save_every, obs_norm=opts.obs_norm, norm_warmup_steps=opts.norm_warmup_steps, device=device,
-        subprocess_envs=subprocess_envs)
-    return cfg, resolved.notice
 
 
 def _probe_dims(env_id: str) -> tuple[int, int]:
@@ -148,87 +219,37 @@ def newest_complete_checkpoint(run: RunPaths) -> dict:
                     f"start a new run instead of --resume")
 
 
-def launch_training(opts: TrainOptions, notify: Callable[[str], None] = lambda line: None,
-                    wandb_sweep_id: str | None = None) -> TrainResult:
-    """Validate options, create or reopen the run, train it to the end and return where everything is."""
-    save_dir = Path(opts.save_dir)
-    resume_state, pretrained, stats = None, None, None
-    if opts.resume:
-        run = find_run(save_dir, opts.resume)
-        info = read_run_info(run)
-        if info.get("status") == "finished":
-            return TrainResult(run, {}, f"run {run.run_id} is already finished; nothing to resume "
-                                        f"(its checkpoints are in {run.root})")
-        cfg = TrainConfig.from_dict(info["config"])
-        cfg.device = check_device(opts.device)
-        if opts.stop_at_return is None:  # like every other flag, the run's own setting holds on resume
-            opts.stop_at_return = info.get("flags", {}).get("stop_at_return")
-        resume_state = newest_complete_checkpoint(run)
-        env_notice = None
+# --------------------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------------------
+def train(plan: TrainPlan, notify: Callable[[str], None] = lambda line: None) -> TrainResult:
+    """Create (or reopen) the planned run, train it to the end under its lock and report where everything is."""
+    if plan.already_finished:
+        return TrainResult(RunPaths(plan.run_dir), {}, f"run {plan.run_id} is already finished; nothing to resume "
+                                                       f"(its checkpoints are in {plan.run_dir})")
+    if plan.is_resume:
+        run = RunPaths(plan.run_dir)
     else:
-        cfg, env_notice = config_from_options(opts)
-        pretrained = load_checkpoint(opts.pretrained_path) if opts.pretrained_path else None
-        stats = load_checkpoint(opts.stats_path) if opts.stats_path else None
-        if pretrained is not None:
-            _check_compatible(pretrained, cfg, "--pretrained_path", weights=True)
-        if stats is not None:
-            _check_compatible(stats, cfg, "--stats_path", weights=False)
-            cfg.norm_warmup_steps = 0  # the statistics are given; do not re-seed them
-        if opts.run_id is not None and not _RUN_ID_RE.match(opts.run_id):
-            raise UserError(f"--run_id={opts.run_id!r} is not a valid id; use letters, digits, '-' or '_'")
-        check_writable_dir(save_dir, "--save_dir")
-        run_id = opts.run_id or new_run_id()
-        run = create_run(save_dir, run_id)
-        info = {
-            "run_id": run_id, "status": "running", "created": now_iso(), "env_requested": cfg.env,
-            "env_id": cfg.env_id, "obs_dim": cfg.obs_dim, "act_dim": cfg.act_dim, "seed": cfg.seed,
-            "sweep_id": opts.sweep_id or wandb_sweep_id, "wandb_sweep_id": wandb_sweep_id,
-            "flags": {f.name: getattr(opts, f.name) for f in fields(opts)}, "config": cfg.to_dict(),
-            "packages": package_versions(), "n_iterations": cfg.n_iterations,
-        }
-        write_run_info(run, info)
-    if env_notice:
-        notify(env_notice)
-
+        run = create_run(plan.run_dir.parent, plan.run_id)
+        write_run_info(run, plan.run_info)
     with run_lock(run):
-        return _train_locked(run, info, cfg, opts, resume_state, pretrained, stats, notify)
+        for line in plan.notices:
+            notify(line)
+        return _train_locked(run, plan, notify)
 
 
-def _train_locked(run: RunPaths, info: dict, cfg: TrainConfig, opts: TrainOptions, resume_state: dict | None,
-                  pretrained: LoadedPolicy | None, stats: LoadedPolicy | None,
-                  notify: Callable[[str], None]) -> TrainResult:
+def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None]) -> TrainResult:
     """Track and train a run whose lock this process holds."""
-    save_dir = Path(opts.save_dir)
-    mode, mode_notice = choose_mode(opts.wandb_mode, opts.unobserve)
-    if mode_notice:
-        notify(mode_notice)
-    stored = info.get("wandb") or {}
-    project = stored.get("project", opts.project_name) if opts.resume else opts.project_name
-    entity = stored.get("entity", opts.entity) if opts.resume else opts.entity
-    tracker = start_tracking(mode, run_id=run.run_id, run_dir=run.root,
-                             config={**info["config"], "env_requested": cfg.env, "sweep_id": info.get("sweep_id")},
-                             project=project, entity=entity, name=info.get("flags", {}).get("run_name"),
-                             resume=bool(opts.resume))
+    tracker = _start_tracker(run, plan)
     for line in tracker.notices:
         notify(line)
-    info = update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
-                                                         "project": project, "entity": entity, "url": tracker.url})
+    update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
+                                                  "project": plan.wandb.project, "entity": plan.wandb.entity,
+                                                  "url": tracker.url})
     trainer = None
     try:
-        trainer = Trainer(cfg)
-        if resume_state is not None:
-            truncate_iteration_logs(run, int(resume_state["iteration"]))
-            trainer.load_state_dict(resume_state)
-            if not trainer.env_state_restored:
-                notify(f"notice: {cfg.env_id} state cannot be snapshotted; resumed with fresh episodes, "
-                       f"so results will differ from an uninterrupted run")
-                _forget_abandoned_best(run, int(resume_state["iteration"]))
-        else:
-            if pretrained is not None:
-                trainer.load_weights(pretrained.raw)
-            if stats is not None:
-                trainer.normalizer.load_state_dict(stats.raw["normalizer"], statistics_only=True)
-        last = _train_with_progress(trainer, run, tracker, opts)
+        trainer = _start_trainer(run, plan, notify)
+        last = _train_with_progress(trainer, run, tracker, plan.settings)
     except BaseException as err:
         status = "killed" if isinstance(err, KeyboardInterrupt) else "failed"
         update_run_info(run, status=status, error=f"{type(err).__name__}: {err}"[:500])
@@ -245,10 +266,35 @@ def _train_locked(run: RunPaths, info: dict, cfg: TrainConfig, opts: TrainOption
     lines = [f"run {run.run_id} finished: {trainer.iteration} iterations, {trainer.timesteps} timesteps, "
              f"best eval return {_fmt(trainer.best_eval_return)}",
              f"  run store: {run.root}", f"  best checkpoint: {run.best}",
-             f"  next: python evaluate.py --run_id={run.run_id} --checkpoints_dir={save_dir}"]
+             f"  next: python evaluate.py --run_id={run.run_id} --checkpoints_dir={plan.settings.save_dir}"]
     if tracker.url:
         lines.append(f"  wandb: {tracker.url}")
     return TrainResult(run, last, "\n".join(lines))
+
+
+def _start_tracker(run: RunPaths, plan: TrainPlan) -> Tracker:
+    config = {**plan.run_info["config"], "env_requested": plan.config.env, "sweep_id": plan.run_info.get("sweep_id")}
+    return start_tracking(plan.wandb.mode, run_id=run.run_id, run_dir=run.root, config=config,
+                          project=plan.wandb.project, entity=plan.wandb.entity, name=plan.wandb.name,
+                          resume=plan.is_resume)
+
+
+def _start_trainer(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None]) -> Trainer:
+    """A Trainer at the plan's starting point: a resumed checkpoint, or fresh (optionally pretrained) networks."""
+    trainer = Trainer(plan.config)
+    if plan.resume_checkpoint is not None:
+        iteration = int(plan.resume_checkpoint["iteration"])
+        truncate_iteration_logs(run, iteration)
+        trainer.load_state_dict(plan.resume_checkpoint)
+        if not trainer.env_state_restored:
+            notify(f"notice: {plan.config.env_id} state cannot be snapshotted; resumed with fresh episodes, "
+                   f"so results will differ from an uninterrupted run")
+            _forget_abandoned_best(run, iteration)
+    if plan.pretrained_weights is not None:
+        trainer.load_weights(plan.pretrained_weights.raw)
+    if plan.initial_statistics is not None:
+        trainer.normalizer.load_state_dict(plan.initial_statistics.raw["normalizer"], statistics_only=True)
+    return trainer
 
 
 def _forget_abandoned_best(run: RunPaths, resumed_iteration: int) -> None:
@@ -275,19 +321,22 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-class _EarlyStop(Exception):
-    pass
+def return_reached(metrics: dict, stop_at_return: float | None) -> bool:
+    """True when the iteration's mean deterministic eval return exceeds `stop_at_return` (None: never)."""
+    value = metrics.get("eval_return")
+    return stop_at_return is not None and value is not None and value > stop_at_return
 
 
-def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOptions) -> dict:
+def _train_with_progress(trainer: Trainer, run: RunPaths, tracker: Tracker, settings: TrainSettings) -> dict:
     from tqdm import tqdm
 
     cfg = trainer.cfg
     total = cfg.n_iterations * cfg.n_steps * cfg.n_envs
-    bar = tqdm(total=total, initial=trainer.timesteps, unit="step", disable=opts.quiet, dynamic_ncols=True,
+    bar = tqdm(total=total, initial=trainer.timesteps, unit="step", disable=settings.quiet, dynamic_ncols=True,
                desc=f"{cfg.env_id} {run.run_id}")
 
-    def on_iteration(metrics: dict) -> None:
+    def after_iteration(metrics: dict) -> bool:
+        """Show and log the iteration; True (stop training) once --stop_at_return is exceeded."""
         bar.update(metrics["timesteps"] - bar.n)
         postfix = {}
         if "fps" in metrics:
@@ -296,20 +345,16 @@ def _train_with_progress(trainer: Trainer, run: RunPaths, tracker, opts: TrainOp
             postfix["eval"] = f"{trainer.last_eval_return:.1f}"
         bar.set_postfix(postfix, refresh=False)
         tracker.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=metrics["iteration"])
-        if opts.stop_at_return is not None and "eval_return" in metrics and metrics["eval_return"] > opts.stop_at_return:
-            raise _EarlyStop
+        return return_reached(metrics, settings.stop_at_return)
 
-    def on_checkpoint(iteration: int, path) -> None:
+    def on_checkpoint(iteration: int, path: Path) -> None:
         tracker.log_checkpoint(path, run.run_id, iteration)
 
     try:
-        return run_training(trainer, run, on_iteration=on_iteration, on_checkpoint=on_checkpoint)
-    except _EarlyStop:
-        if trainer.iteration % cfg.save_every != 0:  # keep the solving policy as a checkpoint too
-            save_checkpoint(run.checkpoint(trainer.iteration), trainer.state_dict())
-        return {"iteration": trainer.iteration, "stopped_early": True}
+        return run_training(trainer, run, after_iteration=after_iteration, on_checkpoint=on_checkpoint)
     finally:
         bar.close()
 
 
-__all__ = ["TrainOptions", "TrainResult", "launch_training"]
+__all__ = ["TrainPlan", "TrainResult", "WandbTarget", "newest_complete_checkpoint", "prepare_run", "return_reached",
+           "train"]

@@ -1,4 +1,4 @@
-"""What visualize_hd.py does, as a library: validate a request (checkpoints, runs, env, bounds, output directory)
+"""What visualize_hd.py does, as a library: validate the settings (checkpoints, runs, env, bounds, output directory)
 before any work, build one plane for all checkpoints, partition and draw them, and write the images atomically.
 
 Everything a user can get wrong is checked in ``plan_job``, which writes nothing but the (empty) output directory;
@@ -7,7 +7,7 @@ never leaves a half-written image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -17,10 +17,13 @@ from tqdm import tqdm
 from envs.resolve import resolve_env_id
 from models.checkpoint import LoadedPolicy, load_checkpoint
 from utils.errors import UserError
+from utils.flags import check_device
 from utils.runs.io import write_bytes_atomic
 from utils.runs.store import RunPaths, check_writable_dir, find_run
-from utils.pictures.state_planes import (PlaneFrame, StatePlane, build_frame, choose_three_states, default_state_space_bounds,
-                                 env_info, plane_through_raw_states, sample_states, state_space_plane)
+from utils.pictures.state_planes import (PlaneFrame, StatePlane, build_frame, choose_three_states,
+                                         default_state_space_bounds, env_info, plane_through_raw_states, sample_states,
+                                         state_space_plane)
+from utils.settings import VisualizeSettings
 
 SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
 SHEET_PANEL = {"states": (3.2, 3.4), "state_space": (3.8, 3.1)}  # inches per panel, contact sheets
@@ -28,54 +31,38 @@ SHEET_MAX_COLS = 5
 SHEET_MAX_ROWS = 6  # a contact sheet shows at most this many rows of evenly spaced checkpoints (the GIF has all)
 
 
-@dataclass
-class VisualizeRequest:
-    """visualize_hd.py's flags, parsed (see its --help for meanings and defaults)."""
-
-    env: str | None = None
-    policy_path: str | None = None
-    stats_path: str | None = None
-    save_path: Path = Path("plots")
-    run: str | None = None
-    compare: list[str] | None = None
-    checkpoints_dir: Path = Path("checkpoints")
-    all_checkpoints: bool = False
-    color: str = "region"
-    fmt: str = "png"
-    num_episodes: int = 10
-    seed: int = 0
-    scale: float = 1.25
-    xlim: tuple[float, float] | None = None
-    ylim: tuple[float, float] | None = None
-    dpi: int = 150
-    frame_ms: int = 700
-    clip_inputs: bool = True
-    device: str = "cpu"
-
-
-@dataclass
+@dataclass(frozen=True)
 class Series:
     """The checkpoints of one column: a run (or a lone checkpoint), oldest first."""
 
     label: str
-    policies: list[LoadedPolicy]
+    policies: tuple[LoadedPolicy, ...]
     reference: LoadedPolicy  # the policy whose episodes give the states (the run's best)
 
+    def with_statistics(self, stats: LoadedPolicy) -> "Series":
+        """The same checkpoints with `stats`' normalization statistics instead of their own."""
+        return replace(self, policies=tuple(p.with_statistics(stats) for p in self.policies),
+                       reference=self.reference.with_statistics(stats))
 
-@dataclass
+
+@dataclass(frozen=True)
 class Job:
-    request: VisualizeRequest
+    """A validated visualization: the settings, the env, the columns and the one plane they are all drawn on."""
+
+    settings: VisualizeSettings
     env_id: str
-    series: list[Series]
+    series: tuple[Series, ...]
     plane: StatePlane
     animate: bool  # one frame per checkpoint index (GIF + contact sheet) instead of one image
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobResult:
+    """The images written, a summary line per drawn checkpoint, and the partitions ([frame index][series])."""
+
     paths: list[Path]
     summary: list[str]
-    frames: list[list[PlaneFrame]] = field(repr=False, default_factory=list)  # [frame index][series]
+    frames: list[list[PlaneFrame]] = field(repr=False, default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -99,49 +86,50 @@ def _run_series(run: RunPaths, all_checkpoints: bool) -> Series:
         if not listed:
             raise UserError(f"run {run.run_id} has no checkpoints in {run.checkpoints_dir} (only best.pt); "
                             f"drop --all_checkpoints to draw best.pt")
-        policies = [load_checkpoint(p) for _, p in listed]
+        policies = tuple(load_checkpoint(p) for _, p in listed)
     else:
-        policies = [reference]
+        policies = (reference,)
     return Series(run.run_id, policies, reference)
 
 
-def _apply_stats(series: list[Series], stats_path: str | None) -> None:
-    if stats_path is None:
-        return
-    stats = load_checkpoint(stats_path)
-    for s in series:
-        s.policies = [p.with_statistics(stats) for p in s.policies]
-        s.reference = s.reference.with_statistics(stats)
+def _series(settings: VisualizeSettings) -> tuple[Series, ...]:
+    """The columns to draw: the lone checkpoint, the run, or the compared runs (with --stats_path applied)."""
+    if settings.policy_path is not None:
+        policy = load_checkpoint(settings.policy_path)
+        run = _run_of_checkpoint(Path(settings.policy_path))
+        reference = policy
+        if run is not None and run.best.is_file() and run.best.resolve() != Path(settings.policy_path).resolve():
+            reference = load_checkpoint(run.best)
+        label = run.run_id if run is not None else Path(settings.policy_path).stem
+        series = (Series(label, (policy,), reference),)
+    else:
+        names = settings.compare if settings.compare is not None else [settings.run]
+        series = tuple(_run_series(find_run(settings.checkpoints_dir, name), settings.all_checkpoints)
+                       for name in names)
+    if settings.stats_path is None:
+        return series
+    stats = load_checkpoint(settings.stats_path)
+    return tuple(s.with_statistics(stats) for s in series)
 
 
-def plan_job(req: VisualizeRequest, notify: Callable[[str], None] = lambda line: None) -> Job:
-    """Validate the request and build the plane; raises UserError (nothing written but the output dir) on bad input."""
-    sources = sum(x is not None for x in (req.policy_path, req.run, req.compare))
+def plan_job(settings: VisualizeSettings, notify: Callable[[str], None] = lambda line: None) -> Job:
+    """Validate the settings and build the plane; raises UserError (nothing written but the output dir) on bad input."""
+    sources = sum(x is not None for x in (settings.policy_path, settings.run, settings.compare))
     if sources > 1:
         raise UserError("pass one of --policy_path, --run_id/--run_dir or --compare")
-    if req.all_checkpoints and not (req.run or req.compare):
+    if settings.all_checkpoints and not (settings.run or settings.compare):
         raise UserError("--all_checkpoints needs a run: pass --run_id=RUN (or --run_dir=DIR, or --compare RUN ...)")
     if sources == 0:
         raise UserError("nothing to draw; pass --policy_path=CHECKPOINT.pt, or --run_id=RUN [--all_checkpoints]")
-    if req.policy_path is not None:
-        policy = load_checkpoint(req.policy_path)
-        run = _run_of_checkpoint(Path(req.policy_path))
-        reference = policy
-        if run is not None and run.best.is_file() and run.best.resolve() != Path(req.policy_path).resolve():
-            reference = load_checkpoint(run.best)
-        label = run.run_id if run is not None else Path(req.policy_path).stem
-        series = [Series(label, [policy], reference)]
-    else:
-        names = req.compare if req.compare is not None else [req.run]
-        series = [_run_series(find_run(req.checkpoints_dir, name), req.all_checkpoints) for name in names]
-    _apply_stats(series, req.stats_path)
+    check_device(settings.device)
+    series = _series(settings)
 
     first = series[0].policies[0]
-    requested_env = req.env or first.config.get("env_id")
+    requested_env = settings.env or first.config.get("env_id")
     if not requested_env:
         raise UserError(f"{first.path} does not record its env; pass --env=ID")
     resolved = resolve_env_id(requested_env)
-    if resolved.notice and req.env:
+    if resolved.notice and settings.env:
         notify(resolved.notice)
     info = env_info(resolved.resolved)
     for s in series:
@@ -152,27 +140,27 @@ def plan_job(req: VisualizeRequest, notify: Callable[[str], None] = lambda line:
                                 f"was trained on")
     trained_on = {p.config.get("env_id") for s in series for p in s.policies}
     if trained_on - {resolved.resolved}:
-        notify(f"notice: drawing on {resolved.resolved}, checkpoints were trained on {', '.join(map(str, sorted(trained_on)))}")
+        notify(f"notice: drawing on {resolved.resolved}, checkpoints were trained on "
+               f"{', '.join(map(str, sorted(trained_on)))}")
 
-    if info.obs_dim != 2 and (req.xlim or req.ylim):
+    if info.obs_dim != 2 and (settings.xlim or settings.ylim):
         raise UserError(f"--xlim/--ylim bound a 2-D state space, {resolved.resolved} has {info.obs_dim}; drop them "
                         f"(high-D pictures use the plane through three states)")
-    check_writable_dir(req.save_path, "--save_path")
+    check_writable_dir(settings.save_path, "--save_path")
 
     if info.obs_dim == 2:
-        xlim, ylim = req.xlim, req.ylim
+        xlim, ylim = settings.xlim, settings.ylim
         if xlim is None or ylim is None:
             dx, dy = default_state_space_bounds(resolved.resolved)
             xlim, ylim = xlim or dx, ylim or dy
         plane = state_space_plane(xlim, ylim, info.state_names)
     else:
         reference = series[0].reference
-        pool = sample_states(resolved.resolved, reference, req.num_episodes, req.seed)
-        states = choose_three_states(pool, reference, req.seed)
-        plane = plane_through_raw_states(states, reference, req.scale)
-        plane.info.update(seed=req.seed, num_episodes=req.num_episodes)
-    animate = req.all_checkpoints
-    return Job(req, resolved.resolved, series, plane, animate)
+        pool = sample_states(resolved.resolved, reference, settings.num_episodes, settings.seed)
+        states = choose_three_states(pool, reference, settings.seed)
+        plane = plane_through_raw_states(states, reference, settings.scale)
+        plane = replace(plane, info={**plane.info, "seed": settings.seed, "num_episodes": settings.num_episodes})
+    return Job(settings, resolved.resolved, series, plane, animate=settings.all_checkpoints)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -180,20 +168,20 @@ def plan_job(req: VisualizeRequest, notify: Callable[[str], None] = lambda line:
 # --------------------------------------------------------------------------------------------------------------
 def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
     """Partitions for every frame index (rows) and series (columns); a shorter run holds its last checkpoint."""
-    req = job.request
+    settings = job.settings
     n = max(len(s.policies) for s in job.series)
     rows: list[list[PlaneFrame]] = []
     cache: dict[tuple[int, int], PlaneFrame] = {}
-    traj_seed = req.seed if job.plane.kind == "state_space" else None
+    traj_seed = settings.seed if job.plane.kind == "state_space" else None
     with tqdm(total=n * len(job.series), desc="partitions", unit="frame", disable=not progress, leave=False) as bar:
         for i in range(n):
             row = []
             for j, s in enumerate(job.series):
                 k = min(i, len(s.policies) - 1)
                 if (j, k) not in cache:
-                    cache[(j, k)] = build_frame(s.policies[k], job.plane, job.env_id, color=req.color, label=s.label,
-                                                clip_inputs=req.clip_inputs, device=req.device,
-                                                trajectory_seed=traj_seed)
+                    cache[(j, k)] = build_frame(s.policies[k], job.plane, job.env_id, color=settings.color,
+                                                label=s.label, clip_inputs=not settings.unclipped,
+                                                device=settings.device, trajectory_seed=traj_seed)
                 row.append(cache[(j, k)])
                 bar.update(1)
             rows.append(row)
@@ -203,7 +191,7 @@ def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
 def _name(job: Job, kind: str, ext: str) -> Path:
     labels = "-".join(s.label for s in job.series)
     prefix = f"compare_{labels}" if len(job.series) > 1 else labels
-    return job.request.save_path / f"{prefix}_{kind}_{job.request.color}.{ext}"
+    return job.settings.save_path / f"{prefix}_{kind}_{job.settings.color}.{ext}"
 
 
 def _evenly_spaced(items: list, limit: int) -> list:
@@ -214,11 +202,12 @@ def _evenly_spaced(items: list, limit: int) -> list:
     return [items[i] for i in picks]
 
 
-def run_job(job: Job, progress: bool = True) -> JobResult:
+def run_job(job: Job) -> JobResult:
     """Partition, draw and write: one image, or a GIF (frame per checkpoint) plus a contact sheet."""
     from utils.pictures.partition_drawing import figure_bytes, figure_image, gif_bytes, render_panels, shared_norm
 
-    req = job.request
+    settings = job.settings
+    progress = not settings.quiet
     rows = _frames(job, progress)
     all_frames = [f for row in rows for f in row]
     norm = shared_norm(all_frames)
@@ -230,24 +219,25 @@ def run_job(job: Job, progress: bool = True) -> JobResult:
         suptitle = f"{job.env_id} · " + ("the state space" if kind == "state_space" else "plane through three states")
     outputs: dict[Path, bytes] = {}
     if not job.animate:
-        fig = render_panels(rows[0], ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=req.dpi, norm=norm,
+        fig = render_panels(rows[0], ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=settings.dpi, norm=norm,
                             compact=compare, suptitle=suptitle)
         p = rows[0][0].policy
         tag = "best" if compare else f"it{p.iteration:06d}"
-        outputs[_name(job, tag, req.fmt)] = figure_bytes(fig, req.fmt)
+        outputs[_name(job, tag, settings.format)] = figure_bytes(fig, settings.format)
     else:
         images = []
         for row in tqdm(rows, desc="frames", unit="frame", disable=not progress, leave=False):
-            fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=req.dpi, norm=norm,
+            fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=settings.dpi, norm=norm,
                                 compact=compare, suptitle=suptitle)
             images.append(figure_image(fig))
-        outputs[_name(job, "evolution", "gif")] = gif_bytes(images, req.frame_ms, last_frame_ms=3 * req.frame_ms)
+        outputs[_name(job, "evolution", "gif")] = gif_bytes(images, settings.frame_ms,
+                                                            last_frame_ms=3 * settings.frame_ms)
         sheet_cols = ncols if compare else min(len(all_frames), SHEET_MAX_COLS)
         sheet_rows = _evenly_spaced(rows, SHEET_MAX_ROWS if compare else SHEET_MAX_ROWS * SHEET_MAX_COLS)
         sheet_frames = [f for row in sheet_rows for f in row]
-        sheet = render_panels(sheet_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=req.dpi, norm=norm,
-                              compact=True, suptitle=suptitle or _sheet_title(job), show_label=compare)
-        outputs[_name(job, "contact", req.fmt)] = figure_bytes(sheet, req.fmt)
+        sheet = render_panels(sheet_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=settings.dpi,
+                              norm=norm, compact=True, suptitle=suptitle or _sheet_title(job), show_label=compare)
+        outputs[_name(job, "contact", settings.format)] = figure_bytes(sheet, settings.format)
     for path, data in outputs.items():
         try:
             write_bytes_atomic(path, data)

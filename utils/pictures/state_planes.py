@@ -38,7 +38,6 @@ from utils.geometry.regions import input_jacobian, word_offsets
 from utils.analysis.trajectories import sample_episode
 
 COLORINGS = ("region", "action", "slope")
-DEFAULT_SCALE = 1.25
 # Toy tasks whose state space is the plane: default bounds (x, then y) and names of the two state variables.
 STATE_SPACE_DEFAULTS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "Car1DEnv-v0": ((-50.0, 150.0), (-20.0, 20.0)),
@@ -139,7 +138,7 @@ def _normalization(policy: LoadedPolicy) -> tuple[np.ndarray, np.ndarray]:
     return policy.obs_mean, np.sqrt(policy.obs_var + EPSILON)
 
 
-def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale: float = DEFAULT_SCALE) -> StatePlane:
+def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale: float) -> StatePlane:
     """The paper's plane through three raw states, built in the reference policy's normalized input space."""
     states = np.asarray(states, dtype=np.float64)
     if states.shape != (3, reference.obs_dim):

@@ -123,14 +123,39 @@ def check_writable_dir(path: Path, flag: str) -> Path:
     return path
 
 
+def check_creatable_dir(path: Path, flag: str) -> Path:
+    """Make sure `path` is a writable directory or can be made one, without creating anything."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot create {flag} {path} ({existing} is not a directory); "
+                        f"choose a writable directory with {flag}=DIR")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" ({existing} is not writable)"
+        raise UserError(f"{flag} {path} is not writable{where}; choose a writable directory with {flag}=DIR")
+    return path
+
+
+def _run_exists(save_dir: Path, run_id: str) -> UserError:
+    return UserError(f"run {run_id} already exists in {save_dir}; continue it with --resume={run_id} "
+                     f"or pick another id")
+
+
+def check_new_run_id(save_dir: Path, run_id: str) -> None:
+    """Refuse a run id that is already taken in `save_dir` (the same error create_run raises)."""
+    if (Path(save_dir) / run_id).exists():
+        raise _run_exists(save_dir, run_id)
+
+
 def create_run(save_dir: Path, run_id: str) -> RunPaths:
     """Make a new, empty run directory; refuses to reuse an existing run id."""
     root = Path(save_dir) / run_id
     try:
         root.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
-        raise UserError(f"run {run_id} already exists in {save_dir}; continue it with --resume={run_id} "
-                        f"or pick another id") from None
+        raise _run_exists(save_dir, run_id) from None
     (root / "checkpoints").mkdir()
     return RunPaths(root)
 

@@ -6,32 +6,35 @@ import netrc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 from urllib.parse import urlparse
 
 logger = logging.getLogger("deep_rl_regions")
 MODES = ("online", "offline", "disabled")
 
 
-def wandb_logged_in() -> bool:
+def wandb_logged_in(environ: Mapping[str, str] = os.environ) -> bool:
     """True when an API key is available without prompting (WANDB_API_KEY or a netrc entry for the wandb host)."""
-    if os.environ.get("WANDB_API_KEY"):
+    if environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    host = urlparse(environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
     try:
-        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+        return netrc.netrc(environ.get("NETRC")).authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
 
-def choose_mode(requested: str | None, unobserve: bool = False) -> tuple[str, str | None]:
+def choose_mode(requested: str | None, unobserve: bool = False,
+                environ: Mapping[str, str] = os.environ) -> tuple[str, str | None]:
     """The wandb mode to use and a notice line when it differs from what was asked.
 
-    Precedence: --wandb_mode, then --unobserve (the paper's flag for offline), then WANDB_MODE, then online if logged in.
+    Precedence: --wandb_mode, then --unobserve (the paper's flag for offline), then WANDB_MODE, then online if logged in
+    (environment variables are read from `environ`).
     """
-    env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    env_mode = environ.get("WANDB_MODE", "").strip().lower()
     env_mode = {"dryrun": "offline", "run": "online"}.get(env_mode, env_mode)
     mode = requested or ("offline" if unobserve else None) or (env_mode if env_mode in MODES else None) or "online"
-    if mode == "online" and not wandb_logged_in():
+    if mode == "online" and not wandb_logged_in(environ):
         note = None if requested is None and not env_mode else "requested online, but "
         return "offline", f"notice: wandb: {note or ''}not logged in; logging offline (sync later with `wandb sync`)"
     return mode, None
@@ -91,7 +94,7 @@ class Tracker:
             self.run = None
 
 
-def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, project: str | None,
+def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, project: str,
                    entity: str | None, name: str | None = None, job_type: str = "train", group: str | None = None,
                    resume: bool = False) -> Tracker:
     """Start (or resume) the wandb run whose id is `run_id`; falls back to disabled with a notice on any failure."""
@@ -104,7 +107,7 @@ def start_tracking(mode: str, *, run_id: str, run_dir: Path, config: dict, proje
     try:
         import wandb
         run = wandb.init(
-            id=run_id, project=project or "deep_rl_regions", entity=entity or None, name=name, config=config,
+            id=run_id, project=project, entity=entity or None, name=name, config=config,
             dir=str(run_dir), mode=mode, job_type=job_type, group=group, resume="allow" if resume else None,
             reinit="create_new",
             # a short init timeout: with a key but no network, fall back quickly instead of waiting 90 s
