@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.rollout import PPOConfig, Rollout
+
 if TYPE_CHECKING:
     from models.networks import GaussianPolicy, ValueNet
-    from models.ppo import PPOConfig, Rollout
 
 LOG_2PI = math.log(2 * math.pi)
 STAT_KEYS = ("loss", "pg_loss", "vf_loss", "entropy_loss", "approx_kl", "clip_fraction")
@@ -173,7 +174,7 @@ def compute_gae_numpy(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray
 
 def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.ndarray, value: NumpyMLP,
                         obs: np.ndarray, actions: np.ndarray, old_log_prob: np.ndarray, advantages: np.ndarray,
-                        returns: np.ndarray, cfg: "PPOConfig") -> tuple[float, ...]:
+                        returns: np.ndarray, cfg: PPOConfig) -> tuple[float, ...]:
     """Gradient of PPO's loss on one minibatch into the flat gradient vector; returns the STAT_KEYS values.
 
     obs (B, d), actions (B, a), old_log_prob / advantages / returns (B,), advantages already normalized
@@ -276,7 +277,7 @@ class AdamState:
 
 
 def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer,
-                     rollout: "Rollout", rng: np.random.Generator, cfg: "PPOConfig") -> dict[str, float]:
+                     rollout: Rollout, rng: np.random.Generator, cfg: PPOConfig) -> dict[str, float]:
     """n_epochs of minibatch clipped-PPO updates on one rollout in float64 numpy; same stats as ppo_update.
 
     Needs supports_numpy_update(policy, value_net, optimizer). Consumes `rng` exactly as the torch path

@@ -1,10 +1,9 @@
 """PPO: rollouts, generalized advantage estimation and the clipped-surrogate update.
 
-Defaults equal Stable-Baselines3's PPO. Shapes: T = n_steps per env, n = n_envs, d = obs dim, a = action dim.
+Defaults equal Stable-Baselines3's PPO (`models.rollout.PPOConfig`). Shapes: T = steps per env, n = n_envs,
+d = obs dim, a = action dim.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,34 +13,7 @@ from envs.vector import VecEnv
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer
 from models.numpy_update import ppo_update_numpy, supports_numpy_update
-
-
-@dataclass
-class PPOConfig:
-    n_steps: int = 2048          # steps per env per rollout (SB3's n_steps)
-    batch_size: int = 64
-    n_epochs: int = 10
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = True
-
-
-@dataclass
-class Rollout:
-    obs: np.ndarray          # (T, n, d) normalized observations the policy saw
-    actions: np.ndarray      # (T, n, a) unclipped Gaussian samples
-    rewards: np.ndarray      # (T, n) scaled rewards
-    dones: np.ndarray        # (T, n) episode ended at this step (terminated or truncated)
-    truncated_obs: np.ndarray    # (k, d) normalized final observations of truncated (not terminated) steps
-    truncated_index: np.ndarray  # (k, 2) their (t, env) positions, to bootstrap V(final obs) there
-    last_obs: np.ndarray     # (n, d) normalized observation after the last step
-    episode_returns: list[float]
-    episode_lengths: list[int]
+from models.rollout import PPOConfig, Rollout
 
 
 def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_values: torch.Tensor,

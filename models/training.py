@@ -19,7 +19,8 @@ from envs.vector import VecEnv
 from models.checkpoint import save_checkpoint
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer, normalize_with
-from models.ppo import PPOConfig, collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
+from models.ppo import collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
+from models.rollout import PPOConfig
 from utils.runs.io import append_jsonl
 from utils.runs.store import RunPaths
 

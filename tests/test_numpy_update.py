@@ -17,7 +17,8 @@ from models.networks import GaussianPolicy, ValueNet
 from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm, linear_layers,
                                  minibatch_gradients, normalized_per_minibatch, ppo_update_numpy,
                                  supports_numpy_update)
-from models.ppo import PPOConfig, Rollout, clipped_losses, ppo_update, ppo_update_torch
+from models.ppo import clipped_losses, ppo_update, ppo_update_torch
+from models.rollout import PPOConfig, Rollout
 
 RTOL, ATOL = 1e-9, 1e-12
 CPU = torch.device("cpu")
@@ -186,7 +187,7 @@ def test_full_update_equals_torch_path(T, n, batch_size, n_epochs):
     policy, value = make_nets(d, a)
     policy_t, value_t = copy.deepcopy(policy), copy.deepcopy(value)
     opt, opt_t = make_optimizer(policy, value), make_optimizer(policy_t, value_t)
-    cfg = PPOConfig(n_steps=T, batch_size=batch_size, n_epochs=n_epochs, ent_coef=0.01)
+    cfg = PPOConfig(batch_size=batch_size, n_epochs=n_epochs, ent_coef=0.01)
     for k in range(2):
         rollout = make_rollout(T, n, d, a, seed=10 + k)
         rng, rng_t = np.random.default_rng(k), np.random.default_rng(k)
@@ -207,7 +208,7 @@ def test_float32_modules_keep_torch_formats_and_resume():
     d, a, T, n = 17, 6, 40, 2
     policy, value = make_nets(d, a, dtype=torch.float32)
     opt = make_optimizer(policy, value)
-    cfg = PPOConfig(n_steps=T, batch_size=32, n_epochs=2)
+    cfg = PPOConfig(batch_size=32, n_epochs=2)
     ppo_update(policy, value, opt, make_rollout(T, n, d, a, 0), np.random.default_rng(0), cfg, CPU)
     for p in all_params(policy, value):
         state = opt.state[p]
@@ -231,7 +232,7 @@ def test_float32_numpy_path_tracks_float32_torch_path():
     policy, value = make_nets(d, a, dtype=torch.float32)
     policy_t, value_t = copy.deepcopy(policy), copy.deepcopy(value)
     opt, opt_t = make_optimizer(policy, value, lr=3e-4), make_optimizer(policy_t, value_t, lr=3e-4)
-    cfg = PPOConfig(n_steps=T, batch_size=64, n_epochs=2)
+    cfg = PPOConfig(batch_size=64, n_epochs=2)
     rollout = make_rollout(T, n, d, a, 5)
     ppo_update_numpy(policy, value, opt, rollout, np.random.default_rng(0), cfg)
     ppo_update_torch(policy_t, value_t, opt_t, rollout, np.random.default_rng(0), cfg, CPU)
@@ -249,7 +250,7 @@ def test_dispatch_uses_numpy_on_cpu_and_torch_for_unsupported_optimizers():
     assert not supports_numpy_update(policy, value, torch.optim.Adam(list(policy.parameters()), lr=0.1))
 
     T, n = 30, 2
-    cfg = PPOConfig(n_steps=T, batch_size=16, n_epochs=1)
+    cfg = PPOConfig(batch_size=16, n_epochs=1)
     rollout = make_rollout(T, n, d, a, 0)
     copies = [copy.deepcopy((policy, value)) for _ in range(2)]
     via_dispatch = ppo_update(*copies[0], make_optimizer(*copies[0]), rollout, np.random.default_rng(0), cfg, CPU)
@@ -262,7 +263,7 @@ def test_update_leaves_the_rollout_unchanged():
     policy, value = make_nets(d, a)
     rollout = make_rollout(T, n, d, a, 0)
     before = copy.deepcopy(rollout)
-    cfg = PPOConfig(n_steps=T, batch_size=16, n_epochs=1)
+    cfg = PPOConfig(batch_size=16, n_epochs=1)
     ppo_update_numpy(policy, value, make_optimizer(policy, value), rollout, np.random.default_rng(0), cfg)
     ppo_update_torch(policy, value, make_optimizer(policy, value), rollout, np.random.default_rng(0), cfg, CPU)
     for field in ("obs", "actions", "rewards", "dones", "truncated_obs", "last_obs"):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from models.networks import GaussianPolicy, parse_dims
-from models.ppo import PPOConfig, clipped_losses, compute_gae
+from models.ppo import clipped_losses, compute_gae
+from models.rollout import PPOConfig
 from utils.errors import UserError
 
 
@@ -72,6 +73,17 @@ def test_gaussian_log_prob_and_entropy_match_torch_distributions():
     dist = torch.distributions.Normal(policy(obs), torch.exp(policy.log_std))
     assert torch.allclose(log_prob, dist.log_prob(actions).sum(-1), atol=1e-5)
     assert torch.allclose(entropy, dist.entropy().sum(-1), atol=1e-5)
+
+
+def test_train_config_hands_its_update_settings_to_ppo_config():
+    """TrainConfig's PPO defaults are PPOConfig's; the rollout length stays a run setting."""
+    from dataclasses import fields
+
+    from models.training import TrainConfig
+
+    cfg = TrainConfig(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, batch_size=50, n_steps=100)
+    assert "n_steps" not in {f.name for f in fields(PPOConfig)}
+    assert cfg.ppo() == PPOConfig(batch_size=50) and cfg.n_steps == 100
 
 
 @pytest.mark.parametrize("text,expected", [("c16,16", (16, 16)), ("16,16", (16, 16)), ("c64", (64,)),
