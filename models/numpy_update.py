@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.mlp import linear_layers, numpy_mlp
 from models.rollout import PPOConfig, Rollout
 
 if TYPE_CHECKING:
@@ -30,15 +31,6 @@ if TYPE_CHECKING:
 
 LOG_2PI = math.log(2 * math.pi)
 STAT_KEYS = ("loss", "pg_loss", "vf_loss", "entropy_loss", "approx_kl", "clip_fraction")
-
-
-def linear_layers(net: nn.Sequential) -> list[nn.Linear] | None:
-    """The Linear layers of a Linear, ReLU, ..., Linear stack, or None when `net` has any other form."""
-    modules = list(net)
-    expected = [nn.Linear if k % 2 == 0 else nn.ReLU for k in range(len(modules))]
-    if len(modules) % 2 == 0 or any(type(m) is not t for m, t in zip(modules, expected)):
-        return None
-    return modules[0::2]
 
 
 def supports_numpy_update(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer) -> bool:
@@ -111,28 +103,23 @@ class NumpyMLP:
     """A ReLU MLP (Linear, ReLU, ..., Linear) whose weights and gradients are views into a FlatParams."""
 
     def __init__(self, flat: FlatParams, layers: list[nn.Linear]):
-        self.weights = [flat.value(m.weight) for m in layers]         # (out, in) each
-        self.biases = [flat.value(m.bias) for m in layers]            # (out,)
+        self.layers = [(flat.value(m.weight), flat.value(m.bias)) for m in layers]  # (out, in), (out,) each
         self.grad_weights = [flat.gradient(m.weight) for m in layers]
         self.grad_biases = [flat.gradient(m.bias) for m in layers]
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Output (B, out) and the input of every layer (x, then each post-ReLU hidden activation)."""
-        inputs = [x]
-        for W, b in zip(self.weights[:-1], self.biases[:-1]):
-            x = np.maximum(x @ W.T + b, 0.0)
-            inputs.append(x)
-        return x @ self.weights[-1].T + self.biases[-1], inputs
+        return numpy_mlp(self.layers, x, return_inputs=True)
 
     def backward(self, inputs: list[np.ndarray], d_out: np.ndarray) -> None:
         """Write d loss / d (W, b) of every layer into the gradient views, given d loss / d output (B, out)."""
         d = d_out
-        for k in reversed(range(len(self.weights))):
+        for k in reversed(range(len(self.layers))):
             np.matmul(d.T, inputs[k], out=self.grad_weights[k])
             np.sum(d, axis=0, out=self.grad_biases[k])
             if k > 0:
                 # ReLU passes the gradient where its output is positive (torch's threshold_backward).
-                d = (d @ self.weights[k]) * (inputs[k] > 0)
+                d = (d @ self.layers[k][0]) * (inputs[k] > 0)
 
 
 def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:

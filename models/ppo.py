@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from envs.vector import VecEnv
+from models.mlp import numpy_layers, numpy_mlp
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer
 from models.numpy_update import ppo_update_numpy, supports_numpy_update
@@ -54,25 +55,11 @@ def clipped_losses(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage
             "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
 
-def numpy_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Forward pass of a ReLU MLP given as (W, b) pairs (the last one linear); numpy avoids torch's per-call overhead."""
-    for W, b in layers[:-1]:
-        x = np.maximum(x @ W.T + b, 0.0)
-    W, b = layers[-1]
-    return x @ W.T + b
-
-
-def policy_numpy_layers(policy: GaussianPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The policy mean network's weights as float64 numpy (W, b) pairs, head last."""
-    linears = [m for m in policy.mean_net if isinstance(m, nn.Linear)]
-    return [(m.weight.detach().cpu().double().numpy(), m.bias.detach().cpu().double().numpy()) for m in linears]
-
-
 def collect_rollout(venv: VecEnv, policy: GaussianPolicy, normalizer: Normalizer, rng: np.random.Generator,
                     n_steps: int, obs_norm: np.ndarray) -> Rollout:
     """Run the stochastic policy for n_steps in every env; `obs_norm` is the current normalized observation."""
     n, d = obs_norm.shape
-    layers = policy_numpy_layers(policy)
+    layers = numpy_layers(policy.mean_net)
     std = np.exp(policy.log_std.detach().cpu().double().numpy())
     low, high = venv.action_space.low.astype(np.float64), venv.action_space.high.astype(np.float64)
     a = std.shape[0]

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from models.networks import GaussianPolicy, ValueNet
-from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm, linear_layers,
+from models.mlp import linear_layers
+from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm,
                                  minibatch_gradients, normalized_per_minibatch, ppo_update_numpy,
                                  supports_numpy_update)
 from models.ppo import clipped_losses, ppo_update, ppo_update_torch
