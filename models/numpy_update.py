@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.advantages import AdvantageTargets, update_stats
 from models.mlp import linear_layers, numpy_mlp
 from models.rollout import PPOConfig, Rollout
 
@@ -144,21 +145,6 @@ def normalized_per_minibatch(advantages: np.ndarray, batch_size: int) -> np.ndar
     return out
 
 
-def compute_gae_numpy(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray,
-                      gamma: float, gae_lambda: float) -> tuple[np.ndarray, np.ndarray]:
-    """Advantages and returns (both (T, n)) by GAE, as `models.ppo.compute_gae`; `dones[t]` cuts after step t."""
-    not_done = 1.0 - dones
-    next_values = np.concatenate([values[1:], last_values[None]], axis=0)
-    deltas = rewards + gamma * next_values * not_done - values
-    decay = gamma * gae_lambda * not_done
-    advantages = np.empty_like(rewards)
-    last_gae = np.zeros_like(last_values)
-    for t in reversed(range(rewards.shape[0])):
-        last_gae = deltas[t] + decay[t] * last_gae
-        advantages[t] = last_gae
-    return advantages, advantages + values
-
-
 def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.ndarray, value: NumpyMLP,
                         obs: np.ndarray, actions: np.ndarray, old_log_prob: np.ndarray, advantages: np.ndarray,
                         returns: np.ndarray, cfg: PPOConfig) -> tuple[float, ...]:
@@ -264,7 +250,8 @@ class AdamState:
 
 
 def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer,
-                     rollout: Rollout, rng: np.random.Generator, cfg: PPOConfig) -> dict[str, float]:
+                     rollout: Rollout, targets: AdvantageTargets, rng: np.random.Generator,
+                     cfg: PPOConfig) -> dict[str, float]:
     """n_epochs of minibatch clipped-PPO updates on one rollout in float64 numpy; same stats as ppo_update.
 
     Needs supports_numpy_update(policy, value_net, optimizer). Consumes `rng` exactly as the torch path
@@ -280,16 +267,6 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
 
     obs = np.asarray(rollout.obs, np.float64).reshape(N, d)
     actions = np.asarray(rollout.actions, np.float64).reshape(N, -1)
-    rewards = np.array(rollout.rewards, np.float64)                      # a copy: bootstrapping edits it
-    values = value_mlp.forward(obs)[0].reshape(T, n)
-    last_values = value_mlp.forward(np.asarray(rollout.last_obs, np.float64))[0][:, 0]
-    if len(rollout.truncated_index):
-        # Time-limit truncation is not termination: bootstrap with the value of the final observation.
-        t_idx, e_idx = rollout.truncated_index[:, 0], rollout.truncated_index[:, 1]
-        rewards[t_idx, e_idx] += cfg.gamma * value_mlp.forward(np.asarray(rollout.truncated_obs, np.float64))[0][:, 0]
-    advantages, returns = compute_gae_numpy(rewards, values, np.asarray(rollout.dones, np.float64), last_values,
-                                            cfg.gamma, cfg.gae_lambda)
-    advantages, returns = advantages.reshape(-1), returns.reshape(-1)
     old_log_prob = gaussian_log_prob(policy_mlp.forward(obs)[0], log_std, actions)
 
     totals = np.zeros(len(STAT_KEYS))
@@ -297,7 +274,7 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
     for _ in range(cfg.n_epochs):
         order = rng.permutation(N)
         # Gather once per epoch so every minibatch below is a contiguous slice.
-        epoch = [x[order] for x in (obs, actions, old_log_prob, advantages, returns)]
+        epoch = [x[order] for x in (obs, actions, old_log_prob, targets.advantages, targets.returns)]
         if cfg.normalize_advantage:
             epoch[3] = normalized_per_minibatch(epoch[3], cfg.batch_size)
         for start in range(0, N, cfg.batch_size):
@@ -308,12 +285,4 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
             n_batches += 1
     flat.write_back()
     adam.write(optimizer, flat)
-
-    stats = {key: float(total / n_batches) for key, total in zip(STAT_KEYS, totals)}
-    values = values.reshape(-1)
-    var_returns = np.var(returns, ddof=1)
-    stats["explained_variance"] = float(1 - np.var(returns - values, ddof=1) / var_returns) \
-        if var_returns > 0 else float("nan")
-    stats["entropy"] = -stats.pop("entropy_loss")
-    stats["std"] = float(np.exp(log_std).mean())
-    return stats
+    return update_stats({key: float(total / n_batches) for key, total in zip(STAT_KEYS, totals)}, targets, log_std)

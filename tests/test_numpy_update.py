@@ -1,9 +1,10 @@
 """models/numpy_update.py against torch: gradients, grad clipping, Adam, and whole updates.
 
 The reference is the torch path (`ppo_update_torch`, autograd + torch.optim.Adam) run in float64 on copies of
-the same networks, so both sides do the same math in the same precision and differ only by summation order:
-gradients agree to ~1e-15 absolute, whole updates (hundreds of Adam steps) to ~1e-14. The tolerances below
-(rtol 1e-9, atol 1e-12) leave room for that and still catch any wrong term, sign or routing.
+the same networks, each given the advantage targets of its own value net (models/advantages.py, computed once
+per update before either path runs), so both sides do the same math in the same precision and differ only by
+summation order: gradients agree to ~1e-15 absolute, whole updates (hundreds of Adam steps) to ~1e-14. The
+tolerances below (rtol 1e-9, atol 1e-12) leave room for that and still catch any wrong term, sign or routing.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from models.networks import GaussianPolicy, ValueNet
+from models.advantages import advantage_targets, value_predictions
 from models.mlp import linear_layers
 from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm,
                                  minibatch_gradients, normalized_per_minibatch, ppo_update_numpy,
@@ -50,6 +52,11 @@ def make_rollout(T: int, n: int, d: int, a: int, seed: int) -> Rollout:
                    rewards=g.standard_normal((T, n)), dones=dones.astype(np.float64),
                    truncated_obs=g.standard_normal((2, d)), truncated_index=truncated_index,
                    last_obs=g.standard_normal((n, d)), episode_returns=[], episode_lengths=[])
+
+
+def targets_for(value, rollout, cfg):
+    """The advantage targets ppo_update computes once and hands to either path."""
+    return advantage_targets(rollout, *value_predictions(value, rollout), cfg.gamma, cfg.gae_lambda)
 
 
 def all_params(policy, value):
@@ -192,8 +199,9 @@ def test_full_update_equals_torch_path(T, n, batch_size, n_epochs):
     for k in range(2):
         rollout = make_rollout(T, n, d, a, seed=10 + k)
         rng, rng_t = np.random.default_rng(k), np.random.default_rng(k)
-        stats = ppo_update_numpy(policy, value, opt, rollout, rng, cfg)
-        stats_t = ppo_update_torch(policy_t, value_t, opt_t, rollout, rng_t, cfg, CPU)
+        stats = ppo_update_numpy(policy, value, opt, rollout, targets_for(value, rollout, cfg), rng, cfg)
+        stats_t = ppo_update_torch(policy_t, value_t, opt_t, rollout, targets_for(value_t, rollout, cfg), rng_t, cfg,
+                                   CPU)
         assert stats.keys() == stats_t.keys() == {"loss", "pg_loss", "vf_loss", "approx_kl", "clip_fraction",
                                                   "explained_variance", "entropy", "std"}
         for key in stats:
@@ -235,8 +243,9 @@ def test_float32_numpy_path_tracks_float32_torch_path():
     opt, opt_t = make_optimizer(policy, value, lr=3e-4), make_optimizer(policy_t, value_t, lr=3e-4)
     cfg = PPOConfig(batch_size=64, n_epochs=2)
     rollout = make_rollout(T, n, d, a, 5)
-    ppo_update_numpy(policy, value, opt, rollout, np.random.default_rng(0), cfg)
-    ppo_update_torch(policy_t, value_t, opt_t, rollout, np.random.default_rng(0), cfg, CPU)
+    ppo_update_numpy(policy, value, opt, rollout, targets_for(value, rollout, cfg), np.random.default_rng(0), cfg)
+    ppo_update_torch(policy_t, value_t, opt_t, rollout, targets_for(value_t, rollout, cfg), np.random.default_rng(0),
+                     cfg, CPU)
     for p, p_t in zip(all_params(policy, value), all_params(policy_t, value_t)):
         np.testing.assert_allclose(p.detach().numpy(), p_t.detach().numpy(), rtol=1e-4, atol=1e-5)
 
@@ -255,7 +264,8 @@ def test_dispatch_uses_numpy_on_cpu_and_torch_for_unsupported_optimizers():
     rollout = make_rollout(T, n, d, a, 0)
     copies = [copy.deepcopy((policy, value)) for _ in range(2)]
     via_dispatch = ppo_update(*copies[0], make_optimizer(*copies[0]), rollout, np.random.default_rng(0), cfg, CPU)
-    direct = ppo_update_numpy(*copies[1], make_optimizer(*copies[1]), rollout, np.random.default_rng(0), cfg)
+    direct = ppo_update_numpy(*copies[1], make_optimizer(*copies[1]), rollout, targets_for(copies[1][1], rollout, cfg),
+                              np.random.default_rng(0), cfg)
     assert via_dispatch == direct  # bit-identical: the numpy path ran, deterministically
 
 
@@ -265,8 +275,9 @@ def test_update_leaves_the_rollout_unchanged():
     rollout = make_rollout(T, n, d, a, 0)
     before = copy.deepcopy(rollout)
     cfg = PPOConfig(batch_size=16, n_epochs=1)
-    ppo_update_numpy(policy, value, make_optimizer(policy, value), rollout, np.random.default_rng(0), cfg)
-    ppo_update_torch(policy, value, make_optimizer(policy, value), rollout, np.random.default_rng(0), cfg, CPU)
+    targets = targets_for(value, rollout, cfg)
+    ppo_update_numpy(policy, value, make_optimizer(policy, value), rollout, targets, np.random.default_rng(0), cfg)
+    ppo_update_torch(policy, value, make_optimizer(policy, value), rollout, targets, np.random.default_rng(0), cfg, CPU)
     for field in ("obs", "actions", "rewards", "dones", "truncated_obs", "last_obs"):
         np.testing.assert_array_equal(getattr(rollout, field), getattr(before, field))
 

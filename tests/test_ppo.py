@@ -1,4 +1,4 @@
-"""GAE and the clipped PPO loss against values computed by hand."""
+"""The clipped PPO loss against values computed by hand, the Gaussian policy, dims parsing (GAE: test_advantages.py)."""
 import math
 
 import numpy as np
@@ -6,35 +6,9 @@ import pytest
 import torch
 
 from models.networks import GaussianPolicy, parse_dims
-from models.ppo import clipped_losses, compute_gae
+from models.ppo import clipped_losses
 from models.rollout import PPOConfig
 from utils.errors import UserError
-
-
-def test_gae_matches_hand_computation():
-    gamma, lam = 0.9, 0.8
-    rewards = torch.tensor([[1.0], [2.0], [3.0]])
-    values = torch.tensor([[0.5], [1.0], [1.5]])
-    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends after step 1
-    last = torch.tensor([2.0])
-    adv, ret = compute_gae(rewards, values, dones, last, gamma, lam)
-    d2 = 3.0 + 0.9 * 2.0 - 1.5          # bootstraps from last value
-    d1 = 2.0 + 0.0 - 1.0                # done: no bootstrap
-    d0 = 1.0 + 0.9 * 1.0 - 0.5
-    a2 = d2
-    a1 = d1                              # done cuts the trace
-    a0 = d0 + 0.9 * 0.8 * a1
-    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2])
-    assert ret[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5])
-
-
-def test_gae_two_envs_are_independent():
-    rewards = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    values = torch.zeros(2, 2)
-    dones = torch.zeros(2, 2)
-    adv, _ = compute_gae(rewards, values, dones, torch.zeros(2), 0.5, 1.0)
-    assert adv[:, 0].tolist() == pytest.approx([1.5, 1.0])
-    assert adv[:, 1].tolist() == [0.0, 0.0]
 
 
 def test_clipped_loss_matches_hand_computation():
