@@ -8,6 +8,8 @@ from torch import nn
 
 from utils.errors import UserError
 
+LOG_2PI = math.log(2 * math.pi)
+
 
 def parse_dims(text: str, flag: str = "--policy_dims") -> tuple[int, ...]:
     """Hidden widths from `c16,16` or `16,16` (the leading `c` is the paper's notation)."""
@@ -52,8 +54,8 @@ class GaussianPolicy(nn.Module):
         mean = self.mean_net(obs)
         log_std = self.log_std.expand_as(mean)
         var = torch.exp(2 * log_std)
-        log_prob = -((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        log_prob = -((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * LOG_2PI
+        entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)
         return log_prob.sum(-1), entropy
 
     def hidden_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -15,9 +15,7 @@ Shapes: N = samples in the rollout (T x n), B = minibatch size, d = obs dim, a =
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,16 +23,13 @@ from torch import nn
 
 from models.advantages import AdvantageTargets, update_stats
 from models.mlp import linear_layers, numpy_mlp
+from models.networks import LOG_2PI, GaussianPolicy, ValueNet
 from models.rollout import PPOConfig, Rollout
 
-if TYPE_CHECKING:
-    from models.networks import GaussianPolicy, ValueNet
-
-LOG_2PI = math.log(2 * math.pi)
 STAT_KEYS = ("loss", "pg_loss", "vf_loss", "entropy_loss", "approx_kl", "clip_fraction")
 
 
-def supports_numpy_update(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer) -> bool:
+def supports_numpy_update(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer) -> bool:
     """Whether the numpy path computes what the torch path would: plain Adam over exactly these nets' CPU params."""
     if type(optimizer) is not torch.optim.Adam:
         return False
@@ -123,10 +118,16 @@ class NumpyMLP:
                 d = (d @ self.layers[k][0]) * (inputs[k] > 0)
 
 
-def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims."""
+def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray, *, return_terms: bool = False):
+    """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims, in nats; with
+    `return_terms` also what its gradients are made of: actions - mean (B, a), its square (B, a) and 1 / var (a,).
+
+    The numpy twin of GaussianPolicy.log_prob_and_entropy (the torch path's)."""
     diff = actions - mean
-    return -0.5 * ((diff * diff) @ np.exp(-2 * log_std)) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)
+    sq_diff = diff * diff
+    inv_var = np.exp(-2 * log_std)
+    log_prob = -0.5 * (sq_diff @ inv_var) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)
+    return (log_prob, diff, sq_diff, inv_var) if return_terms else log_prob
 
 
 def normalized_per_minibatch(advantages: np.ndarray, batch_size: int) -> np.ndarray:
@@ -157,10 +158,7 @@ def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.
     """
     B = obs.shape[0]
     mean, policy_inputs = policy.forward(obs)                            # (B, a)
-    inv_var = np.exp(-2 * log_std)                                       # (a,)
-    diff = actions - mean                                                # (B, a)
-    sq_diff = diff * diff
-    log_prob = -0.5 * (sq_diff @ inv_var) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)  # as gaussian_log_prob
+    log_prob, diff, sq_diff, inv_var = gaussian_log_prob(mean, log_std, actions, return_terms=True)
     log_ratio = log_prob - old_log_prob
     ratio = np.exp(log_ratio)
     clipped_ratio = ratio.clip(1 - cfg.clip_range, 1 + cfg.clip_range)
@@ -249,7 +247,7 @@ class AdamState:
                 state["exp_avg_sq"].copy_(torch.from_numpy(v))
 
 
-def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer,
+def ppo_update_numpy(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer,
                      rollout: Rollout, targets: AdvantageTargets, rng: np.random.Generator,
                      cfg: PPOConfig) -> dict[str, float]:
     """n_epochs of minibatch clipped-PPO updates on one rollout in float64 numpy; same stats as ppo_update.

@@ -17,7 +17,7 @@ import torch
 from models.networks import GaussianPolicy, ValueNet
 from models.advantages import advantage_targets, value_predictions
 from models.mlp import linear_layers
-from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm,
+from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm, gaussian_log_prob,
                                  minibatch_gradients, normalized_per_minibatch, ppo_update_numpy,
                                  supports_numpy_update)
 from models.ppo import clipped_losses, ppo_update, ppo_update_torch
@@ -92,6 +92,22 @@ def random_batch(policy, B: int, d: int, a: int, seed: int, ratio_spread: float)
         log_prob, _ = policy.log_prob_and_entropy(torch.as_tensor(obs), torch.as_tensor(actions))
     old_log_prob = log_prob.numpy() + ratio_spread * g.standard_normal(B)
     return obs, actions, old_log_prob, g.standard_normal(B), g.standard_normal(B)
+
+
+def test_gaussian_log_prob_equals_the_policy_method():
+    d, a = 11, 3
+    policy, _ = make_nets(d, a)
+    g = np.random.default_rng(0)
+    obs, actions = g.standard_normal((9, d)), g.standard_normal((9, a))
+    with torch.no_grad():
+        expected, _ = policy.log_prob_and_entropy(torch.as_tensor(obs), torch.as_tensor(actions))
+        mean = policy(torch.as_tensor(obs)).numpy()
+    log_std = policy.log_std.detach().numpy()
+    np.testing.assert_allclose(gaussian_log_prob(mean, log_std, actions), expected.numpy(), rtol=1e-13)
+    log_prob, diff, sq_diff, inv_var = gaussian_log_prob(mean, log_std, actions, return_terms=True)
+    np.testing.assert_array_equal(log_prob, gaussian_log_prob(mean, log_std, actions))
+    np.testing.assert_array_equal(sq_diff, diff * diff)
+    np.testing.assert_allclose(inv_var, np.exp(-2 * log_std))
 
 
 @pytest.mark.parametrize("policy_dims,value_dims,B,ent_coef,normalize,spread", [
