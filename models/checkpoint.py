@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from models.mlp import torch_mlp
-from models.normalization import normalize_with
+from models.normalization import normalization_affine, normalize_with
 from utils.errors import UserError
 from utils.runs.io import torch_save_atomic
 
@@ -103,6 +103,10 @@ class LoadedPolicy:
     def normalize(self, states: np.ndarray) -> np.ndarray:
         """Raw states -> the policy's input space, with the statistics this checkpoint was trained with."""
         return normalize_with(states, self.obs_mean, self.obs_var, self.obs_norm_enabled)
+
+    def normalization_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) with normalize(s) = clip((s - shift) / scale); (0, 1) when normalization is off."""
+        return normalization_affine(self.obs_mean, self.obs_var, self.obs_norm_enabled)
 
     def action_mean(self, states: np.ndarray) -> np.ndarray:
         """Deterministic action (mean of the Gaussian, before clipping) for raw states, float64."""

@@ -31,7 +31,7 @@ import torch
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.normalization import CLIP_OBS, EPSILON
+from models.normalization import CLIP_OBS
 from utils.errors import UserError
 from utils.geometry.planes import PlanePartition, plane_partition, plane_through_states
 from utils.geometry.regions import input_jacobian, word_offsets
@@ -132,19 +132,12 @@ def state_space_plane(xlim: Sequence[float], ylim: Sequence[float], state_names:
                       info={"xlim": [x0, x1], "ylim": [y0, y1]})
 
 
-def _normalization(policy: LoadedPolicy) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) with normalize(s) = clip((s - mean) / std); (0, 1) when normalization is off."""
-    if not policy.obs_norm_enabled:
-        return np.zeros_like(policy.obs_mean), np.ones_like(policy.obs_var)
-    return policy.obs_mean, np.sqrt(policy.obs_var + EPSILON)
-
-
 def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale: float = DEFAULT_SCALE) -> StatePlane:
     """The paper's plane through three raw states, built in the reference policy's normalized input space."""
     states = np.asarray(states, dtype=np.float64)
     if states.shape != (3, reference.obs_dim):
         raise UserError(f"need three states of {reference.obs_dim} numbers, got shape {states.shape}")
-    mean, std = _normalization(reference)
+    mean, std = reference.normalization_affine()
     x = (states - mean) / std  # unclipped, so the raw plane is the exact preimage
     plane = plane_through_states(x[0], x[1], x[2], scale)
     origin = plane.origin.numpy() * std + mean
@@ -167,7 +160,7 @@ def choose_three_states(pool: np.ndarray, reference: LoadedPolicy, seed: int, tr
     if len(pool) < 3:
         raise UserError(f"the episodes gave only {len(pool)} states; raise --num_episodes")
     rng = np.random.default_rng(seed)
-    mean, std = _normalization(reference)
+    mean, std = reference.normalization_affine()
     for _ in range(tries):
         idx = rng.choice(len(pool), size=3, replace=False)
         x = (pool[idx] - mean) / std
@@ -189,7 +182,7 @@ def policy_plane(policy: LoadedPolicy, plane: StatePlane) -> tuple[np.ndarray, n
     if plane.origin.shape != (policy.obs_dim,):
         raise UserError(f"the plane lives in a {plane.origin.shape[0]}-D state space but {policy.path} takes "
                         f"{policy.obs_dim} observations; pass checkpoints of the same env")
-    mean, std = _normalization(policy)
+    mean, std = policy.normalization_affine()
     return (plane.origin - mean) / std, plane.basis / std
 
 
