@@ -34,6 +34,7 @@ from models.checkpoint import LoadedPolicy
 from models.normalization import CLIP_OBS
 from utils.errors import UserError
 from utils.geometry.planes import PlanePartition, plane_partition, plane_through_states
+from utils.geometry.polygons import SPAN_RTOL, area_centroids, clip_to_halfplane, linearly_independent
 from utils.geometry.regions import input_jacobian, word_offsets
 from utils.analysis.trajectories import sample_episode
 
@@ -163,13 +164,9 @@ def choose_three_states(pool: np.ndarray, reference: LoadedPolicy, seed: int, tr
     mean, std = reference.normalization_affine()
     for _ in range(tries):
         idx = rng.choice(len(pool), size=3, replace=False)
-        x = (pool[idx] - mean) / std
-        u, v = x[1] - x[0], x[2] - x[0]
-        size = max(np.linalg.norm(u), np.linalg.norm(v))
-        if size > 0 and np.linalg.norm(u) > 0:
-            w = v - (v @ u) / (u @ u) * u
-            if np.linalg.norm(w) > 1e-6 * size:
-                return pool[idx]
+        x = (pool[idx] - mean) / std  # unclipped, as plane_through_raw_states builds the plane
+        if linearly_independent(x[1] - x[0], x[2] - x[0], SPAN_RTOL):  # what plane_through_states accepts
+            return pool[idx]
     raise UserError("the sampled states do not span a plane (all equal or collinear); try another --seed "
                     "or more --num_episodes")
 
@@ -195,27 +192,12 @@ def clip_polygon(policy: LoadedPolicy, plane: StatePlane) -> np.ndarray | None:
     for j in range(origin.shape[0]):
         for sign in (1.0, -1.0):
             # keep sign * (origin_j + w @ basis_j) <= CLIP_OBS
-            poly = _clip_halfplane(poly, -sign * basis[:, j], CLIP_OBS - sign * origin[j])
+            poly = clip_to_halfplane(poly, -sign * basis[:, j], CLIP_OBS - sign * origin[j])
             if len(poly) < 3:
                 return np.zeros((0, 2))
     if len(poly) == len(plane.domain) and np.allclose(poly, plane.domain):
         return None
     return poly
-
-
-def _clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
-    """The part of a convex polygon where offset + w @ normal >= 0 (one Sutherland-Hodgman step)."""
-    s = offset + poly @ normal
-    out = []
-    n = len(poly)
-    for i in range(n):
-        j = (i + 1) % n
-        if s[i] >= 0:
-            out.append(poly[i])
-        if (s[i] >= 0) != (s[j] >= 0):
-            t = s[i] / (s[i] - s[j])
-            out.append(poly[i] + t * (poly[j] - poly[i]))
-    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
 def clipped_hidden_layers(policy: LoadedPolicy) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -252,17 +234,7 @@ def partition_on_plane(policy: LoadedPolicy, plane: StatePlane, *, clip_inputs: 
 
 def region_centroids(part: PlanePartition) -> np.ndarray:
     """Area centroids (R, 2) of the partition's polygons, display coordinates."""
-    v = part.vertices.cpu().numpy()
-    x, y = v[..., 0], v[..., 1]
-    xn, yn = np.roll(x, -1, axis=1), np.roll(y, -1, axis=1)
-    cross = x * yn - xn * y  # padding repeats the last vertex; the closing edge is handled by the roll
-    area = 0.5 * cross.sum(1)
-    safe = np.where(np.abs(area) > 0, area, 1.0)
-    cx = ((x + xn) * cross).sum(1) / (6 * safe)
-    cy = ((y + yn) * cross).sum(1) / (6 * safe)
-    fallback = v.mean(1)
-    ok = np.abs(area) > 0
-    return np.where(ok[:, None], np.stack([cx, cy], 1), fallback)
+    return area_centroids(part.vertices.cpu().numpy())
 
 
 def region_values(policy: LoadedPolicy, part: PlanePartition, color: str) -> np.ndarray | None:
