@@ -46,7 +46,7 @@ from utils.geometry.regions import (
     as_float64,
     as_head,
     as_hidden_layers,
-    pack_bits,
+    pack_layers,
     unpack_patterns,
 )
 from utils.geometry.polygons import (
@@ -282,17 +282,6 @@ class _NumpyOps:
         return np.concatenate([a[i : i + rows] @ b for i in range(0, a.shape[0], rows)])
 
     @staticmethod
-    def pack_patterns(layer_bits) -> Tensor:
-        """Per-layer booleans [(R, w_l)] -> int64 words (R, W) laid out as utils.geometry.regions.pack_bits."""
-        spans = [-(-b.shape[1] // 64) * 64 for b in layer_bits]  # each layer starts a new word
-        bits = np.zeros((layer_bits[0].shape[0], sum(spans)), dtype=bool)
-        start = 0
-        for b, span in zip(layer_bits, spans):
-            bits[:, start : start + b.shape[1]] = b
-            start += span
-        return torch.from_numpy(np.packbits(bits, axis=1, bitorder="little").view("<i8").astype(np.int64, copy=False))
-
-    @staticmethod
     def from_tensor(t: Tensor):
         return t.numpy()
 
@@ -395,10 +384,6 @@ class _TorchOps:
     @staticmethod
     def matmul(a, b):
         return a @ b
-
-    @staticmethod
-    def pack_patterns(layer_bits) -> Tensor:
-        return torch.cat([pack_bits(b) for b in layer_bits], dim=1)
 
     @staticmethod
     def from_tensor(t: Tensor):
@@ -685,7 +670,7 @@ def _partition_arrays(layers, origin, basis, dom, tol, head):
         on = (z0 + centroid[:, 0:1] * grad[:, 0] + centroid[:, 1:2] * grad[:, 1]) > 0
         on_bits.append(on)
         a, C = z0 * on, grad * on[:, None, :]
-    words = o.pack_patterns(on_bits)
+    words = pack_layers(on_bits)
     areas, domain_area = signed_areas(verts), float(signed_areas(o.from_tensor(dom)[None])[0])
     slope = offset = None
     if head is not None:
