@@ -58,16 +58,6 @@ class GaussianPolicy(nn.Module):
         entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)
         return log_prob.sum(-1), entropy
 
-    def hidden_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The hidden layers as (W, b) pairs, W of shape (out, in); the input is the normalized observation."""
-        linears = [m for m in self.mean_net if isinstance(m, nn.Linear)]
-        return [(m.weight.detach(), m.bias.detach()) for m in linears[:-1]]
-
-    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The linear output head (W, b) giving the action mean."""
-        last = self.mean_net[-1]
-        return last.weight.detach(), last.bias.detach()
-
 
 class ValueNet(nn.Module):
     """State-value function: a separate ReLU MLP with a linear scalar head."""

@@ -235,10 +235,6 @@ class _NumpyOps:
         return _triu_pairs(k)
 
     @staticmethod
-    def atan2(y, x):
-        return np.arctan2(y, x)
-
-    @staticmethod
     def bincount(x, n: int):
         return np.bincount(x, minlength=n)
 
@@ -343,10 +339,6 @@ class _TorchOps:
     def pairs(k: int, like):
         i, j = torch.triu_indices(k, k, 1, device=like.device)
         return i, j
-
-    @staticmethod
-    def atan2(y, x):
-        return torch.atan2(y, x)
 
     @staticmethod
     def bincount(x, n: int):

@@ -125,12 +125,6 @@ def word_offsets(widths: Sequence[int]) -> list[int]:
     return offsets
 
 
-def _bit_values(device: torch.device | str) -> Tensor:
-    # 1 << 63 wraps to -2**63 in int64; adding disjoint bits never carries, so sums are exact ORs.
-    return torch.bitwise_left_shift(torch.ones(WORD_BITS, dtype=torch.int64, device=device),
-                                     torch.arange(WORD_BITS, device=device))
-
-
 def _pack_matrix(w: int, device: torch.device | str) -> Tensor:
     # Column 2k (2k + 1) sums bits 0-31 (32-63) of word k; partial sums stay below 2**32, so float64 is exact.
     j = torch.arange(w, device=device)

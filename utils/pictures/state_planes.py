@@ -113,10 +113,6 @@ class StatePlane:
         lo, hi = self.domain.min(0), self.domain.max(0)
         return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
 
-    def to_raw(self, w: np.ndarray) -> np.ndarray:
-        """Raw states (N, d) at display coordinates (N, 2)."""
-        return self.origin + np.asarray(w, dtype=np.float64) @ self.basis
-
     def to_display(self, states: np.ndarray) -> np.ndarray:
         """Display coordinates (N, 2) of raw states (N, d) projected onto the plane (least squares)."""
         rel = np.asarray(states, dtype=np.float64) - self.origin
