@@ -118,7 +118,8 @@ class NumpyMLP:
                 d = (d @ self.layers[k][0]) * (inputs[k] > 0)
 
 
-def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray, *, return_terms: bool = False):
+def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray, *,
+                      return_terms: bool = False) -> np.ndarray | tuple[np.ndarray, ...]:
     """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims, in nats; with
     `return_terms` also what its gradients are made of: actions - mean (B, a), its square (B, a) and 1 / var (a,).
 
