@@ -42,7 +42,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 from envs.resolve import make_env  # noqa: E402
 from utils.jobs.train import prepare_run  # noqa: E402
 from models.normalization import normalize_with  # noqa: E402
-from models.ppo import policy_numpy_layers  # noqa: E402
+from models.mlp import numpy_layers  # noqa: E402
 from models.training import Trainer, evaluate_policy  # noqa: E402
 from utils.jobs.train_loop import run_training  # noqa: E402
 from utils.runs.store import create_run  # noqa: E402
@@ -82,8 +82,8 @@ def train_ours(seed: int, timesteps: int, save_dir: Path) -> tuple[float, float,
     seconds = time.perf_counter() - start
     trainer.close()
     rms = trainer.normalizer.obs_rms
-    returns = deterministic_returns(policy_numpy_layers(trainer.policy), lambda s: normalize_with(s, rms.mean, rms.var),
-                                    EVAL_SEED + seed)
+    returns = deterministic_returns(numpy_layers(trainer.policy.mean_net),
+                                    lambda s: normalize_with(s, rms.mean, rms.var), EVAL_SEED + seed)
     timing = [json.loads(line) for line in (run.root / "timing.jsonl").read_text().splitlines()]
     rollout = sum(t["rollout_seconds"] for t in timing)
     update = sum(t["update_seconds"] for t in timing)
@@ -105,7 +105,7 @@ def train_sb3(seed: int, timesteps: int) -> tuple[float, float]:
     seconds = time.perf_counter() - start
     linears = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
     linears.append(model.policy.action_net)
-    layers = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in linears]
+    layers = numpy_layers([(m.weight, m.bias) for m in linears])
     mean, var = venv.obs_rms.mean.copy(), venv.obs_rms.var.copy()
     assert venv.epsilon == 1e-8 and venv.clip_obs == 10.0  # the transform normalize_with applies
     returns = deterministic_returns(layers, lambda s: normalize_with(s, mean, var), EVAL_SEED + seed)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.normalization import normalize_with
+from models.mlp import torch_mlp
+from models.normalization import normalization_affine, normalize_with
 from utils.errors import UserError
 from utils.runs.io import torch_save_atomic
 
@@ -64,6 +65,11 @@ class LoadedPolicy:
     raw: dict = field(default_factory=dict, repr=False)
 
     @property
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer of the action-mean network, hidden layers then the head."""
+        return [*self.hidden_layers, self.head]
+
+    @property
     def obs_dim(self) -> int:
         return int(self.hidden_layers[0][0].shape[1] if self.hidden_layers else self.head[0].shape[1])
 
@@ -82,13 +88,13 @@ class LoadedPolicy:
     @property
     def n_params(self) -> int:
         """Policy weights and biases, output head included, log-std excluded."""
-        return sum(W.numel() + b.numel() for W, b in [*self.hidden_layers, self.head])
+        return sum(W.numel() + b.numel() for W, b in self.layers)
 
     @property
     def weights_digest(self) -> str:
         """A short hash of everything that shapes the policy's regions and actions (weights, log-std, statistics)."""
         h = hashlib.sha256()
-        for t in [*(x for layer in self.hidden_layers for x in layer), *self.head, self.log_std]:
+        for t in [*(x for layer in self.layers for x in layer), self.log_std]:
             h.update(t.detach().cpu().numpy().tobytes())
         h.update(np.ascontiguousarray(self.obs_mean).tobytes())
         h.update(np.ascontiguousarray(self.obs_var).tobytes())
@@ -98,12 +104,13 @@ class LoadedPolicy:
         """Raw states -> the policy's input space, with the statistics this checkpoint was trained with."""
         return normalize_with(states, self.obs_mean, self.obs_var, self.obs_norm_enabled)
 
+    def normalization_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) with normalize(s) = clip((s - shift) / scale); (0, 1) when normalization is off."""
+        return normalization_affine(self.obs_mean, self.obs_var, self.obs_norm_enabled)
+
     def action_mean(self, states: np.ndarray) -> np.ndarray:
         """Deterministic action (mean of the Gaussian, before clipping) for raw states, float64."""
-        x = torch.as_tensor(self.normalize(states), dtype=torch.float64)
-        for W, b in self.hidden_layers:
-            x = torch.relu(x @ W.T + b)
-        return (x @ self.head[0].T + self.head[1]).numpy()
+        return torch_mlp(self.layers, torch.as_tensor(self.normalize(states), dtype=torch.float64)).numpy()
 
     def with_statistics(self, other: "LoadedPolicy") -> "LoadedPolicy":
         """This policy with another checkpoint's normalization statistics (the paper's --stats_path)."""

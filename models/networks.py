@@ -8,6 +8,8 @@ from torch import nn
 
 from utils.errors import UserError
 
+LOG_2PI = math.log(2 * math.pi)
+
 
 def parse_dims(text: str, flag: str = "--policy_dims") -> tuple[int, ...]:
     """Hidden widths from `c16,16` or `16,16` (the leading `c` is the paper's notation)."""
@@ -39,7 +41,7 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, out_gain: float) -> 
 class GaussianPolicy(nn.Module):
     """Diagonal Gaussian policy: mean = ReLU MLP of the normalized observation, state-independent log-std."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], log_std_init: float = -2.0):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], log_std_init: float):
         super().__init__()
         self.mean_net = mlp(obs_dim, hidden, act_dim, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
@@ -52,19 +54,9 @@ class GaussianPolicy(nn.Module):
         mean = self.mean_net(obs)
         log_std = self.log_std.expand_as(mean)
         var = torch.exp(2 * log_std)
-        log_prob = -((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * math.log(2 * math.pi)
-        entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1)
+        log_prob = -((actions - mean) ** 2) / (2 * var) - log_std - 0.5 * LOG_2PI
+        entropy = (0.5 + 0.5 * LOG_2PI + log_std).sum(-1)
         return log_prob.sum(-1), entropy
-
-    def hidden_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The hidden layers as (W, b) pairs, W of shape (out, in); the input is the normalized observation."""
-        linears = [m for m in self.mean_net if isinstance(m, nn.Linear)]
-        return [(m.weight.detach(), m.bias.detach()) for m in linears[:-1]]
-
-    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The linear output head (W, b) giving the action mean."""
-        last = self.mean_net[-1]
-        return last.weight.detach(), last.bias.detach()
 
 
 class ValueNet(nn.Module):

@@ -90,9 +90,19 @@ class Normalizer:
                 self.returns = returns.copy()
 
 
+def normalization_affine(mean: np.ndarray, var: np.ndarray, enabled: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) of the observation transform, normalize(s) = clip((s - shift) / scale, -CLIP_OBS, CLIP_OBS)
+    in raw observation units; (0, 1) when normalization is off (the transform then is the identity, no clip)."""
+    if not enabled:
+        return np.zeros_like(mean, dtype=np.float64), np.ones_like(var, dtype=np.float64)
+    return mean, np.sqrt(var + EPSILON)
+
+
 def normalize_with(obs: np.ndarray, mean: np.ndarray, var: np.ndarray, enabled: bool = True) -> np.ndarray:
-    """VecNormalize's observation transform with given statistics (float64)."""
+    """VecNormalize's observation transform with given statistics: raw observations -> the policy's input space
+    (float64)."""
     obs = np.asarray(obs, dtype=np.float64)
     if not enabled:
         return obs
-    return np.clip((obs - mean) / np.sqrt(var + EPSILON), -CLIP_OBS, CLIP_OBS)
+    shift, scale = normalization_affine(mean, var)
+    return np.clip((obs - shift) / scale, -CLIP_OBS, CLIP_OBS)

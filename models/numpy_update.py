@@ -15,32 +15,21 @@ Shapes: N = samples in the rollout (T x n), B = minibatch size, d = obs dim, a =
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from models.networks import GaussianPolicy, ValueNet
-    from models.ppo import PPOConfig, Rollout
+from models.advantages import AdvantageTargets, update_stats
+from models.mlp import linear_layers, numpy_mlp
+from models.networks import LOG_2PI, GaussianPolicy, ValueNet
+from models.rollout import PPOConfig, Rollout
 
-LOG_2PI = math.log(2 * math.pi)
 STAT_KEYS = ("loss", "pg_loss", "vf_loss", "entropy_loss", "approx_kl", "clip_fraction")
 
 
-def linear_layers(net: nn.Sequential) -> list[nn.Linear] | None:
-    """The Linear layers of a Linear, ReLU, ..., Linear stack, or None when `net` has any other form."""
-    modules = list(net)
-    expected = [nn.Linear if k % 2 == 0 else nn.ReLU for k in range(len(modules))]
-    if len(modules) % 2 == 0 or any(type(m) is not t for m, t in zip(modules, expected)):
-        return None
-    return modules[0::2]
-
-
-def supports_numpy_update(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer) -> bool:
+def supports_numpy_update(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer) -> bool:
     """Whether the numpy path computes what the torch path would: plain Adam over exactly these nets' CPU params."""
     if type(optimizer) is not torch.optim.Adam:
         return False
@@ -110,34 +99,36 @@ class NumpyMLP:
     """A ReLU MLP (Linear, ReLU, ..., Linear) whose weights and gradients are views into a FlatParams."""
 
     def __init__(self, flat: FlatParams, layers: list[nn.Linear]):
-        self.weights = [flat.value(m.weight) for m in layers]         # (out, in) each
-        self.biases = [flat.value(m.bias) for m in layers]            # (out,)
+        self.layers = [(flat.value(m.weight), flat.value(m.bias)) for m in layers]  # (out, in), (out,) each
         self.grad_weights = [flat.gradient(m.weight) for m in layers]
         self.grad_biases = [flat.gradient(m.bias) for m in layers]
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Output (B, out) and the input of every layer (x, then each post-ReLU hidden activation)."""
-        inputs = [x]
-        for W, b in zip(self.weights[:-1], self.biases[:-1]):
-            x = np.maximum(x @ W.T + b, 0.0)
-            inputs.append(x)
-        return x @ self.weights[-1].T + self.biases[-1], inputs
+        return numpy_mlp(self.layers, x, return_inputs=True)
 
     def backward(self, inputs: list[np.ndarray], d_out: np.ndarray) -> None:
         """Write d loss / d (W, b) of every layer into the gradient views, given d loss / d output (B, out)."""
         d = d_out
-        for k in reversed(range(len(self.weights))):
+        for k in reversed(range(len(self.layers))):
             np.matmul(d.T, inputs[k], out=self.grad_weights[k])
             np.sum(d, axis=0, out=self.grad_biases[k])
             if k > 0:
                 # ReLU passes the gradient where its output is positive (torch's threshold_backward).
-                d = (d @ self.weights[k]) * (inputs[k] > 0)
+                d = (d @ self.layers[k][0]) * (inputs[k] > 0)
 
 
-def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims."""
+def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray, *,
+                      return_terms: bool = False) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Log-density (B,) of `actions` (B, a) under N(mean, exp(log_std)^2), summed over action dims, in nats; with
+    `return_terms` also what its gradients are made of: actions - mean (B, a), its square (B, a) and 1 / var (a,).
+
+    The numpy twin of GaussianPolicy.log_prob_and_entropy (the torch path's)."""
     diff = actions - mean
-    return -0.5 * ((diff * diff) @ np.exp(-2 * log_std)) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)
+    sq_diff = diff * diff
+    inv_var = np.exp(-2 * log_std)
+    log_prob = -0.5 * (sq_diff @ inv_var) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)
+    return (log_prob, diff, sq_diff, inv_var) if return_terms else log_prob
 
 
 def normalized_per_minibatch(advantages: np.ndarray, batch_size: int) -> np.ndarray:
@@ -156,24 +147,9 @@ def normalized_per_minibatch(advantages: np.ndarray, batch_size: int) -> np.ndar
     return out
 
 
-def compute_gae_numpy(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_values: np.ndarray,
-                      gamma: float, gae_lambda: float) -> tuple[np.ndarray, np.ndarray]:
-    """Advantages and returns (both (T, n)) by GAE, as `models.ppo.compute_gae`; `dones[t]` cuts after step t."""
-    not_done = 1.0 - dones
-    next_values = np.concatenate([values[1:], last_values[None]], axis=0)
-    deltas = rewards + gamma * next_values * not_done - values
-    decay = gamma * gae_lambda * not_done
-    advantages = np.empty_like(rewards)
-    last_gae = np.zeros_like(last_values)
-    for t in reversed(range(rewards.shape[0])):
-        last_gae = deltas[t] + decay[t] * last_gae
-        advantages[t] = last_gae
-    return advantages, advantages + values
-
-
 def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.ndarray, value: NumpyMLP,
                         obs: np.ndarray, actions: np.ndarray, old_log_prob: np.ndarray, advantages: np.ndarray,
-                        returns: np.ndarray, cfg: "PPOConfig") -> tuple[float, ...]:
+                        returns: np.ndarray, cfg: PPOConfig) -> tuple[float, ...]:
     """Gradient of PPO's loss on one minibatch into the flat gradient vector; returns the STAT_KEYS values.
 
     obs (B, d), actions (B, a), old_log_prob / advantages / returns (B,), advantages already normalized
@@ -183,10 +159,7 @@ def minibatch_gradients(policy: NumpyMLP, log_std: np.ndarray, grad_log_std: np.
     """
     B = obs.shape[0]
     mean, policy_inputs = policy.forward(obs)                            # (B, a)
-    inv_var = np.exp(-2 * log_std)                                       # (a,)
-    diff = actions - mean                                                # (B, a)
-    sq_diff = diff * diff
-    log_prob = -0.5 * (sq_diff @ inv_var) - (log_std.sum() + 0.5 * LOG_2PI * log_std.size)  # as gaussian_log_prob
+    log_prob, diff, sq_diff, inv_var = gaussian_log_prob(mean, log_std, actions, return_terms=True)
     log_ratio = log_prob - old_log_prob
     ratio = np.exp(log_ratio)
     clipped_ratio = ratio.clip(1 - cfg.clip_range, 1 + cfg.clip_range)
@@ -275,8 +248,9 @@ class AdamState:
                 state["exp_avg_sq"].copy_(torch.from_numpy(v))
 
 
-def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer: torch.optim.Optimizer,
-                     rollout: "Rollout", rng: np.random.Generator, cfg: "PPOConfig") -> dict[str, float]:
+def ppo_update_numpy(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer,
+                     rollout: Rollout, targets: AdvantageTargets, rng: np.random.Generator,
+                     cfg: PPOConfig) -> dict[str, float]:
     """n_epochs of minibatch clipped-PPO updates on one rollout in float64 numpy; same stats as ppo_update.
 
     Needs supports_numpy_update(policy, value_net, optimizer). Consumes `rng` exactly as the torch path
@@ -292,16 +266,6 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
 
     obs = np.asarray(rollout.obs, np.float64).reshape(N, d)
     actions = np.asarray(rollout.actions, np.float64).reshape(N, -1)
-    rewards = np.array(rollout.rewards, np.float64)                      # a copy: bootstrapping edits it
-    values = value_mlp.forward(obs)[0].reshape(T, n)
-    last_values = value_mlp.forward(np.asarray(rollout.last_obs, np.float64))[0][:, 0]
-    if len(rollout.truncated_index):
-        # Time-limit truncation is not termination: bootstrap with the value of the final observation.
-        t_idx, e_idx = rollout.truncated_index[:, 0], rollout.truncated_index[:, 1]
-        rewards[t_idx, e_idx] += cfg.gamma * value_mlp.forward(np.asarray(rollout.truncated_obs, np.float64))[0][:, 0]
-    advantages, returns = compute_gae_numpy(rewards, values, np.asarray(rollout.dones, np.float64), last_values,
-                                            cfg.gamma, cfg.gae_lambda)
-    advantages, returns = advantages.reshape(-1), returns.reshape(-1)
     old_log_prob = gaussian_log_prob(policy_mlp.forward(obs)[0], log_std, actions)
 
     totals = np.zeros(len(STAT_KEYS))
@@ -309,7 +273,7 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
     for _ in range(cfg.n_epochs):
         order = rng.permutation(N)
         # Gather once per epoch so every minibatch below is a contiguous slice.
-        epoch = [x[order] for x in (obs, actions, old_log_prob, advantages, returns)]
+        epoch = [x[order] for x in (obs, actions, old_log_prob, targets.advantages, targets.returns)]
         if cfg.normalize_advantage:
             epoch[3] = normalized_per_minibatch(epoch[3], cfg.batch_size)
         for start in range(0, N, cfg.batch_size):
@@ -320,12 +284,4 @@ def ppo_update_numpy(policy: "GaussianPolicy", value_net: "ValueNet", optimizer:
             n_batches += 1
     flat.write_back()
     adam.write(optimizer, flat)
-
-    stats = {key: float(total / n_batches) for key, total in zip(STAT_KEYS, totals)}
-    values = values.reshape(-1)
-    var_returns = np.var(returns, ddof=1)
-    stats["explained_variance"] = float(1 - np.var(returns - values, ddof=1) / var_returns) \
-        if var_returns > 0 else float("nan")
-    stats["entropy"] = -stats.pop("entropy_loss")
-    stats["std"] = float(np.exp(log_std).mean())
-    return stats
+    return update_stats({key: float(total / n_batches) for key, total in zip(STAT_KEYS, totals)}, targets, log_std)

@@ -1,65 +1,21 @@
-"""PPO: rollouts, generalized advantage estimation and the clipped-surrogate update.
+"""PPO: rollouts, the clipped-surrogate losses and the update (advantage targets in models/advantages.py).
 
-Defaults equal Stable-Baselines3's PPO. Shapes: T = n_steps per env, n = n_envs, d = obs dim, a = action dim.
+Defaults equal Stable-Baselines3's PPO (`models.rollout.PPOConfig`). Shapes: T = steps per env, n = n_envs,
+d = obs dim, a = action dim.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from envs.vector import VecEnv
+from models.advantages import AdvantageTargets, advantage_targets, update_stats, value_predictions
+from models.mlp import numpy_layers, numpy_mlp
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer
 from models.numpy_update import ppo_update_numpy, supports_numpy_update
-
-
-@dataclass
-class PPOConfig:
-    n_steps: int = 2048          # steps per env per rollout (SB3's n_steps)
-    batch_size: int = 64
-    n_epochs: int = 10
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 0.5
-    normalize_advantage: bool = True
-
-
-@dataclass
-class Rollout:
-    obs: np.ndarray          # (T, n, d) normalized observations the policy saw
-    actions: np.ndarray      # (T, n, a) unclipped Gaussian samples
-    rewards: np.ndarray      # (T, n) scaled rewards
-    dones: np.ndarray        # (T, n) episode ended at this step (terminated or truncated)
-    truncated_obs: np.ndarray    # (k, d) normalized final observations of truncated (not terminated) steps
-    truncated_index: np.ndarray  # (k, 2) their (t, env) positions, to bootstrap V(final obs) there
-    last_obs: np.ndarray     # (n, d) normalized observation after the last step
-    episode_returns: list[float]
-    episode_lengths: list[int]
-
-
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_values: torch.Tensor,
-                gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advantages and returns (both (T, n)) by GAE; `dones[t]` cuts bootstrapping after step t.
-
-    Truncated steps must already carry gamma * V(final obs) in their reward (as SB3 does).
-    """
-    T = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros_like(last_values)
-    for t in reversed(range(T)):
-        next_values = last_values if t == T - 1 else values[t + 1]
-        not_done = 1.0 - dones[t]
-        delta = rewards[t] + gamma * next_values * not_done - values[t]
-        last_gae = delta + gamma * gae_lambda * not_done * last_gae
-        advantages[t] = last_gae
-    return advantages, advantages + values
+from models.rollout import PPOConfig, Rollout
 
 
 def clipped_losses(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor,
@@ -82,25 +38,11 @@ def clipped_losses(log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage
             "approx_kl": approx_kl, "clip_fraction": clip_fraction}
 
 
-def numpy_mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> np.ndarray:
-    """Forward pass of a ReLU MLP given as (W, b) pairs (the last one linear); numpy avoids torch's per-call overhead."""
-    for W, b in layers[:-1]:
-        x = np.maximum(x @ W.T + b, 0.0)
-    W, b = layers[-1]
-    return x @ W.T + b
-
-
-def policy_numpy_layers(policy: GaussianPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The policy mean network's weights as float64 numpy (W, b) pairs, head last."""
-    linears = [m for m in policy.mean_net if isinstance(m, nn.Linear)]
-    return [(m.weight.detach().cpu().double().numpy(), m.bias.detach().cpu().double().numpy()) for m in linears]
-
-
 def collect_rollout(venv: VecEnv, policy: GaussianPolicy, normalizer: Normalizer, rng: np.random.Generator,
                     n_steps: int, obs_norm: np.ndarray) -> Rollout:
     """Run the stochastic policy for n_steps in every env; `obs_norm` is the current normalized observation."""
     n, d = obs_norm.shape
-    layers = policy_numpy_layers(policy)
+    layers = numpy_layers(policy.mean_net)
     std = np.exp(policy.log_std.detach().cpu().double().numpy())
     low, high = venv.action_space.low.astype(np.float64), venv.action_space.high.astype(np.float64)
     a = std.shape[0]
@@ -135,33 +77,27 @@ def ppo_update(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.opt
                rng: np.random.Generator, cfg: PPOConfig, device: torch.device) -> dict[str, float]:
     """n_epochs of minibatch clipped-PPO updates on one rollout; returns mean losses and diagnostics.
 
-    On CPU the float64 numpy implementation runs (models/numpy_update.py: same math, about 5x faster per
-    minibatch for tiny MLPs); elsewhere, or for an optimizer it does not cover, the torch reference below.
+    The advantage targets are computed once, in float64 numpy (models/advantages.py). On CPU the float64 numpy
+    update runs (models/numpy_update.py: same math, about 5x faster per minibatch for tiny MLPs); elsewhere, or
+    for an optimizer it does not cover, the torch reference below.
     """
+    targets = advantage_targets(rollout, *value_predictions(value_net, rollout), cfg.gamma, cfg.gae_lambda)
     if device.type == "cpu" and supports_numpy_update(policy, value_net, optimizer):
-        return ppo_update_numpy(policy, value_net, optimizer, rollout, rng, cfg)
-    return ppo_update_torch(policy, value_net, optimizer, rollout, rng, cfg, device)
+        return ppo_update_numpy(policy, value_net, optimizer, rollout, targets, rng, cfg)
+    return ppo_update_torch(policy, value_net, optimizer, rollout, targets, rng, cfg, device)
 
 
 def ppo_update_torch(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer, rollout: Rollout,
-                     rng: np.random.Generator, cfg: PPOConfig, device: torch.device) -> dict[str, float]:
+                     targets: AdvantageTargets, rng: np.random.Generator, cfg: PPOConfig,
+                     device: torch.device) -> dict[str, float]:
     """ppo_update with torch autograd and optimizer, in the parameters' dtype (the reference, and the CUDA path)."""
     T, n, d = rollout.obs.shape
     dtype = next(policy.parameters()).dtype
     as_tensor = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
     obs, actions = as_tensor(rollout.obs.reshape(T * n, d)), as_tensor(rollout.actions.reshape(T * n, -1))
-    # A copy: bootstrapping below edits the rewards, and as_tensor would share a float64 rollout's memory.
-    rewards, dones = torch.tensor(rollout.rewards, dtype=dtype, device=device), as_tensor(rollout.dones)
+    advantages, returns = as_tensor(targets.advantages), as_tensor(targets.returns)
     with torch.no_grad():
-        values = value_net(obs).reshape(T, n)
-        last_values = value_net(as_tensor(rollout.last_obs))
-        if len(rollout.truncated_index):
-            # Time-limit truncation is not termination: bootstrap with the value of the final observation.
-            t_idx, e_idx = (torch.as_tensor(rollout.truncated_index[:, k], device=device) for k in (0, 1))
-            rewards[t_idx, e_idx] += cfg.gamma * value_net(as_tensor(rollout.truncated_obs))
-        advantages, returns = compute_gae(rewards, values, dones, last_values, cfg.gamma, cfg.gae_lambda)
         old_log_prob, _ = policy.log_prob_and_entropy(obs, actions)
-    advantages, returns = advantages.reshape(-1), returns.reshape(-1)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, torch.Tensor] = {}  # summed on the device: no host sync per minibatch
     n_batches = 0
@@ -179,11 +115,5 @@ def ppo_update_torch(policy: GaussianPolicy, value_net: ValueNet, optimizer: tor
             for key, val in losses.items():
                 totals[key] = totals[key] + val.detach() if key in totals else val.detach()
             n_batches += 1
-    stats = {key: float(val) / n_batches for key, val in totals.items()}
-    with torch.no_grad():
-        var_returns = torch.var(returns)
-        stats["explained_variance"] = float(1 - torch.var(returns - values.reshape(-1)) / var_returns) \
-            if var_returns > 0 else float("nan")
-        stats["entropy"] = -stats.pop("entropy_loss")
-        stats["std"] = float(torch.exp(policy.log_std).mean())
-    return stats
+    loss_means = {key: float(val) / n_batches for key, val in totals.items()}
+    return update_stats(loss_means, targets, policy.log_std.detach().cpu().double().numpy())

@@ -19,7 +19,9 @@ from envs.resolve import make_env
 from envs.vector import VecEnv
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer, normalize_with
-from models.ppo import PPOConfig, collect_rollout, numpy_mlp, policy_numpy_layers, ppo_update
+from models.mlp import numpy_layers, numpy_mlp
+from models.ppo import collect_rollout, ppo_update
+from models.rollout import PPOConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,7 +157,7 @@ class Trainer:
         enabled = self.cfg.obs_norm != "off"
         if not self.eval_envs:  # separate instances, made once: training envs are never disturbed by evaluation
             self.eval_envs = [make_env(self.cfg.env_id) for _ in range(self.cfg.eval_episodes)]
-        returns = evaluate_policy(policy_numpy_layers(self.policy), self.eval_envs,
+        returns = evaluate_policy(numpy_layers(self.policy.mean_net), self.eval_envs,
                                   lambda s: normalize_with(s, mean, var, enabled), self.cfg.seed + self.EVAL_SEED_OFFSET)
         self.last_eval_return = float(np.mean(returns))
         improved = self.best_eval_return is None or self.last_eval_return > self.best_eval_return

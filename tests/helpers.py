@@ -99,13 +99,20 @@ def assert_one_line_error(result, *needles: str) -> None:
         assert needle.lower() in lines[0].lower(), (needle, lines[0])
 
 
-def small_trainer(**overrides):
-    """An untrained Car1D Trainer (policy 8,4, value 8; 2 iterations of 2 x 64 steps): TrainConfig has no defaults
-    for flag values, so every one is spelled out here once for the tests."""
-    from models.training import TrainConfig, Trainer
+def small_config(**overrides):
+    """A Car1D TrainConfig (policy 8,4, value 8; 2 iterations of 2 x 64 steps): TrainConfig has no defaults for flag
+    values, so every one is spelled out here once for the tests."""
+    from models.training import TrainConfig
 
     values = dict(env="Car1DEnv-v1", env_id="Car1DEnv-v1", obs_dim=2, act_dim=1, policy_dims=(8, 4), value_dims=(8,),
                   total_timesteps=256, n_steps=64, n_envs=2, batch_size=64, n_epochs=10, learning_rate=3e-4,
                   log_std_init=-2.0, seed=0, eval_every=1, eval_episodes=5, save_every=1, obs_norm="running",
                   norm_warmup_steps=100, device="cpu", subprocess_envs=False)
-    return Trainer(TrainConfig(**{**values, **overrides}))
+    return TrainConfig(**{**values, **overrides})
+
+
+def small_trainer(**overrides):
+    """An untrained Trainer of small_config(**overrides)."""
+    from models.training import Trainer
+
+    return Trainer(small_config(**overrides))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from models.normalization import CLIP_OBS, EPSILON, Normalizer, RunningMeanStd
+from models.normalization import CLIP_OBS, EPSILON, Normalizer, RunningMeanStd, normalization_affine, normalize_with
 
 
 def test_running_mean_std_equals_batch_statistics():
@@ -55,3 +55,15 @@ def test_state_dict_round_trip():
     assert np.array_equal(other.obs_rms.mean, norm.obs_rms.mean)
     assert np.array_equal(other.obs_rms.var, norm.obs_rms.var)
     assert np.array_equal(other.returns, norm.returns)
+
+
+def test_normalization_affine_is_the_transform_before_its_clip():
+    g = np.random.default_rng(2)
+    mean, var = g.normal(size=3), g.uniform(0.01, 2.0, size=3)
+    obs = 20 * g.normal(size=(50, 3))
+    shift, scale = normalization_affine(mean, var)
+    np.testing.assert_array_equal(normalize_with(obs, mean, var), np.clip((obs - shift) / scale, -CLIP_OBS, CLIP_OBS))
+    np.testing.assert_array_equal(scale, np.sqrt(var + EPSILON))
+    shift, scale = normalization_affine(mean, var, enabled=False)
+    assert shift.tolist() == [0.0] * 3 and scale.tolist() == [1.0] * 3
+    np.testing.assert_array_equal(normalize_with(obs, mean, var, enabled=False), obs)

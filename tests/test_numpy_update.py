@@ -1,9 +1,10 @@
 """models/numpy_update.py against torch: gradients, grad clipping, Adam, and whole updates.
 
 The reference is the torch path (`ppo_update_torch`, autograd + torch.optim.Adam) run in float64 on copies of
-the same networks, so both sides do the same math in the same precision and differ only by summation order:
-gradients agree to ~1e-15 absolute, whole updates (hundreds of Adam steps) to ~1e-14. The tolerances below
-(rtol 1e-9, atol 1e-12) leave room for that and still catch any wrong term, sign or routing.
+the same networks, each given the advantage targets of its own value net (models/advantages.py, computed once
+per update before either path runs), so both sides do the same math in the same precision and differ only by
+summation order: gradients agree to ~1e-15 absolute, whole updates (hundreds of Adam steps) to ~1e-14. The
+tolerances below (rtol 1e-9, atol 1e-12) leave room for that and still catch any wrong term, sign or routing.
 """
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import pytest
 import torch
 
 from models.networks import GaussianPolicy, ValueNet
-from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm, linear_layers,
+from models.advantages import advantage_targets, value_predictions
+from models.mlp import linear_layers
+from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm, gaussian_log_prob,
                                  minibatch_gradients, normalized_per_minibatch, ppo_update_numpy,
                                  supports_numpy_update)
-from models.ppo import PPOConfig, Rollout, clipped_losses, ppo_update, ppo_update_torch
+from models.ppo import clipped_losses, ppo_update, ppo_update_torch
+from models.rollout import PPOConfig, Rollout
 
 RTOL, ATOL = 1e-9, 1e-12
 CPU = torch.device("cpu")
@@ -26,7 +30,7 @@ CPU = torch.device("cpu")
 def make_nets(d: int = 17, a: int = 6, policy_dims=(16, 16), value_dims=(32, 32), seed: int = 0,
               dtype=torch.float64):
     torch.manual_seed(seed)
-    policy = GaussianPolicy(d, a, policy_dims).to(dtype)
+    policy = GaussianPolicy(d, a, policy_dims, log_std_init=-2.0).to(dtype)
     value = ValueNet(d, value_dims).to(dtype)
     with torch.no_grad():  # non-zero biases and a less tiny head so every term has a visible gradient
         for p in list(policy.parameters()) + list(value.parameters()):
@@ -48,6 +52,11 @@ def make_rollout(T: int, n: int, d: int, a: int, seed: int) -> Rollout:
                    rewards=g.standard_normal((T, n)), dones=dones.astype(np.float64),
                    truncated_obs=g.standard_normal((2, d)), truncated_index=truncated_index,
                    last_obs=g.standard_normal((n, d)), episode_returns=[], episode_lengths=[])
+
+
+def targets_for(value, rollout, cfg):
+    """The advantage targets ppo_update computes once and hands to either path."""
+    return advantage_targets(rollout, *value_predictions(value, rollout), cfg.gamma, cfg.gae_lambda)
 
 
 def all_params(policy, value):
@@ -85,6 +94,22 @@ def random_batch(policy, B: int, d: int, a: int, seed: int, ratio_spread: float)
     return obs, actions, old_log_prob, g.standard_normal(B), g.standard_normal(B)
 
 
+def test_gaussian_log_prob_equals_the_policy_method():
+    d, a = 11, 3
+    policy, _ = make_nets(d, a)
+    g = np.random.default_rng(0)
+    obs, actions = g.standard_normal((9, d)), g.standard_normal((9, a))
+    with torch.no_grad():
+        expected, _ = policy.log_prob_and_entropy(torch.as_tensor(obs), torch.as_tensor(actions))
+        mean = policy(torch.as_tensor(obs)).numpy()
+    log_std = policy.log_std.detach().numpy()
+    np.testing.assert_allclose(gaussian_log_prob(mean, log_std, actions), expected.numpy(), rtol=1e-13)
+    log_prob, diff, sq_diff, inv_var = gaussian_log_prob(mean, log_std, actions, return_terms=True)
+    np.testing.assert_array_equal(log_prob, gaussian_log_prob(mean, log_std, actions))
+    np.testing.assert_array_equal(sq_diff, diff * diff)
+    np.testing.assert_allclose(inv_var, np.exp(-2 * log_std))
+
+
 @pytest.mark.parametrize("policy_dims,value_dims,B,ent_coef,normalize,spread", [
     ((16, 16), (32, 32), 64, 0.0, True, 0.3),     # the benchmark's nets; many ratios clipped on both sides
     ((8,), (4, 4, 4), 17, 0.01, True, 0.05),      # other depths, entropy bonus, mostly unclipped
@@ -95,7 +120,8 @@ def test_minibatch_gradients_equal_autograd(policy_dims, value_dims, B, ent_coef
     d, a = 11, 3
     policy, value = make_nets(d, a, policy_dims, value_dims, seed=B)
     optimizer = make_optimizer(policy, value)
-    cfg = PPOConfig(ent_coef=ent_coef, normalize_advantage=normalize)
+    cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, ent_coef=ent_coef,
+                    normalize_advantage=normalize)
     batch = random_batch(policy, B, d, a, seed=B + 1, ratio_spread=spread)
     stats, grads = numpy_gradients(policy, value, optimizer, batch, cfg)
     expected = torch_gradients(policy, value, batch, cfg)
@@ -110,7 +136,7 @@ def test_minibatch_gradients_route_ties_like_torch():
     d, a = 11, 3
     policy, value = make_nets(d, a)
     optimizer = make_optimizer(policy, value)
-    cfg = PPOConfig()
+    cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4)
     obs, actions, old_log_prob, advantages, returns = random_batch(policy, 32, d, a, seed=3, ratio_spread=0.0)
     advantages[:4] = 0.0  # ties outside the clip range too, where only the unclipped side passes gradient
     old_log_prob[:4] -= 1.0
@@ -186,12 +212,13 @@ def test_full_update_equals_torch_path(T, n, batch_size, n_epochs):
     policy, value = make_nets(d, a)
     policy_t, value_t = copy.deepcopy(policy), copy.deepcopy(value)
     opt, opt_t = make_optimizer(policy, value), make_optimizer(policy_t, value_t)
-    cfg = PPOConfig(n_steps=T, batch_size=batch_size, n_epochs=n_epochs, ent_coef=0.01)
+    cfg = PPOConfig(batch_size=batch_size, n_epochs=n_epochs, learning_rate=3e-4, ent_coef=0.01)
     for k in range(2):
         rollout = make_rollout(T, n, d, a, seed=10 + k)
         rng, rng_t = np.random.default_rng(k), np.random.default_rng(k)
-        stats = ppo_update_numpy(policy, value, opt, rollout, rng, cfg)
-        stats_t = ppo_update_torch(policy_t, value_t, opt_t, rollout, rng_t, cfg, CPU)
+        stats = ppo_update_numpy(policy, value, opt, rollout, targets_for(value, rollout, cfg), rng, cfg)
+        stats_t = ppo_update_torch(policy_t, value_t, opt_t, rollout, targets_for(value_t, rollout, cfg), rng_t, cfg,
+                                   CPU)
         assert stats.keys() == stats_t.keys() == {"loss", "pg_loss", "vf_loss", "approx_kl", "clip_fraction",
                                                   "explained_variance", "entropy", "std"}
         for key in stats:
@@ -207,7 +234,7 @@ def test_float32_modules_keep_torch_formats_and_resume():
     d, a, T, n = 17, 6, 40, 2
     policy, value = make_nets(d, a, dtype=torch.float32)
     opt = make_optimizer(policy, value)
-    cfg = PPOConfig(n_steps=T, batch_size=32, n_epochs=2)
+    cfg = PPOConfig(batch_size=32, n_epochs=2, learning_rate=3e-4)
     ppo_update(policy, value, opt, make_rollout(T, n, d, a, 0), np.random.default_rng(0), cfg, CPU)
     for p in all_params(policy, value):
         state = opt.state[p]
@@ -231,10 +258,11 @@ def test_float32_numpy_path_tracks_float32_torch_path():
     policy, value = make_nets(d, a, dtype=torch.float32)
     policy_t, value_t = copy.deepcopy(policy), copy.deepcopy(value)
     opt, opt_t = make_optimizer(policy, value, lr=3e-4), make_optimizer(policy_t, value_t, lr=3e-4)
-    cfg = PPOConfig(n_steps=T, batch_size=64, n_epochs=2)
+    cfg = PPOConfig(batch_size=64, n_epochs=2, learning_rate=3e-4)
     rollout = make_rollout(T, n, d, a, 5)
-    ppo_update_numpy(policy, value, opt, rollout, np.random.default_rng(0), cfg)
-    ppo_update_torch(policy_t, value_t, opt_t, rollout, np.random.default_rng(0), cfg, CPU)
+    ppo_update_numpy(policy, value, opt, rollout, targets_for(value, rollout, cfg), np.random.default_rng(0), cfg)
+    ppo_update_torch(policy_t, value_t, opt_t, rollout, targets_for(value_t, rollout, cfg), np.random.default_rng(0),
+                     cfg, CPU)
     for p, p_t in zip(all_params(policy, value), all_params(policy_t, value_t)):
         np.testing.assert_allclose(p.detach().numpy(), p_t.detach().numpy(), rtol=1e-4, atol=1e-5)
 
@@ -249,11 +277,12 @@ def test_dispatch_uses_numpy_on_cpu_and_torch_for_unsupported_optimizers():
     assert not supports_numpy_update(policy, value, torch.optim.Adam(list(policy.parameters()), lr=0.1))
 
     T, n = 30, 2
-    cfg = PPOConfig(n_steps=T, batch_size=16, n_epochs=1)
+    cfg = PPOConfig(batch_size=16, n_epochs=1, learning_rate=3e-4)
     rollout = make_rollout(T, n, d, a, 0)
     copies = [copy.deepcopy((policy, value)) for _ in range(2)]
     via_dispatch = ppo_update(*copies[0], make_optimizer(*copies[0]), rollout, np.random.default_rng(0), cfg, CPU)
-    direct = ppo_update_numpy(*copies[1], make_optimizer(*copies[1]), rollout, np.random.default_rng(0), cfg)
+    direct = ppo_update_numpy(*copies[1], make_optimizer(*copies[1]), rollout, targets_for(copies[1][1], rollout, cfg),
+                              np.random.default_rng(0), cfg)
     assert via_dispatch == direct  # bit-identical: the numpy path ran, deterministically
 
 
@@ -262,9 +291,10 @@ def test_update_leaves_the_rollout_unchanged():
     policy, value = make_nets(d, a)
     rollout = make_rollout(T, n, d, a, 0)
     before = copy.deepcopy(rollout)
-    cfg = PPOConfig(n_steps=T, batch_size=16, n_epochs=1)
-    ppo_update_numpy(policy, value, make_optimizer(policy, value), rollout, np.random.default_rng(0), cfg)
-    ppo_update_torch(policy, value, make_optimizer(policy, value), rollout, np.random.default_rng(0), cfg, CPU)
+    cfg = PPOConfig(batch_size=16, n_epochs=1, learning_rate=3e-4)
+    targets = targets_for(value, rollout, cfg)
+    ppo_update_numpy(policy, value, make_optimizer(policy, value), rollout, targets, np.random.default_rng(0), cfg)
+    ppo_update_torch(policy, value, make_optimizer(policy, value), rollout, targets, np.random.default_rng(0), cfg, CPU)
     for field in ("obs", "actions", "rewards", "dones", "truncated_obs", "last_obs"):
         np.testing.assert_array_equal(getattr(rollout, field), getattr(before, field))
 

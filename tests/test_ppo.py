@@ -1,4 +1,4 @@
-"""GAE and the clipped PPO loss against values computed by hand."""
+"""The clipped PPO loss against values computed by hand, the Gaussian policy, dims parsing (GAE: test_advantages.py)."""
 import math
 
 import numpy as np
@@ -6,38 +6,13 @@ import pytest
 import torch
 
 from models.networks import GaussianPolicy, parse_dims
-from models.ppo import PPOConfig, clipped_losses, compute_gae
+from models.ppo import clipped_losses
+from models.rollout import PPOConfig
 from utils.errors import UserError
 
 
-def test_gae_matches_hand_computation():
-    gamma, lam = 0.9, 0.8
-    rewards = torch.tensor([[1.0], [2.0], [3.0]])
-    values = torch.tensor([[0.5], [1.0], [1.5]])
-    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ends after step 1
-    last = torch.tensor([2.0])
-    adv, ret = compute_gae(rewards, values, dones, last, gamma, lam)
-    d2 = 3.0 + 0.9 * 2.0 - 1.5          # bootstraps from last value
-    d1 = 2.0 + 0.0 - 1.0                # done: no bootstrap
-    d0 = 1.0 + 0.9 * 1.0 - 0.5
-    a2 = d2
-    a1 = d1                              # done cuts the trace
-    a0 = d0 + 0.9 * 0.8 * a1
-    assert adv[:, 0].tolist() == pytest.approx([a0, a1, a2])
-    assert ret[:, 0].tolist() == pytest.approx([a0 + 0.5, a1 + 1.0, a2 + 1.5])
-
-
-def test_gae_two_envs_are_independent():
-    rewards = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
-    values = torch.zeros(2, 2)
-    dones = torch.zeros(2, 2)
-    adv, _ = compute_gae(rewards, values, dones, torch.zeros(2), 0.5, 1.0)
-    assert adv[:, 0].tolist() == pytest.approx([1.5, 1.0])
-    assert adv[:, 1].tolist() == [0.0, 0.0]
-
-
 def test_clipped_loss_matches_hand_computation():
-    cfg = PPOConfig(clip_range=0.2, vf_coef=0.5, ent_coef=0.01, normalize_advantage=False)
+    cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, clip_range=0.2, vf_coef=0.5, ent_coef=0.01, normalize_advantage=False)
     old = torch.tensor([0.0, 0.0, 0.0])
     new = torch.log(torch.tensor([1.5, 0.5, 1.1]))  # ratios 1.5, 0.5, 1.1
     adv = torch.tensor([1.0, -2.0, 3.0])
@@ -56,7 +31,7 @@ def test_clipped_loss_matches_hand_computation():
 
 
 def test_advantage_normalization_uses_minibatch_statistics():
-    cfg = PPOConfig(normalize_advantage=True)
+    cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, normalize_advantage=True)
     adv = torch.tensor([1.0, 3.0])
     zeros = torch.zeros(2)
     out = clipped_losses(zeros, zeros, adv, zeros, zeros, zeros, cfg)
@@ -72,6 +47,17 @@ def test_gaussian_log_prob_and_entropy_match_torch_distributions():
     dist = torch.distributions.Normal(policy(obs), torch.exp(policy.log_std))
     assert torch.allclose(log_prob, dist.log_prob(actions).sum(-1), atol=1e-5)
     assert torch.allclose(entropy, dist.entropy().sum(-1), atol=1e-5)
+
+
+def test_train_config_hands_its_update_settings_to_ppo_config():
+    """TrainConfig hands its update settings to PPOConfig; the rollout length stays a run setting."""
+    from dataclasses import fields
+
+    from tests.helpers import small_config
+
+    cfg = small_config(batch_size=50, n_steps=100, n_epochs=3, learning_rate=1e-3)
+    assert "n_steps" not in {f.name for f in fields(PPOConfig)}
+    assert cfg.ppo() == PPOConfig(batch_size=50, n_epochs=3, learning_rate=1e-3) and cfg.n_steps == 100
 
 
 @pytest.mark.parametrize("text,expected", [("c16,16", (16, 16)), ("16,16", (16, 16)), ("c64", (64,)),

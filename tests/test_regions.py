@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from tests.reference_regions import line_pieces_ref, path_pieces_ref, pattern_at, segment_pieces_ref
 from utils.errors import UserError
 from utils.geometry.regions import (
+    _pack_on_device,
     activation_patterns,
     count_distinct_rows,
     count_path,
@@ -17,6 +18,7 @@ from utils.geometry.regions import (
     line_regions,
     lines_through,
     pack_bits,
+    pack_layers,
     path_pieces,
     segment_pieces,
     unpack_patterns,
@@ -237,6 +239,19 @@ def test_pack_unpack_round_trip_across_word_boundaries():
     for w in (1, 63, 64, 65, 130):
         bits = torch.as_tensor(rng.random((11, w)) < 0.5)
         assert torch.equal(unpack_patterns(pack_bits(bits), [w]), bits)
+
+
+def test_layers_pack_alike_from_numpy_torch_and_the_device_implementation():
+    """pack_layers packs on the host (numpy) for CPU bits; the CUDA path's product packing must give the same words."""
+    rng = np.random.default_rng(11)
+    widths = [1, 63, 64, 65, 7]
+    layer_bits = [rng.random((13, w)) < 0.5 for w in widths]
+    words = pack_layers(layer_bits)
+    assert words.shape == (13, sum(-(-w // 64) for w in widths)) and words.dtype == torch.int64
+    assert torch.equal(words, pack_layers([torch.as_tensor(b) for b in layer_bits]))
+    assert torch.equal(words, torch.cat([_pack_on_device(torch.as_tensor(b)) for b in layer_bits], dim=1))
+    assert torch.equal(unpack_patterns(words, widths), torch.as_tensor(np.concatenate(layer_bits, axis=1)))
+    assert pack_layers([np.zeros((0, 5), dtype=bool)]).shape == (0, 1)
 
 
 def test_count_distinct_rows_matches_a_python_set_for_every_key_width():

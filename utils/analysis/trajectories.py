@@ -17,7 +17,7 @@ import numpy as np
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.ppo import numpy_mlp
+from models.mlp import numpy_layers, numpy_mlp
 from utils.runs.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")
@@ -41,10 +41,6 @@ class Trajectory:
         return int(self.states.shape[0])
 
 
-def _numpy_layers(policy: LoadedPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(W.numpy(), b.numpy()) for W, b in [*policy.hidden_layers, policy.head]]
-
-
 def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool = False, seed: int = 0,
                    max_steps: int | None = None) -> Trajectory:
     """One episode of `policy` on `env_id` (deterministic: the Gaussian's mean; stochastic: mean + std noise),
@@ -55,7 +51,7 @@ def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool
         env.action_space.seed(seed)
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
-        layers = _numpy_layers(policy) if policy is not None else None
+        layers = numpy_layers(policy.layers) if policy is not None else None
         std = np.exp(policy.log_std.numpy()) if policy is not None else None
         states, actions, rewards = [], [], []
         done = False

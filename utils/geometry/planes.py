@@ -13,7 +13,8 @@ that count varies much the crossed polygons are processed in buckets of similar 
 to agree with cutting one line at a time (derived vertices near tol from a line or edge, nearly parallel lines,
 edges about tol long, more than ``_MAX_ZEROS`` lines through one candidate) are cut instead by the sequential
 fallback ``_cut_layer``: in rounds, each polygon by its lowest-index crossing line (half-plane clipping of
-padded convex polygons, batched). After a layer, its pattern is folded into each polygon's affine map.
+padded convex polygons, batched: ``utils.geometry.polygons.split_by_lines``). After a layer, its pattern is
+folded into each polygon's affine map.
 
 The arrangement step is written once against a tiny array interface: numpy on the CPU (small ops are several
 times cheaper there than torch ops) and torch on other devices (``_NumpyOps`` / ``_TorchOps``).
@@ -45,8 +46,16 @@ from utils.geometry.regions import (
     as_float64,
     as_head,
     as_hidden_layers,
-    pack_bits,
+    pack_layers,
     unpack_patterns,
+)
+from utils.geometry.polygons import (
+    CROSS_RTOL,
+    RANK_EPS,
+    SPAN_RTOL,
+    linearly_independent,
+    signed_areas,
+    split_by_lines,
 )
 
 
@@ -90,69 +99,22 @@ class PlanePartition:
 # --------------------------------------------------------------------------------------------------------------
 # Polygons
 # --------------------------------------------------------------------------------------------------------------
-def _signed_areas(o, verts):
-    """Shoelace areas (R,) of padded polygons (R, V, 2) in backend o's arrays; repeated padding vertices add
-    nothing."""
-    x, y = verts[..., 0], verts[..., 1]
-    # Slices rather than an index list for "next vertex": no index array to build, several times cheaper.
-    cross = x[:, :-1] * y[:, 1:] - x[:, 1:] * y[:, :-1]
-    return 0.5 * (o.row_sum(cross) + x[:, -1] * y[:, 0] - x[:, 0] * y[:, -1])
-
-
 def _validate_domain(domain: ArrayLike, device: torch.device | str) -> tuple[Tensor, float]:
     """The domain as a counter-clockwise float64 (V, 2) tensor on ``device``, and its largest absolute coordinate.
     Checked on the host in numpy: it has a handful of vertices, and device ops would cost more than the work."""
     d = as_float64(domain, "cpu", "domain").numpy()
     if d.ndim != 2 or d.shape[1] != 2 or d.shape[0] < 3:
         raise UserError(f"domain must be a convex polygon of shape (V >= 3, 2) in plane coordinates, got {d.shape}")
-    area = float(_signed_areas(_NumpyOps, d[None])[0])
+    area = float(signed_areas(d[None])[0])
     if area < 0:
         d = d[::-1]  # make it counter-clockwise
     edges = np.concatenate([d[1:], d[:1]]) - d
     nxt = np.concatenate([edges[1:], edges[:1]])
     turn = edges[:, 0] * nxt[:, 1] - edges[:, 1] * nxt[:, 0]
     scale = float(np.abs(d).max())
-    if abs(area) <= 1e-12 * scale * scale or bool((turn < -1e-12 * scale * scale).any()):
+    if abs(area) <= CROSS_RTOL * scale * scale or bool((turn < -CROSS_RTOL * scale * scale).any()):
         raise UserError("domain must be a convex polygon with nonzero area, vertices in order around it")
     return torch.from_numpy(np.ascontiguousarray(d)).to(device), scale
-
-
-def _compact(points: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
-    """Keep the flagged slots of each row in order: (R, S, 2), (R, S) -> (R, Vmax, 2) padded, counts (R,)."""
-    counts = keep.sum(1)
-    vmax = int(counts.max())
-    # Stable sort puts kept slots first, in their original order.
-    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices
-    slot = torch.minimum(torch.arange(vmax, device=points.device)[None, :], (counts - 1)[:, None])
-    sel = torch.gather(order, 1, slot)
-    return torch.gather(points, 1, sel[..., None].expand(-1, -1, 2)), counts
-
-
-def _clip(verts: Tensor, nv: Tensor, s: Tensor, tol: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Split padded convex polygons by lines with signed vertex distances s (R, V): (pos verts, n, neg verts, n)."""
-    R, V = s.shape
-    idx = torch.arange(V, device=s.device)
-    valid = idx[None, :] < nv[:, None]
-    s = torch.where(s.abs() <= tol, torch.zeros_like(s), s)  # vertices on the line belong to both parts
-    nxt = torch.where(idx[None, :] + 1 < nv[:, None], idx[None, :] + 1, torch.zeros_like(valid, dtype=torch.int64))
-    s_next = torch.gather(s, 1, nxt)
-    v_next = torch.gather(verts, 1, nxt[..., None].expand(-1, -1, 2))
-    crossing = valid & (s * s_next < 0)
-    frac = torch.where(crossing, s / torch.where(crossing, s - s_next, torch.ones_like(s)), torch.zeros_like(s))
-    cut = verts + frac[..., None] * (v_next - verts)
-    # Slot 2i holds vertex i, slot 2i + 1 the crossing on edge (i, i + 1), so order around the polygon is kept.
-    points = torch.stack([verts, cut], dim=2).reshape(R, 2 * V, 2)
-    pos_keep = torch.stack([valid & (s >= 0), crossing], dim=2).reshape(R, 2 * V)
-    neg_keep = torch.stack([valid & (s <= 0), crossing], dim=2).reshape(R, 2 * V)
-    pos, n_pos = _compact(points, pos_keep)
-    neg, n_neg = _compact(points, neg_keep)
-    return pos, n_pos, neg, n_neg
-
-
-def _pad_to(verts: Tensor, vmax: int) -> Tensor:
-    if verts.shape[1] == vmax:
-        return verts
-    return torch.cat([verts, verts[:, -1:].expand(-1, vmax - verts.shape[1], -1)], dim=1)
 
 
 def _cut_layer(
@@ -182,9 +144,9 @@ def _cut_layer(
         kmax = int(n_cross.max())
         cols = torch.sort((~crosses).to(torch.int8), dim=1, stable=True).indices[:, :kmax]
         s = torch.gather(d, 2, cols[:, None, :1].expand(-1, d.shape[1], 1)).squeeze(2)
-        pos, n_pos, neg, n_neg = _clip(verts[has_cut], nv[has_cut], s, tol)
+        pos, n_pos, neg, n_neg = split_by_lines(verts[has_cut], nv[has_cut], s, tol)
         vmax = max(pos.shape[1], neg.shape[1])
-        verts = torch.cat([_pad_to(pos, vmax), _pad_to(neg, vmax)])
+        verts = torch.cat([_pad_slots(_TorchOps, pos, vmax), _pad_slots(_TorchOps, neg, vmax)])
         nv = torch.cat([n_pos, n_neg])
         parent = parent[has_cut].repeat(2)
         # The cutting neuron (column 0) is done; padded columns get a zero function, which never crosses.
@@ -195,7 +157,7 @@ def _cut_layer(
         z0n, gn = z0n.repeat(2, 1), gn.repeat(2, 1, 1)
     vmax = max(v.shape[1] for v, _, _ in done)
     return (
-        torch.cat([_pad_to(v, vmax) for v, _, _ in done]),
+        torch.cat([_pad_slots(_TorchOps, v, vmax) for v, _, _ in done]),
         torch.cat([n for _, n, _ in done]),
         torch.cat([p for _, _, p in done]),
     )
@@ -273,10 +235,6 @@ class _NumpyOps:
         return _triu_pairs(k)
 
     @staticmethod
-    def atan2(y, x):
-        return np.arctan2(y, x)
-
-    @staticmethod
     def bincount(x, n: int):
         return np.bincount(x, minlength=n)
 
@@ -309,12 +267,6 @@ class _NumpyOps:
         return verts.reshape(verts.shape[0], -1) @ np.tile(np.eye(2), (verts.shape[1], 1))
 
     @staticmethod
-    def row_sum(x):
-        """Sums of the rows of (R, k): numpy sums short rows slowly (~50 ns a row); a product with ones is one BLAS
-        call."""
-        return x @ np.ones(x.shape[1])
-
-    @staticmethod
     def matmul(a, b):
         """a @ b for 2-D arrays, in row blocks of at most _SERIAL_GEMM multiply-adds. OpenBLAS threads larger
         products, and its threads stall when the other cores are busy (2-3x slower, measured) and ignore
@@ -324,17 +276,6 @@ class _NumpyOps:
         if a.shape[0] <= rows:
             return a @ b
         return np.concatenate([a[i : i + rows] @ b for i in range(0, a.shape[0], rows)])
-
-    @staticmethod
-    def pack_patterns(layer_bits) -> Tensor:
-        """Per-layer booleans [(R, w_l)] -> int64 words (R, W) laid out as utils.geometry.regions.pack_bits."""
-        spans = [-(-b.shape[1] // 64) * 64 for b in layer_bits]  # each layer starts a new word
-        bits = np.zeros((layer_bits[0].shape[0], sum(spans)), dtype=bool)
-        start = 0
-        for b, span in zip(layer_bits, spans):
-            bits[:, start : start + b.shape[1]] = b
-            start += span
-        return torch.from_numpy(np.packbits(bits, axis=1, bitorder="little").view("<i8").astype(np.int64, copy=False))
 
     @staticmethod
     def from_tensor(t: Tensor):
@@ -400,10 +341,6 @@ class _TorchOps:
         return i, j
 
     @staticmethod
-    def atan2(y, x):
-        return torch.atan2(y, x)
-
-    @staticmethod
     def bincount(x, n: int):
         return torch.bincount(x, minlength=n)
 
@@ -437,16 +374,8 @@ class _TorchOps:
         return verts.sum(1)
 
     @staticmethod
-    def row_sum(x):
-        return x.sum(1)
-
-    @staticmethod
     def matmul(a, b):
         return a @ b
-
-    @staticmethod
-    def pack_patterns(layer_bits) -> Tensor:
-        return torch.cat([pack_bits(b) for b in layer_bits], dim=1)
 
     @staticmethod
     def from_tensor(t: Tensor):
@@ -477,6 +406,10 @@ _BAND = 1e3
 # it would take 2^zeros sign patterns.
 _MAX_ZEROS = 4
 _WORD = 52  # bits of a sign pattern per float64 key word (exact integers)
+# Two of a polygon's lines whose unit normals have |sine| at most this are treated as parallel and the polygon goes to
+# the fallback: their intersection's rounding error grows like eps * scale / sine and reaches the tolerance
+# (DEFAULT_RTOL * scale = 1e-9 scale) near sine ~ 2e-7; 1e-6 keeps a factor of 5 below it.
+_PARALLEL_SINE = 1e-6
 
 
 def _arrange_layer(o, verts, nv, z0, grad, tol: float):
@@ -589,7 +522,7 @@ def _arrange_cells(o, vh, nvh, crosses, ncross, zn, gxn, gyn, tol: float):
     gxi, gyi, zi = gxf[li], gyf[li], zf[li]
     gxj, gyj, zj = gxf[lj], gyf[lj], zf[lj]
     det = gxi * gyj - gyi * gxj  # sine of the angle between unit normals
-    par = abs(det) <= 1e-6
+    par = abs(det) <= _PARALLEL_SINE
     same = abs(zi - o.where(gxi * gxj + gyi * gyj > 0, zj, -zj)) <= lo  # the same line (duplicate neurons)
     flag[hc[par & ~same]] = True  # nearly parallel distinct lines: intersection ill-conditioned
     det = o.where(par, 1.0, det)
@@ -709,16 +642,6 @@ def _split_layer(o, verts, nv, z0, grad, tol: float):
     )
 
 
-def _independent(basis) -> bool:
-    """Whether the two rows of basis (2, d) are linearly independent (to rounding, as a rank test would say)."""
-    b0, b1 = basis[0], basis[1]
-    n0, n1 = float((b0 * b0).sum()) ** 0.5, float((b1 * b1).sum()) ** 0.5
-    if n0 == 0 or n1 == 0:
-        return False
-    r = b1 - float((b0 * b1).sum()) / (n0 * n0) * b0
-    return float((r * r).sum()) ** 0.5 > basis.shape[1] * 2.3e-16 * max(n0, n1)
-
-
 def _partition_arrays(layers, origin, basis, dom, tol, head):
     o = _ops_for(dom.device)
     verts = o.from_tensor(dom[None])
@@ -739,8 +662,8 @@ def _partition_arrays(layers, origin, basis, dom, tol, head):
         on = (z0 + centroid[:, 0:1] * grad[:, 0] + centroid[:, 1:2] * grad[:, 1]) > 0
         on_bits.append(on)
         a, C = z0 * on, grad * on[:, None, :]
-    words = o.pack_patterns(on_bits)
-    areas, domain_area = _signed_areas(o, verts), float(_signed_areas(o, o.from_tensor(dom)[None])[0])
+    words = pack_layers(on_bits)
+    areas, domain_area = signed_areas(verts), float(signed_areas(o.from_tensor(dom)[None])[0])
     slope = offset = None
     if head is not None:
         # The action mean is affine on each polygon: head(a + u @ C) = offset + u @ slope^T; 2-D products only
@@ -790,7 +713,8 @@ def plane_partition(
             f"plane origin must have shape ({d},) and basis (2, {d}) to match the network input, got "
             f"{tuple(origin.shape)} and {tuple(basis.shape)}"
         )
-    if not _independent(_ops_for(basis.device).from_tensor(basis)):
+    b = _ops_for(basis.device).from_tensor(basis)  # numpy on the CPU: a handful of tiny ops, cheaper there
+    if not linearly_independent(b[0], b[1], d * RANK_EPS):
         raise UserError("the plane's two basis vectors must be linearly independent")
     dom, scale = _validate_domain(domain, device)
     tol = rtol * scale
@@ -831,11 +755,10 @@ def plane_through_states(
     if not scale > 0:
         raise UserError(f"scale must be positive, got {scale}")
     u, v = p2 - p1, p3 - p1
-    size = float(torch.maximum(u.norm(), v.norm()))
-    e1 = u / u.norm() if float(u.norm()) > 0 else u
-    w = v - (v @ e1) * e1
-    if size == 0 or float(w.norm()) <= 1e-9 * size:
+    if not linearly_independent(u, v, SPAN_RTOL):
         raise UserError("the three states are (nearly) collinear or equal; pick three states that span a plane")
+    e1 = u / u.norm()
+    w = v - (v @ e1) * e1
     e2 = w / w.norm()
     basis = torch.stack([e1, e2])
     # 2-D coordinates relative to s1, then the circumcentre by the standard formula.

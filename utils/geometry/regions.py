@@ -125,12 +125,6 @@ def word_offsets(widths: Sequence[int]) -> list[int]:
     return offsets
 
 
-def _bit_values(device: torch.device | str) -> Tensor:
-    # 1 << 63 wraps to -2**63 in int64; adding disjoint bits never carries, so sums are exact ORs.
-    return torch.bitwise_left_shift(torch.ones(WORD_BITS, dtype=torch.int64, device=device),
-                                     torch.arange(WORD_BITS, device=device))
-
-
 def _pack_matrix(w: int, device: torch.device | str) -> Tensor:
     # Column 2k (2k + 1) sums bits 0-31 (32-63) of word k; partial sums stay below 2**32, so float64 is exact.
     j = torch.arange(w, device=device)
@@ -139,11 +133,37 @@ def _pack_matrix(w: int, device: torch.device | str) -> Tensor:
     return m
 
 
-def pack_bits(bits: Tensor) -> Tensor:
-    """Pack booleans (N, w) of one layer into int64 words (N, ceil(w / 64)); neuron j -> bit j % 64 of word j // 64."""
+def _pack_on_device(bits: Tensor) -> Tensor:
+    """One layer's booleans (N, w) as int64 words (N, ceil(w / 64)) by a float64 product: no bit ops over 64
+    columns, so it runs as one kernel on any device."""
     halves = (bits.to(torch.float64) @ _pack_matrix(bits.shape[1], bits.device)).to(torch.int64)
     # The high half's bit 31 lands on the sign bit: int64 shifts wrap, which is the two's-complement word we want.
     return halves[:, 0::2] + torch.bitwise_left_shift(halves[:, 1::2], 32)
+
+
+def _pack_on_host(layer_bits: list[np.ndarray]) -> Tensor:
+    """Per-layer booleans as int64 words with numpy's packbits (on the CPU several times cheaper than the product)."""
+    spans = [-(-b.shape[1] // WORD_BITS) * WORD_BITS for b in layer_bits]  # each layer starts a new word
+    bits = np.zeros((layer_bits[0].shape[0], sum(spans)), dtype=bool)
+    start = 0
+    for b, span in zip(layer_bits, spans):
+        bits[:, start : start + b.shape[1]] = b
+        start += span
+    # Little-endian bit and byte order: bit j of a layer's bytes is bit j of its int64 word.
+    return torch.from_numpy(np.packbits(bits, axis=1, bitorder="little").view("<i8").astype(np.int64, copy=False))
+
+
+def pack_layers(layer_bits: Sequence[Tensor | np.ndarray]) -> Tensor:
+    """Per-layer booleans [(N, w_l)] (torch or numpy) -> packed int64 patterns (N, W) in the layout above, each layer
+    starting a new word; on the bits' device."""
+    if isinstance(layer_bits[0], np.ndarray) or layer_bits[0].device.type == "cpu":
+        return _pack_on_host([b if isinstance(b, np.ndarray) else b.numpy() for b in layer_bits])
+    return torch.cat([_pack_on_device(b) for b in layer_bits], dim=1)
+
+
+def pack_bits(bits: Tensor) -> Tensor:
+    """Pack booleans (N, w) of one layer into int64 words (N, ceil(w / 64)); neuron j -> bit j % 64 of word j // 64."""
+    return pack_layers([bits])
 
 
 def sort_rows(x: Tensor) -> Tensor:
@@ -206,13 +226,13 @@ def activation_patterns(hidden_layers: HiddenLayers, points: ArrayLike, *, devic
     """Packed activation patterns (N, W) int64 of input-space points (N, d): bit on iff pre-activation > 0."""
     layers = as_hidden_layers(hidden_layers, device)
     h = _as_points(points, layers[0][0].shape[1], device, "points")
-    words = []
+    layer_bits = []
     for W, b in layers:
         z = torch.addmm(b, h, W.T)
         on = z > 0
-        words.append(pack_bits(on))
+        layer_bits.append(on)
         h = z * on
-    return torch.cat(words, dim=1)
+    return pack_layers(layer_bits)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ import torch
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.normalization import CLIP_OBS, EPSILON
+from models.normalization import CLIP_OBS
 from utils.errors import UserError
 from utils.geometry.planes import PlanePartition, plane_partition, plane_through_states
+from utils.geometry.polygons import SPAN_RTOL, area_centroids, clip_to_halfplane, linearly_independent
 from utils.geometry.regions import input_jacobian, word_offsets
 from utils.analysis.trajectories import sample_episode
 
@@ -111,10 +112,6 @@ class StatePlane:
         lo, hi = self.domain.min(0), self.domain.max(0)
         return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
 
-    def to_raw(self, w: np.ndarray) -> np.ndarray:
-        """Raw states (N, d) at display coordinates (N, 2)."""
-        return self.origin + np.asarray(w, dtype=np.float64) @ self.basis
-
     def to_display(self, states: np.ndarray) -> np.ndarray:
         """Display coordinates (N, 2) of raw states (N, d) projected onto the plane (least squares)."""
         rel = np.asarray(states, dtype=np.float64) - self.origin
@@ -131,19 +128,12 @@ def state_space_plane(xlim: Sequence[float], ylim: Sequence[float], state_names:
                       info={"xlim": [x0, x1], "ylim": [y0, y1]})
 
 
-def _normalization(policy: LoadedPolicy) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) with normalize(s) = clip((s - mean) / std); (0, 1) when normalization is off."""
-    if not policy.obs_norm_enabled:
-        return np.zeros_like(policy.obs_mean), np.ones_like(policy.obs_var)
-    return policy.obs_mean, np.sqrt(policy.obs_var + EPSILON)
-
-
 def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale: float) -> StatePlane:
     """The paper's plane through three raw states, built in the reference policy's normalized input space."""
     states = np.asarray(states, dtype=np.float64)
     if states.shape != (3, reference.obs_dim):
         raise UserError(f"need three states of {reference.obs_dim} numbers, got shape {states.shape}")
-    mean, std = _normalization(reference)
+    mean, std = reference.normalization_affine()
     x = (states - mean) / std  # unclipped, so the raw plane is the exact preimage
     plane = plane_through_states(x[0], x[1], x[2], scale)
     origin = plane.origin.numpy() * std + mean
@@ -166,16 +156,12 @@ def choose_three_states(pool: np.ndarray, reference: LoadedPolicy, seed: int, tr
     if len(pool) < 3:
         raise UserError(f"the episodes gave only {len(pool)} states; raise --num_episodes")
     rng = np.random.default_rng(seed)
-    mean, std = _normalization(reference)
+    mean, std = reference.normalization_affine()
     for _ in range(tries):
         idx = rng.choice(len(pool), size=3, replace=False)
-        x = (pool[idx] - mean) / std
-        u, v = x[1] - x[0], x[2] - x[0]
-        size = max(np.linalg.norm(u), np.linalg.norm(v))
-        if size > 0 and np.linalg.norm(u) > 0:
-            w = v - (v @ u) / (u @ u) * u
-            if np.linalg.norm(w) > 1e-6 * size:
-                return pool[idx]
+        x = (pool[idx] - mean) / std  # unclipped, as plane_through_raw_states builds the plane
+        if linearly_independent(x[1] - x[0], x[2] - x[0], SPAN_RTOL):  # what plane_through_states accepts
+            return pool[idx]
     raise UserError("the sampled states do not span a plane (all equal or collinear); try another --seed "
                     "or more --num_episodes")
 
@@ -188,7 +174,7 @@ def policy_plane(policy: LoadedPolicy, plane: StatePlane) -> tuple[np.ndarray, n
     if plane.origin.shape != (policy.obs_dim,):
         raise UserError(f"the plane lives in a {plane.origin.shape[0]}-D state space but {policy.path} takes "
                         f"{policy.obs_dim} observations; pass checkpoints of the same env")
-    mean, std = _normalization(policy)
+    mean, std = policy.normalization_affine()
     return (plane.origin - mean) / std, plane.basis / std
 
 
@@ -201,27 +187,12 @@ def clip_polygon(policy: LoadedPolicy, plane: StatePlane) -> np.ndarray | None:
     for j in range(origin.shape[0]):
         for sign in (1.0, -1.0):
             # keep sign * (origin_j + w @ basis_j) <= CLIP_OBS
-            poly = _clip_halfplane(poly, -sign * basis[:, j], CLIP_OBS - sign * origin[j])
+            poly = clip_to_halfplane(poly, -sign * basis[:, j], CLIP_OBS - sign * origin[j])
             if len(poly) < 3:
                 return np.zeros((0, 2))
     if len(poly) == len(plane.domain) and np.allclose(poly, plane.domain):
         return None
     return poly
-
-
-def _clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
-    """The part of a convex polygon where offset + w @ normal >= 0 (one Sutherland-Hodgman step)."""
-    s = offset + poly @ normal
-    out = []
-    n = len(poly)
-    for i in range(n):
-        j = (i + 1) % n
-        if s[i] >= 0:
-            out.append(poly[i])
-        if (s[i] >= 0) != (s[j] >= 0):
-            t = s[i] / (s[i] - s[j])
-            out.append(poly[i] + t * (poly[j] - poly[i]))
-    return np.asarray(out, dtype=np.float64).reshape(-1, 2)
 
 
 def clipped_hidden_layers(policy: LoadedPolicy) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -258,17 +229,7 @@ def partition_on_plane(policy: LoadedPolicy, plane: StatePlane, *, clip_inputs: 
 
 def region_centroids(part: PlanePartition) -> np.ndarray:
     """Area centroids (R, 2) of the partition's polygons, display coordinates."""
-    v = part.vertices.cpu().numpy()
-    x, y = v[..., 0], v[..., 1]
-    xn, yn = np.roll(x, -1, axis=1), np.roll(y, -1, axis=1)
-    cross = x * yn - xn * y  # padding repeats the last vertex; the closing edge is handled by the roll
-    area = 0.5 * cross.sum(1)
-    safe = np.where(np.abs(area) > 0, area, 1.0)
-    cx = ((x + xn) * cross).sum(1) / (6 * safe)
-    cy = ((y + yn) * cross).sum(1) / (6 * safe)
-    fallback = v.mean(1)
-    ok = np.abs(area) > 0
-    return np.where(ok[:, None], np.stack([cx, cy], 1), fallback)
+    return area_centroids(part.vertices.cpu().numpy())
 
 
 def region_values(policy: LoadedPolicy, part: PlanePartition, color: str) -> np.ndarray | None:
