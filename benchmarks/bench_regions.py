@@ -74,7 +74,7 @@ def best_time(fn, repeats: int = 3):
 
 
 def main() -> None:
-    torch.set_num_threads(1)  # these tensors are small; one thread avoids scheduling overhead (DESIGN.md)
+    torch.set_num_threads(1)  # small tensors: one thread avoids scheduling overhead (docs/design.md, pitfalls)
     x = halfcheetah_states(NUM_STATES)
     plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
     origin, basis, domain = plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy()

@@ -5,7 +5,7 @@ observation and reward normalization (ours: models.normalization; SB3: VecNormal
 policy ReLU MLP 16,16 and separate value MLP 32,32 (SB3: net_arch=dict(pi=[16, 16], vf=[32, 32]),
 activation_fn=nn.ReLU, log_std_init=-2, orthogonal init as both default to), n_steps 1000 per env, minibatch 64,
 10 epochs, lr 3e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, ent_coef 0, max_grad_norm 0.5, Adam
-eps 1e-5, 100k steps, seeds 0, 1, 2. torch.set_num_threads(1) for both (tiny MLPs; DESIGN.md "Pitfalls").
+eps 1e-5, 100k steps, seeds 0, 1, 2. torch.set_num_threads(1) for both (tiny MLPs; docs/design.md "Pitfalls we know of").
 Ours runs the library (utils.jobs.train.prepare_run for the config, models.training.Trainer and
 utils.jobs.train_loop.run_training) into a temporary run store with wandb off, without the random-action
 normalization warm-up (SB3 has none) and with one checkpoint at the end (SB3 saves none); its update takes the

@@ -1,4 +1,4 @@
-"""The paper's toy task: a 1-D car that must drive to x = 100 (DESIGN.md, "The toy environments")."""
+"""The paper's toy task: a 1-D car that must drive to x = 100 (docs/design.md, "The toy environments")."""
 from __future__ import annotations
 
 import gymnasium as gym

@@ -1,4 +1,4 @@
-"""utils/analysis/metrics.py on a hand-built policy whose regions are known by hand (DESIGN.md, "Metrics").
+"""utils/analysis/metrics.py on a hand-built policy whose regions are known by hand (docs/design.md, "Metrics").
 
 The policy (2 inputs, hidden widths 3 and 4, one action) is written as a checkpoint and loaded like any other.
 Layer 1 has the zero lines x1 = 0, x2 = 0 and x1 + x2 = 1 of the *normalized* input x; layer 2 reads only

@@ -1,5 +1,5 @@
 """utils/analysis/trajectories.py: seeded episodes on Car1DEnv-v1 checked against the env's dynamics by hand
-(DESIGN.md, "The toy environments"), and the trajectory cache that is trusted only for the same weights and env."""
+(docs/design.md, "The toy environments"), and the trajectory cache that is trusted only for the same weights and env."""
 from __future__ import annotations
 
 import zipfile
@@ -43,7 +43,7 @@ def policy_mean_by_hand(states: np.ndarray) -> np.ndarray:
 
 
 def car1d_v1_step(state: np.ndarray, a: float) -> tuple[np.ndarray, float]:
-    """DESIGN.md: x <- x + dt v + dt^2 a / 2; v <- clip(v + dt a, -100, 100); reward at the new state."""
+    """docs/design.md: x <- x + dt v + dt^2 a / 2; v <- clip(v + dt a, -100, 100); reward at the new state."""
     x, v = state
     x = x + DT * v + DT**2 * a / 2.0
     v = float(np.clip(v + DT * a, -VMAX, VMAX))

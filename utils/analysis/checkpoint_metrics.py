@@ -1,7 +1,7 @@
 """What evaluating one checkpoint computes: its history.csv row of region metrics, or why its file is unreadable.
 
 For every policy type, the checkpoint is measured along the fixed trajectory (best.pt's episode) and along its
-own current episode, both in its own input space (DESIGN.md, "Metrics"); optionally also along random-action
+own current episode, both in its own input space (docs/design.md, "Metrics"); optionally also along random-action
 trajectories and random lines. A task holds only plain data, so it can be sent to a worker process.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def check_matches_run(policy: LoadedPolicy, path: Path, run_id: str, env_id: str
 def evaluate_checkpoint(task: CheckpointTask) -> CheckpointResult:
     """The metrics of one checkpoint, or UnreadableCheckpoint for a corrupt file (a foreign checkpoint raises)."""
     import torch
-    torch.set_num_threads(1)  # tiny networks: threading overhead dominates (DESIGN.md, pitfalls)
+    torch.set_num_threads(1)  # tiny networks: threading overhead dominates (docs/design.md, "Pitfalls we know of")
     try:
         policy = load_checkpoint(task.path)
     except UserError as err:

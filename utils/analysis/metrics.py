@@ -1,4 +1,4 @@
-"""Per-checkpoint linear-region metrics (DESIGN.md, "Metrics"), with the paper code's metric names.
+"""Per-checkpoint linear-region metrics (docs/design.md, "Metrics"), with the paper code's metric names.
 
 Every input is a raw state array; each checkpoint maps it to its own input space with `policy.normalize`
 (x_i = normalize(s_i)), and counting happens there with the exact 1-D region core (utils.geometry.regions).

@@ -1,7 +1,7 @@
 """Evaluation episodes of a checkpoint's policy (or of uniform random actions), cached as raw-state .npz files.
 
 A trajectory is the states s_0..s_{T-1} of one episode: the initial state and every state at which the policy
-acted before the episode ended (DESIGN.md, "Metrics"). The observation returned by the final step is not part
+acted before the episode ended (docs/design.md, "Metrics"). The observation returned by the final step is not part
 of it: it is terminal, or (for a time-limit truncation) a state the policy never acted in. States are raw
 (un-normalized) observations; every checkpoint normalizes them with its own statistics when they are measured.
 

@@ -1,7 +1,7 @@
 """Exact linear regions of a ReLU policy network on a 2-D plane of input space, and the paper's plane construction.
 
 A plane is x(u) = origin + u @ basis, u in R^2 (plane coordinates), basis (2, d). The domain is a convex polygon
-in plane coordinates. The partition is built one layer at a time over all polygons at once (DESIGN.md,
+in plane coordinates. The partition is built one layer at a time over all polygons at once (docs/design.md,
 "Algorithms"): within a polygon the earlier layers' patterns are fixed, so every neuron of the current layer is
 affine on the plane and its zero set is a line. A layer cuts every polygon by all the lines that cross it at once
 (``_arrange_layer``): the polygon's cells in the arrangement of those lines are found by vertex enumeration --

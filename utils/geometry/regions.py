@@ -2,7 +2,7 @@
 
 A network is given by its hidden layers ``[(W, b), ...]`` (W of shape (out, in), applied as relu(W x + b)).
 Along a segment x(t) = start + t (end - start), t in [0, 1], the activation pattern of all hidden neurons is
-piecewise constant; a *piece* is a maximal sub-interval with one pattern. The algorithm (DESIGN.md, "Algorithms")
+piecewise constant; a *piece* is a maximal sub-interval with one pattern. The algorithm (docs/design.md, "Algorithms")
 processes one layer at a time over all pieces of all segments at once: within a piece the earlier layers' patterns
 are fixed, so every neuron of the current layer is affine in t, and its zero (if strictly inside the piece) splits it.
 

@@ -4,7 +4,7 @@ This module plans and orchestrates; the pieces live below it: finding the runs (
 checkpoint's metrics (utils.analysis.checkpoint_metrics), the result files (utils.analysis.history), the figures
 (utils.pictures.metric_plots), wandb (utils.runs.tracking) and SLURM array shares (utils.runs.slurm).
 
-Flow for one run (DESIGN.md, "Metrics"): the fixed trajectory = one episode of best.pt's policy; for every
+Flow for one run (docs/design.md, "Metrics"): the fixed trajectory = one episode of best.pt's policy; for every
 checkpoint its own (current) episode; both counted with the checkpoint's own normalization. Results go to
 `<results_dir>/<run or sweep id>/<run_id>/`. Epochs already in history.csv are skipped unless --overwrite.
 """

@@ -2,7 +2,7 @@
 values that colour them (drawing itself is in ``utils.pictures.partition_drawing``).
 
 A ``StatePlane`` is fixed in raw state space, r(w) = origin + w @ basis with display coordinates w in a convex
-``domain``. Each checkpoint sees it through its own normalization x = (r - mean) / std (DESIGN.md, "Input space"),
+``domain``. Each checkpoint sees it through its own normalization x = (r - mean) / std (docs/design.md, "Metrics"),
 an affine map, so in its input space the plane is x(w) = normalize(origin) + w @ (basis / std): the same raw
 states and the same patch of the plane for every checkpoint, which makes frames of a run comparable.
 
