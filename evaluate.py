@@ -8,14 +8,10 @@ from __future__ import annotations
 import sys
 
 from utils.errors import run_cli
-from utils.flags import build_parser as _build_parser, parse_settings
+from utils.flags import parse_settings
 from utils.settings import EvaluateSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
-
-
-def build_parser():
-    return _build_parser(EvaluateSettings, "evaluate.py", DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,14 +5,10 @@
 from __future__ import annotations
 
 from utils.errors import run_cli
-from utils.flags import build_parser as _build_parser, parse_settings
+from utils.flags import parse_settings
 from utils.settings import RandomizeSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
-
-
-def build_parser():
-    return _build_parser(RandomizeSettings, "randomized_metric_helper.py", DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> int:

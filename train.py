@@ -9,14 +9,10 @@ import os
 import sys
 
 from utils.errors import run_cli
-from utils.flags import build_parser as _build_parser, parse_settings
+from utils.flags import parse_settings
 from utils.settings import TrainSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
-
-
-def build_parser():
-    return _build_parser(TrainSettings, "train.py", DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> int:

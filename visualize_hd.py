@@ -10,14 +10,10 @@ from __future__ import annotations
 import sys
 
 from utils.errors import run_cli
-from utils.flags import build_parser as _build_parser, parse_settings
+from utils.flags import parse_settings
 from utils.settings import VisualizeSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
-
-
-def build_parser():
-    return _build_parser(VisualizeSettings, "visualize_hd.py", DESCRIPTION)
 
 
 def main(argv: list[str] | None = None) -> int:

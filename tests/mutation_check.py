@@ -97,5 +97,82 @@ def mutation(name: str, file: str, find: str, replace: str, *tests: str) -> None
     MUTATIONS.append(Mutation(name, file, find, replace, tests))
 
 
+# --- metrics: lengths, normalization, neuron count, aggregation ----------------------------------------------------
+M = "utils/analysis/metrics.py"
+mutation("density uses the raw-state length", M, "length_norm = path_length(x)", "length_norm = path_length(states)",
+         "tests/test_metrics.py")
+mutation("random trajectories use raw-state lengths", M, "        length = path_length(x)\n",
+         "        length = path_length(states)\n", "tests/test_metrics.py")
+mutation("density divides by the widest layer, not all neurons", M, "length_norm * policy.n_neurons",
+         "length_norm * max(policy.widths)", "tests/test_metrics.py")
+mutation("random-trajectory std with Bessel's correction", M, "float(np.std(values))",
+         "float(np.std(values, ddof=1))", "tests/test_metrics.py")
+mutation("mean-anchored lines through the raw mean", M, '("mean", x.mean(axis=0))',
+         '("mean", np.asarray(points, dtype=np.float64).mean(axis=0))', "tests/test_metrics.py")
+mutation("trajectory timesteps off by one", M, "int(len(states))", "int(len(states)) - 1", "tests/test_metrics.py")
+
+# --- 1-D and 2-D kernels: counting and tolerance rules ---------------------------------------------------------------
+R, P = "utils/geometry/regions.py", "utils/geometry/planes.py"
+mutation("transitions counted as pieces, not pieces - 1", R, "num_transitions=int(seg.shape[0] - n)",
+         "num_transitions=int(seg.shape[0])", "tests/test_regions.py")
+mutation("pattern bit set at pre-activation >= 0", R, "        on = z > 0\n", "        on = z >= 0\n",
+         "tests/test_regions.py", "tests/test_planes.py")
+mutation("1-D: zeros within 10 tol of a piece end split it less (end rule 10 tol)", R,
+         "inside = (ratio < -_shift(t0, tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -tol, rel_tol)[:, None])",
+         "inside = (ratio < -_shift(t0, 10 * tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -10 * tol, rel_tol)[:, None])",
+         "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("1-D: zeros within 10 tol of each other merge", R, "> tol[row[1:]] + rel_tol * prev.abs()",
+         "> 10 * tol[row[1:]] + rel_tol * prev.abs()", "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("1-D: zeros within 0.1 tol of each other merge (too strict)", R, "> tol[row[1:]] + rel_tol * prev.abs()",
+         "> 0.1 * tol[row[1:]] + rel_tol * prev.abs()", "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("2-D: a line must clear 100 tol to cut (arrangement)", P,
+         "crosses = (o.amax(dist, 1) > tol) & (o.amin(dist, 1) < -tol)",
+         "crosses = (o.amax(dist, 1) > 100 * tol) & (o.amin(dist, 1) < -100 * tol)",
+         "tests/test_near_tolerance.py", "tests/test_planes.py")
+mutation("2-D: a line must clear 100 tol to cut (sequential fallback)", P,
+         "crosses = (dist.amax(1) > tol) & (dist.amin(1) < -tol)",
+         "crosses = (dist.amax(1) > 100 * tol) & (dist.amin(1) < -100 * tol)",
+         "tests/test_near_tolerance.py", "tests/test_planes.py")
+
+# --- PPO: bootstrap, GAE, clipping, normalization statistics --------------------------------------------------------
+mutation("no bootstrap at time-limit truncation", "models/advantages.py",
+         "rewards[t_idx, e_idx] += gamma * truncated_values", "rewards[t_idx, e_idx] += 0.0 * truncated_values",
+         "tests/test_rollout_bookkeeping.py", "tests/test_advantages.py")
+mutation("rollouts never record truncation", "models/ppo.py", "np.flatnonzero(step.truncated & ~step.terminated)",
+         "np.flatnonzero(step.truncated & step.terminated)", "tests/test_rollout_bookkeeping.py")
+mutation("GAE without lambda", "models/advantages.py", "decay = gamma * gae_lambda * not_done",
+         "decay = gamma * not_done", "tests/test_rollout_bookkeeping.py", "tests/test_advantages.py")
+mutation("numpy update clips the ratio at 2 x clip_range", "models/numpy_update.py",
+         "ratio.clip(1 - cfg.clip_range, 1 + cfg.clip_range)", "ratio.clip(1 - 2 * cfg.clip_range, 1 + 2 * cfg.clip_range)",
+         "tests/test_numpy_update.py", "tests/test_ppo.py")
+mutation("torch update clips the ratio at 2 x clip_range", "models/ppo.py",
+         "torch.clamp(ratio, 1 - cfg.clip_range, 1 + cfg.clip_range)",
+         "torch.clamp(ratio, 1 - 2 * cfg.clip_range, 1 + 2 * cfg.clip_range)", "tests/test_ppo.py",
+         "tests/test_numpy_update.py")
+mutation("minibatch advantages scaled by the population std", "models/numpy_update.py",
+         "block.std(axis=1, ddof=1, keepdims=True)", "block.std(axis=1, ddof=0, keepdims=True)",
+         "tests/test_numpy_update.py")
+mutation("observations divided by the variance, not the std", "models/normalization.py",
+         "return mean, np.sqrt(var + EPSILON)", "return mean, var + EPSILON", "tests/test_normalization.py",
+         "tests/test_metrics.py")
+mutation("running variance without the between-batch term", "models/normalization.py",
+         "+ delta**2 * self.count * batch_count / total", "", "tests/test_normalization.py")
+mutation("rewards scaled by the return variance, not its std", "models/normalization.py",
+         "rewards / np.sqrt(self.ret_rms.var + EPSILON)", "rewards / (self.ret_rms.var + EPSILON)",
+         "tests/test_normalization.py")
+mutation("observations not clipped to +-10", "models/normalization.py",
+         "np.clip((obs - shift) / scale, -CLIP_OBS, CLIP_OBS)", "(obs - shift) / scale", "tests/test_normalization.py")
+mutation("Gaussian log-prob without the log-std term", "models/numpy_update.py",
+         "- (log_std.sum() + 0.5 * LOG_2PI * log_std.size)", "- (0.5 * LOG_2PI * log_std.size)",
+         "tests/test_numpy_update.py", "tests/test_ppo.py")
+
+# --- episodes and the run store --------------------------------------------------------------------------------------
+mutation("trajectory states shifted by one step (s_1..s_T)", "utils/analysis/trajectories.py",
+         "            states.append(s)\n", "            states.append(np.asarray(obs, dtype=np.float64))\n",
+         "tests/test_trajectories.py")
+mutation("checkpoints listed in name order", "utils/runs/store.py", "        return sorted(found)\n",
+         "        return sorted(found, key=lambda item: item[1].name)\n", "tests/test_run_store.py")
+
+
 if __name__ == "__main__":
     sys.exit(main())
