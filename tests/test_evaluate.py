@@ -445,6 +445,45 @@ def test_evaluation_is_logged_to_wandb_offline_without_login(store, tmp_path):
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
 
 
+def test_wandb_receives_every_history_row_at_its_iteration_and_the_summary(store, tmp_path, monkeypatch):
+    """What evaluate.py logs to wandb is exactly what it writes to disk: each history.csv row (numbers) at its
+    iteration as the step, and summary.json's scalar values as the run summary."""
+    import utils.jobs.evaluate as evaluate_job
+    from utils.analysis.history import read_history
+
+    class RecordingTracker:
+        def __init__(self, mode, **kwargs):
+            self.mode, self.kwargs, self.logged, self.summary, self.notices, self.finished = mode, kwargs, [], {}, [], 0
+
+        url = None
+
+        def log(self, metrics, step=None):
+            self.logged.append((step, dict(metrics)))
+
+        def set_summary(self, values):
+            self.summary.update(values)
+
+        def finish(self, exit_code=0):
+            self.finished += 1
+
+    trackers = []
+    monkeypatch.setattr(evaluate_job, "start_tracking",
+                        lambda mode, **kw: trackers.append(RecordingTracker(mode, **kw)) or trackers[-1])
+    results = tmp_path / "results"
+    assert evaluate_cli.main(["--run_id=c4", f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet",
+                              "--no_plots", "--wandb_mode=offline", "--project_name=proj"]) == 0
+    (tracker,) = trackers
+    assert tracker.mode == "offline" and tracker.kwargs["project"] == "proj" and tracker.finished == 1
+    assert tracker.kwargs["job_type"] == "evaluate" and tracker.kwargs["config"]["evaluated_run_id"] == "c4"
+    rows = read_history(results / "c4" / "c4" / "history.csv")
+    assert len(rows) == 3 and [step for step, _ in tracker.logged] == [r["iteration"] for r in rows]
+    for (_, logged), row in zip(tracker.logged, rows):
+        assert logged == {k: v for k, v in row.items() if isinstance(v, (int, float))}
+    summary = json.loads((results / "c4" / "c4" / "summary.json").read_text())
+    assert tracker.summary == {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
+    assert tracker.summary["best_num_regions_deterministic_fixed"] >= 1
+
+
 def test_trajectory_cache_is_reused_only_for_the_same_weights(tmp_path):
     import dataclasses
 

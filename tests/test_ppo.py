@@ -12,7 +12,8 @@ from utils.errors import UserError
 
 
 def test_clipped_loss_matches_hand_computation():
-    cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, clip_range=0.2, vf_coef=0.5, ent_coef=0.01, normalize_advantage=False)
+    cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, clip_range=0.2, vf_coef=0.5, ent_coef=0.01,
+                    normalize_advantage=False)
     old = torch.tensor([0.0, 0.0, 0.0])
     new = torch.log(torch.tensor([1.5, 0.5, 1.1]))  # ratios 1.5, 0.5, 1.1
     adv = torch.tensor([1.0, -2.0, 3.0])
@@ -31,12 +32,18 @@ def test_clipped_loss_matches_hand_computation():
 
 
 def test_advantage_normalization_uses_minibatch_statistics():
+    """Advantages [1, 3] normalize to -+1/sqrt(2) (mean 2, Bessel std sqrt 2); with ratios e^0.1 and e^-0.1 (inside
+    the clip range) the surrogate is -mean(A_norm * ratio), which a wrong mean, std or no normalization changes."""
     cfg = PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, normalize_advantage=True)
-    adv = torch.tensor([1.0, 3.0])
-    zeros = torch.zeros(2)
-    out = clipped_losses(zeros, zeros, adv, zeros, zeros, zeros, cfg)
-    # normalized advantages are -1/sqrt(2) and 1/sqrt(2): ratio 1 so pg loss = -mean = 0
-    assert float(out["pg_loss"]) == pytest.approx(0.0, abs=1e-7)
+    adv = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    zeros = torch.zeros(2, dtype=torch.float64)
+    log_prob = torch.tensor([0.1, -0.1], dtype=torch.float64)
+    out = clipped_losses(log_prob, zeros, adv, zeros, zeros, zeros, cfg)
+    expected = -0.5 * (-math.exp(0.1) + math.exp(-0.1)) / math.sqrt(2)
+    assert float(out["pg_loss"]) == pytest.approx(expected, rel=1e-7)
+    plain = clipped_losses(log_prob, zeros, adv, zeros, zeros, zeros,
+                           PPOConfig(batch_size=64, n_epochs=10, learning_rate=3e-4, normalize_advantage=False))
+    assert float(plain["pg_loss"]) == pytest.approx(-0.5 * (math.exp(0.1) + 3 * math.exp(-0.1)), rel=1e-7)
 
 
 def test_gaussian_log_prob_and_entropy_match_torch_distributions():

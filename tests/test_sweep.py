@@ -17,7 +17,10 @@ import pytest
 import sweep
 import train
 from tests.helpers import ROOT, assert_one_line_error, assert_user_error, run_cli, tree_digest
+from models.checkpoint import load_checkpoint
+from tests.reference_regions import path_pieces_ref
 from utils.errors import UserError
+from utils.runs.io import load_npz
 from utils.flags import flag_names, parse_settings
 from utils.jobs.sweep import SweepRecord, prepare_sweep, sweep_configurations, train_command
 from utils.jobs.train import prepare_run
@@ -258,7 +261,14 @@ def test_two_config_sweep_is_trained_and_evaluated_end_to_end(tmp_path):
         with open(results / "e2e" / run_id / "history.csv", newline="") as fh:
             history = list(csv.DictReader(fh))
         assert [int(r["iteration"]) for r in history] == [0, 1, 2]
-        assert all(float(r["num_regions_deterministic_fixed"]) >= 1 for r in history)
+        # every count equals the independent reference's on the same states (best.pt's fixed episode)
+        fixed = load_npz(store / run_id / "trajectories" / "best_deterministic_seed0.npz")["states"]
+        for row in history:
+            policy = load_checkpoint(store / run_id / "checkpoints" / f"{int(row['iteration']):06d}.pt")
+            layers = [(W.numpy(), b.numpy()) for W, b in policy.hidden_layers]
+            ref = path_pieces_ref(layers, policy.normalize(fixed))
+            assert int(row["num_regions_deterministic_fixed"]) == ref["num_regions"]
+            assert int(row["num_transitions_deterministic_fixed"]) == ref["num_transitions"]
 
 
 @pytest.mark.slow

@@ -7,6 +7,8 @@ import dataclasses
 import io
 import json
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ import visualize_hd
 from models.checkpoint import load_checkpoint
 from models.normalization import EPSILON
 from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_cli, train_run
+from tests.reference_regions import plane_partition_ref
 from utils.errors import UserError, run_cli as run_main
 from utils.geometry.planes import plane_partition, plane_through_states
 from utils.pictures.state_planes import choose_three_states, clipped_hidden_layers, sample_states
@@ -44,13 +47,16 @@ def _written(stdout: str) -> list[str]:
 
 
 def _state_space_partition(policy, xlim, ylim, clip: bool):
-    """The core's partition of the Car1D state space box, built here independently of utils.pictures.state_planes."""
+    """The Car1D state-space box partitioned by the independent reference implementation (tests/reference_regions.py),
+    the plane built here independently of utils.pictures.state_planes; the core must agree with it too."""
     std = np.sqrt(policy.obs_var + EPSILON)
     origin, basis = -policy.obs_mean / std, np.diag(1.0 / std)
     (x0, x1), (y0, y1) = xlim, ylim
     domain = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
     layers = clipped_hidden_layers(policy) if clip else policy.hidden_layers
-    return plane_partition(layers, policy.head, (origin, basis), domain)
+    ref = plane_partition_ref([(np.asarray(W), np.asarray(b)) for W, b in layers], origin, basis, domain)
+    assert plane_partition(layers, policy.head, (origin, basis), domain).num_regions == ref["num_regions"]
+    return SimpleNamespace(num_regions=ref["num_regions"])
 
 
 def test_car1d_image_size_and_region_count(store, tmp_path, capfd):
@@ -97,8 +103,10 @@ def test_cheetah_image_matches_core_partition_on_the_papers_plane(store, tmp_pat
     states = choose_three_states(sample_states("HalfCheetah-v5", policy, 2, 3), policy, 3)
     std = np.sqrt(policy.obs_var + EPSILON)
     x = (states - policy.obs_mean) / std
-    core = plane_partition(policy.hidden_layers, policy.head, plane_through_states(*x, scale=PLANE_SCALE))
-    assert _regions(result.out) == [core.num_regions] and core.num_regions > 10
+    plane = plane_through_states(*x, scale=PLANE_SCALE)
+    ref = plane_partition_ref([(W.numpy(), b.numpy()) for W, b in policy.hidden_layers], plane.origin, plane.basis,
+                              plane.domain)
+    assert _regions(result.out) == [ref["num_regions"]] and ref["num_regions"] > 10
 
 
 @pytest.mark.parametrize("fmt, magic", [("pdf", b"%PDF"), ("svg", b"<?xml")])
