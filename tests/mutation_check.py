@@ -166,6 +166,12 @@ mutation("Gaussian log-prob without the log-std term", "models/numpy_update.py",
          "- (log_std.sum() + 0.5 * LOG_2PI * log_std.size)", "- (0.5 * LOG_2PI * log_std.size)",
          "tests/test_numpy_update.py", "tests/test_ppo.py")
 
+# --- pictures ---------------------------------------------------------------------------------------------------------
+mutation("regions painted in another region's colour", "utils/pictures/partition_drawing.py",
+         "coll.set_facecolor(pattern_colors(policy_patterns(frame.policy, part).cpu().numpy()))",
+         "coll.set_facecolor(pattern_colors(policy_patterns(frame.policy, part).cpu().numpy())[::-1])",
+         "tests/test_visualize.py")
+
 # --- episodes and the run store --------------------------------------------------------------------------------------
 mutation("trajectory states shifted by one step (s_1..s_T)", "utils/analysis/trajectories.py",
          "            states.append(s)\n", "            states.append(np.asarray(obs, dtype=np.float64))\n",

@@ -245,3 +245,32 @@ def test_bad_input_through_the_real_command_line(store, tmp_path):
                      f"--save_path={tmp_path / 'out'}")
     assert_one_line_error(result, "observes 17", "takes 2")
     assert not (tmp_path / "out").exists()
+
+
+def test_each_region_is_painted_in_its_own_patterns_colour(store):
+    """The picture shows the partition: at an interior point of each of the largest regions the rendered pixel has the
+    colour of that region's activation pattern (and no other region's colour is painted there)."""
+    from utils.pictures.partition_drawing import pattern_colors, render_panels
+    from utils.pictures.state_planes import build_frame, plane_through_raw_states, policy_patterns
+
+    policy = load_checkpoint(store / "cheetah" / "best.pt")
+    states = choose_three_states(sample_states("HalfCheetah-v5", policy, 2, 3), policy, 3)
+    frame = build_frame(policy, plane_through_raw_states(states, policy, PLANE_SCALE), "HalfCheetah-v5",
+                        color="region", clip_inputs=False)
+    fig = render_panels([frame], panel_size=(5.4, 5.4), dpi=100)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].astype(int)
+    part = frame.partition
+    colors = np.round(pattern_colors(policy_patterns(policy, part).cpu().numpy())[:, :3] * 255).astype(int)
+    ax = fig.axes[0]
+    largest = np.argsort(-part.areas.cpu().numpy())[:15]
+    matched = 0
+    for i in largest:
+        poly = part.polygon(int(i)).cpu().numpy()
+        x, y = ax.transData.transform(poly.mean(axis=0))  # the vertex centroid lies inside a convex polygon
+        block = pixels[int(round(pixels.shape[0] - y)) - 1:int(round(pixels.shape[0] - y)) + 2,
+                       int(round(x)) - 1:int(round(x)) + 2].reshape(-1, 3)
+        own = np.abs(block - colors[i]).max(axis=1) <= 2
+        matched += int(own.all())
+    # a few centroids may sit under a marker or label of s1..s3; a wrong colouring would match almost none
+    assert matched >= 12, matched
