@@ -110,6 +110,14 @@ mutation("random-trajectory std with Bessel's correction", M, "float(np.std(valu
 mutation("mean-anchored lines through the raw mean", M, '("mean", x.mean(axis=0))',
          '("mean", np.asarray(points, dtype=np.float64).mean(axis=0))', "tests/test_metrics.py")
 mutation("trajectory timesteps off by one", M, "int(len(states))", "int(len(states)) - 1", "tests/test_metrics.py")
+mutation("raw trajectory length measured in input space", M, 'f"{p}_{t}_trajectory_length": path_length(states)',
+         'f"{p}_{t}_trajectory_length": path_length(x)', "tests/test_evaluation_columns.py")
+mutation("episode return of the first 999 rewards", "utils/analysis/trajectories.py",
+         "return float(self.rewards.sum())", "return float(self.rewards[:-1].sum())",
+         "tests/test_evaluation_columns.py")
+mutation("eval_return of the next iteration", "utils/analysis/history.py",
+         "{int(r[\"iteration\"]): float(r[\"eval_return\"])", "{int(r[\"iteration\"]) - 1: float(r[\"eval_return\"])",
+         "tests/test_evaluation_columns.py")
 
 # --- 1-D and 2-D kernels: counting and tolerance rules ---------------------------------------------------------------
 R, P = "utils/geometry/regions.py", "utils/geometry/planes.py"
