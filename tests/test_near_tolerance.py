@@ -548,18 +548,6 @@ def test_zeros_exactly_one_tol_apart_or_from_an_end_run_and_give_an_admissible_c
             assert per_segment[1] == exact.pieces_per_segment()[1]
 
 
-STALE_BIT = (
-    "regions.py flips, at each transition, only the bits of zeros that were 'inside' the piece; a zero within tol "
-    "of the piece's end is not inside, yet it can lie before the midpoint of the last sub-piece when that sub-piece "
-    "is shorter than 2 tol (here: a split 1.2 tol before the end, a second zero 0.9 tol before it, midpoint 0.6 tol "
-    "before it). That sub-piece then keeps the bit its parent had at its own midpoint, which is not the sign at the "
-    "sub-piece's midpoint (module docstring) but the pattern of a sliver thinner than tol, which the tolerance rule "
-    "merges away: num_regions is 3, the exact oracle and the reference say 2. Same for an earlier layer's zero "
-    "inherited into a later layer's sub-piece."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_BIT)
 @pytest.mark.parametrize("across_layers", [False, True])
 def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_that_pieces_pattern(across_layers):
     """Path (-1, 0) -> (1, 0) -> (1, 1), tol_x = 1e-9: a zero 1.2 tol before the end of segment 0 splits it; another
