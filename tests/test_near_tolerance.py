@@ -570,6 +570,24 @@ def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_th
     assert got.num_regions == 2
 
 
+def test_later_zero_of_a_merged_transition_past_the_next_pieces_midpoint_is_not_in_its_pattern():
+    """Path (-1, 0) -> (1, 0) -> (1, 1), tol_x = 1e-9: three neurons' zeros 2.9, 2.0 and 1.1 tol before the end of
+    segment 0 chain into one transition (each 0.9 tol after the previous; the last 1.1 tol from the end, so inside),
+    but the last lies after the midpoint of the piece that transition opens (1.45 tol before the end): that piece's
+    pattern has the first two bits on and the third off. 3 regions: all off, that piece, all on (segment 1)."""
+    pts = np.array([[-1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    tol = RTOL
+    layers = [(np.array([[1.0, 0.0]] * 3), np.array([-(1 - 2.9 * tol), -(1 - 2.0 * tol), -(1 - 1.1 * tol)]))]
+    exact = exact_path_pieces(layers, pts)
+    ref = path_pieces_ref(layers, pts)
+    assert exact.min_margin > 0.05 and exact.num_transitions == 1 and exact.num_regions == 3  # the construction
+    assert exact.patterns[1] == (True, True, False)
+    assert ref["num_regions"] == 3
+    got = path_pieces(layers, pts)
+    assert [tuple(r) for r in got.unpacked_patterns().tolist()] == exact.patterns
+    assert got.num_regions == 3
+
+
 # --------------------------------------------------------------------------------------------------------------
 # 2-D cases
 # --------------------------------------------------------------------------------------------------------------
