@@ -548,18 +548,6 @@ def test_zeros_exactly_one_tol_apart_or_from_an_end_run_and_give_an_admissible_c
             assert per_segment[1] == exact.pieces_per_segment()[1]
 
 
-STALE_BIT = (
-    "regions.py flips, at each transition, only the bits of zeros that were 'inside' the piece; a zero within tol "
-    "of the piece's end is not inside, yet it can lie before the midpoint of the last sub-piece when that sub-piece "
-    "is shorter than 2 tol (here: a split 1.2 tol before the end, a second zero 0.9 tol before it, midpoint 0.6 tol "
-    "before it). That sub-piece then keeps the bit its parent had at its own midpoint, which is not the sign at the "
-    "sub-piece's midpoint (module docstring) but the pattern of a sliver thinner than tol, which the tolerance rule "
-    "merges away: num_regions is 3, the exact oracle and the reference say 2. Same for an earlier layer's zero "
-    "inherited into a later layer's sub-piece."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_BIT)
 @pytest.mark.parametrize("across_layers", [False, True])
 def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_that_pieces_pattern(across_layers):
     """Path (-1, 0) -> (1, 0) -> (1, 1), tol_x = 1e-9: a zero 1.2 tol before the end of segment 0 splits it; another
@@ -580,6 +568,24 @@ def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_th
     got = path_pieces(layers, pts)
     assert [tuple(r) for r in got.unpacked_patterns().tolist()] == exact.patterns
     assert got.num_regions == 2
+
+
+def test_later_zero_of_a_merged_transition_past_the_next_pieces_midpoint_is_not_in_its_pattern():
+    """Path (-1, 0) -> (1, 0) -> (1, 1), tol_x = 1e-9: three neurons' zeros 2.9, 2.0 and 1.1 tol before the end of
+    segment 0 chain into one transition (each 0.9 tol after the previous; the last 1.1 tol from the end, so inside),
+    but the last lies after the midpoint of the piece that transition opens (1.45 tol before the end): that piece's
+    pattern has the first two bits on and the third off. 3 regions: all off, that piece, all on (segment 1)."""
+    pts = np.array([[-1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    tol = RTOL
+    layers = [(np.array([[1.0, 0.0]] * 3), np.array([-(1 - 2.9 * tol), -(1 - 2.0 * tol), -(1 - 1.1 * tol)]))]
+    exact = exact_path_pieces(layers, pts)
+    ref = path_pieces_ref(layers, pts)
+    assert exact.min_margin > 0.05 and exact.num_transitions == 1 and exact.num_regions == 3  # the construction
+    assert exact.patterns[1] == (True, True, False)
+    assert ref["num_regions"] == 3
+    got = path_pieces(layers, pts)
+    assert [tuple(r) for r in got.unpacked_patterns().tolist()] == exact.patterns
+    assert got.num_regions == 3
 
 
 # --------------------------------------------------------------------------------------------------------------

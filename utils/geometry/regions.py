@@ -318,13 +318,13 @@ def _prefix_xor(x: Tensor) -> Tensor:
 
 
 def _split_pieces(
-    row: Tensor, neuron: Tensor, zero_t: Tensor, t0: Tensor, t1: Tensor, tol: Tensor, rel_tol: float, width: int
+    row: Tensor, neuron: Tensor, zero_t: Tensor, t1: Tensor, tol: Tensor, rel_tol: float
 ) -> dict[str, Tensor]:
-    """Where pieces split, from their strictly-inside zeros (row, neuron, t): one flat entry per zero.
+    """Where pieces split, from their zeros farther than tol from both ends (row, neuron, t): one flat entry per zero.
 
-    Returns the parent of every new piece, the positions and parameters of the new pieces that start at a
-    transition, the neuron that opened each (lowest zero, then lowest index), the bit flips of each transition,
-    each parent's first new piece and the end of that first piece.
+    Returns the parent of every new piece, the positions, parameters and openers (lowest zero, then lowest index) of
+    the new pieces that start at a transition, the number of transitions in each old piece, each old piece's first
+    new piece and the end of that first piece.
     """
     device = row.device
     # Order entries by piece, then by zero position; stable, so tied zeros stay in neuron order.
@@ -337,28 +337,24 @@ def _split_pieces(
     starts = new_row.clone()
     prev = zero_t[:-1]
     starts[1:] |= (zero_t[1:] - prev) > tol[row[1:]] + rel_tol * prev.abs()
-    cluster = torch.cumsum(starts, 0) - 1
     s_idx = torch.nonzero(starts).squeeze(1)
     s_row = row[s_idx]
-    n_pieces = t0.shape[0]
-    new_per_piece = 1 + torch.bincount(s_row, minlength=n_pieces)
+    n_pieces = t1.shape[0]
+    transitions = torch.bincount(s_row, minlength=n_pieces)
+    new_per_piece = 1 + transitions
     parent = torch.repeat_interleave(torch.arange(n_pieces, device=device), new_per_piece)
     first = torch.cumsum(new_per_piece, 0) - new_per_piece
     # The k-th transition overall, in row r, lands after r + 1 first pieces and k earlier transitions.
     pos = torch.arange(s_idx.shape[0], device=device) + s_row + 1
-    nw = -(-width // WORD_BITS)
-    flips = torch.zeros(s_idx.shape[0], nw, dtype=torch.int64, device=device)
-    bit = torch.bitwise_left_shift(torch.ones_like(neuron), neuron % WORD_BITS)
-    flips.index_put_((cluster, neuron // WORD_BITS), bit, accumulate=True)  # distinct bits: sum == OR
     first_end = t1.clone()
     first_end[row[new_row]] = zero_t[new_row]
     return {
         "parent": parent,
-        "first": first,
         "pos": pos,
         "t": zero_t[s_idx],
         "neuron": neuron[s_idx],
-        "flips": flips,
+        "transitions": transitions,
+        "first": first,
         "first_end": first_end,
     }
 
@@ -377,12 +373,25 @@ def _split_chunk(
 
     tol_t is the tolerance in t per segment; rel_tol * |t| is added to it because far along a line the round-off
     of a zero's position grows with |t|.
+
+    Patterns (module docstring): after each layer, every piece's bits of the layers so far are their signs at the
+    piece's own evaluation point te, and the affine map handed to the next layer is the one of those bits. A piece is
+    *loose* if a neuron of the layers so far changes sign strictly inside it without opening a transition there (a
+    zero within tol of an end, or a later zero of a merged transition); its sub-pieces inherit that. In a piece that
+    is not loose, every earlier-layer neuron has one sign on the whole piece, so the bits and affine map a sub-piece
+    inherits are its own; and the current layer's neurons change sign only at the transitions, each flipping just its
+    opener's bit, so a sub-piece's current bits are the first sub-piece's (taken at its te) with the openers' bits up
+    to it flipped. The sub-pieces of a loose piece that splits redo the forward pass at their own te instead (a zero
+    may lie between the parent's te and theirs). Loose pieces need a zero within a tolerance of another feature, so
+    they are rare and the redo is cheap; evaluating every new piece's bits directly costs a (pieces x width) gather
+    and evaluation per layer instead, ~20% more time in benchmarks/bench_regions.py (1-D).
     """
     device = base.device
     n_seg = base.shape[0]
     seg = torch.arange(n_seg, device=device)
     # Per piece, the current layer's input is affine in t: h(t) = a + t c.
     a, c = base, direction
+    loose = torch.zeros(n_seg, dtype=torch.bool, device=device)
     open_layer = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
     open_neuron = torch.full((n_seg,), -1, dtype=torch.int64, device=device)
     words: list[Tensor] = []
@@ -391,33 +400,57 @@ def _split_chunk(
         z0 = torch.addmm(b, a, W.T)  # (P, w) pre-activation at t = 0
         zs = c @ W.T  # (P, w) its slope in t
         ratio = z0 / zs  # the zero is at t = -ratio; zero slope -> +-inf or nan, which never counts as inside
+        # One entry per (piece, neuron) zero strictly inside the piece; `far` marks those farther than tol from both
+        # ends, which split it (the ends moved inwards by tol never leave the piece, so they are a subset).
+        row, neuron = torch.nonzero((ratio < -t0[:, None]) & (ratio > -t1[:, None]), as_tuple=True)
+        zero_t = -ratio[row, neuron]
         tol = tol_t[seg]
-        inside = (ratio < -_shift(t0, tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -tol, rel_tol)[:, None])
-        row, neuron = torch.nonzero(inside, as_tuple=True)  # one entry per (piece, neuron) zero strictly inside
+        lo, hi = _shift(t0, tol, rel_tol).index_select(0, row), _shift(t1, -tol, rel_tol).index_select(0, row)
+        far = (zero_t > lo) & (zero_t < hi)
+        crossings = torch.bincount(row, minlength=t0.shape[0])
+        keep = torch.nonzero(far).squeeze(1)
+        if keep.numel() < row.numel():  # zeros within tol of an end: they leave their piece loose, but do not split it
+            row, neuron, zero_t = row[keep], neuron[keep], zero_t[keep]
         if row.numel() == 0:
+            loose |= crossings > 0
             on = torch.addcmul(z0, _eval_t(t0, t1, unbounded)[:, None], zs) > 0
             words.append(pack_bits(on))
         else:
-            split = _split_pieces(row, neuron, -ratio[row, neuron], t0, t1, tol, rel_tol, W.shape[0])
-            parent, pos = split["parent"], split["pos"]
-            # Pattern of each parent's first sub-piece at its midpoint; later sub-pieces flip the bits of the
-            # neurons whose zeros opened them (each neuron is affine on the parent, so it changes sign exactly there).
+            split = _split_pieces(row, neuron, zero_t, t1, tol, rel_tol)
+            parent, pos, opener, transitions = split["parent"], split["pos"], split["neuron"], split["transitions"]
+            loose |= crossings > transitions  # each transition's first zero is one of the crossings
+            # Pattern of each parent's first sub-piece at its midpoint; later sub-pieces flip their openers' bits
+            # (exact unless the parent is loose; those sub-pieces are redone below).
             first_on = torch.addcmul(z0, _eval_t(t0, split["first_end"], unbounded)[:, None], zs) > 0
-            flips = torch.zeros(parent.shape[0], split["flips"].shape[1], dtype=torch.int64, device=device)
-            flips[pos] = split["flips"]
+            flips = torch.zeros(parent.shape[0], -(-W.shape[0] // WORD_BITS), dtype=torch.int64, device=device)
+            flips[pos, opener // WORD_BITS] = torch.bitwise_left_shift(torch.ones_like(opener), opener % WORD_BITS)
             acc = _prefix_xor(flips)
             first = split["first"]
             words.append(pack_bits(first_on)[parent] ^ acc ^ acc[first[parent]])
+            redo_parent = loose & (transitions > 0)  # loose pieces that split: their sub-pieces are redone below
+            loose = loose.index_select(0, parent)
             t0, t1 = t0[parent], t1[parent]
             t0[pos] = split["t"]
             t1[pos - 1] = split["t"]
             open_layer, open_neuron = open_layer[parent], open_neuron[parent]
             open_layer[pos] = layer_index
-            open_neuron[pos] = split["neuron"]
+            open_neuron[pos] = opener
             seg = seg[parent]
             words[:-1] = [w.index_select(0, parent) for w in words[:-1]]
             if layer_index < last:
                 z0, zs = z0.index_select(0, parent), zs.index_select(0, parent)
+            if bool(redo_parent.any()):
+                redo = torch.nonzero(redo_parent[parent]).squeeze(1)
+                # Forward pass at the sub-pieces' own te: all bits so far, and this layer's affine map from them.
+                h0, hs, t_r = base[seg[redo]], direction[seg[redo]], _eval_t(t0[redo], t1[redo], unbounded)[:, None]
+                for k, (Wk, bk) in enumerate(layers[: layer_index + 1]):
+                    zk0, zks = torch.addmm(bk, h0, Wk.T), hs @ Wk.T
+                    on_k = torch.addcmul(zk0, t_r, zks) > 0
+                    words[k][redo] = pack_bits(on_k)
+                    h0, hs = torch.where(on_k, zk0, 0.0), torch.where(on_k, zks, 0.0)
+                if layer_index < last:
+                    z0[redo], zs[redo] = zk0, zks
+            if layer_index < last:
                 on = unpack_patterns(words[-1], [W.shape[0]])
         if layer_index < last:
             a, c = torch.where(on, z0, 0.0), torch.where(on, zs, 0.0)
