@@ -125,14 +125,17 @@ mutation("transitions counted as pieces, not pieces - 1", R, "num_transitions=in
          "num_transitions=int(seg.shape[0])", "tests/test_regions.py")
 mutation("pattern bit set at pre-activation >= 0", R, "        on = z > 0\n", "        on = z >= 0\n",
          "tests/test_regions.py", "tests/test_planes.py")
-mutation("1-D: zeros within 10 tol of a piece end split it less (end rule 10 tol)", R,
-         "inside = (ratio < -_shift(t0, tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -tol, rel_tol)[:, None])",
-         "inside = (ratio < -_shift(t0, 10 * tol, rel_tol)[:, None]) & (ratio > -_shift(t1, -10 * tol, rel_tol)[:, None])",
+mutation("1-D: zeros within 10 tol of a piece end do not split it (end rule 10 tol)", R,
+         "lo, hi = _shift(t0, tol, rel_tol).index_select(0, row), _shift(t1, -tol, rel_tol).index_select(0, row)",
+         "lo, hi = _shift(t0, 10 * tol, rel_tol).index_select(0, row), _shift(t1, -10 * tol, rel_tol).index_select(0, row)",
          "tests/test_near_tolerance.py", "tests/test_regions.py")
 mutation("1-D: zeros within 10 tol of each other merge", R, "> tol[row[1:]] + rel_tol * prev.abs()",
          "> 10 * tol[row[1:]] + rel_tol * prev.abs()", "tests/test_near_tolerance.py", "tests/test_regions.py")
 mutation("1-D: zeros within 0.1 tol of each other merge (too strict)", R, "> tol[row[1:]] + rel_tol * prev.abs()",
          "> 0.1 * tol[row[1:]] + rel_tol * prev.abs()", "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("1-D: split pieces keep stale bits (no recompute at their own midpoint)", R,
+         "            if bool(redo_parent.any()):\n", "            if False:\n",
+         "tests/test_near_tolerance.py", "tests/test_regions.py")
 mutation("2-D: a line must clear 100 tol to cut (arrangement)", P,
          "crosses = (o.amax(dist, 1) > tol) & (o.amin(dist, 1) < -tol)",
          "crosses = (o.amax(dist, 1) > 100 * tol) & (o.amin(dist, 1) < -100 * tol)",
