@@ -162,8 +162,10 @@ def _totals(out: dict, num_segments: int, num_layers: int) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 # 2-D: sequential clipping, one neuron and one polygon at a time
 # --------------------------------------------------------------------------------------------------------------
-def _clip(poly, s):
-    """Split a convex polygon (list of (x, y)) by signed values s at its vertices into (positive, negative) parts."""
+def split_polygon(poly, s):
+    """Split a convex polygon (list of (x, y)) by signed values s at its vertices into (positive, negative) parts.
+
+    Plain arithmetic only, so it is exact on Fractions (the near-tolerance oracle uses it so)."""
     pos, neg = [], []
     n = len(poly)
     for i in range(n):
@@ -219,7 +221,7 @@ def plane_partition_ref(hidden_layers, origin, basis, domain, rtol: float = RTOL
                 s = [(c0 + gx * x + gy * y) / gn for x, y in verts]
                 s = [0.0 if abs(v) <= tol else v for v in s]
                 if max(s) > 0 and min(s) < 0:
-                    pos, neg = _clip(verts, s)
+                    pos, neg = split_polygon(verts, s)
                     nxt.append((pos, a, C, bits, z0, g))
                     nxt.append((neg, a, C, bits, z0, g))
                 else:

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from tests.reference_regions import line_pieces_ref, path_pieces_ref, plane_partition_ref
+from tests.reference_regions import line_pieces_ref, path_pieces_ref, plane_partition_ref, split_polygon
 from utils.geometry.planes import plane_partition
 from utils.geometry.regions import DEFAULT_RTOL, line_regions, lines_through, path_pieces
 
@@ -214,24 +214,6 @@ def _shoelace(poly) -> Fraction:
                Fraction(0)) / 2
 
 
-def _clip_exact(poly, s):
-    """Split a convex polygon by exact signed values s at its vertices (zeros already snapped): (positive, negative)."""
-    pos, neg = [], []
-    n = len(poly)
-    for i in range(n):
-        p, q, sp, sq = poly[i], poly[(i + 1) % n], s[i], s[(i + 1) % n]
-        if sp >= 0:
-            pos.append(p)
-        if sp <= 0:
-            neg.append(p)
-        if sp * sq < 0:
-            f = sp / (sp - sq)
-            x = (p[0] + f * (q[0] - p[0]), p[1] + f * (q[1] - p[1]))
-            pos.append(x)
-            neg.append(x)
-    return pos, neg
-
-
 @dataclass
 class ExactPartition:
     polygons: list  # lists of exact (x, y), counter-clockwise
@@ -278,7 +260,7 @@ def exact_plane_partition(layers, origin, basis, domain, rtol: float = RTOL) -> 
                     min_margin = min(min_margin, abs(ratio - 1.0))
                     s.append(Fraction(0) if v * v <= tol2 * n2 else v)
                 if max(s) > 0 and min(s) < 0:
-                    pos, neg = _clip_exact(verts, s)
+                    pos, neg = split_polygon(verts, s)
                     nxt += [(pos, a, C, bits, z0, g), (neg, a, C, bits, z0, g)]
                 else:
                     nxt.append((verts, a, C, bits, z0, g))
