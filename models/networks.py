@@ -11,13 +11,18 @@ from utils.errors import UserError
 LOG_2PI = math.log(2 * math.pi)
 
 
+MAX_WIDTH = 65_536  # a wider layer does not fit in memory as a float64 matrix next to another one
+
+
 def parse_dims(text: str, flag: str = "--policy_dims") -> tuple[int, ...]:
-    """Hidden widths from `c16,16` or `16,16` (the leading `c` is the paper's notation)."""
+    """Hidden widths from `c16,16` or `16,16` (the leading `c` is the paper's notation), each 1..MAX_WIDTH."""
     raw = (text or "").strip()
     body = raw[1:] if raw[:1] in ("c", "C") else raw
-    parts = body.split(",")
-    if not body or any(not p.strip().isdigit() or int(p) < 1 for p in parts):
-        raise UserError(f"{flag}={text!r} is not a list of positive widths; write it like {flag}=c16,16 or {flag}=64,64")
+    parts = [p.strip() for p in body.split(",")]
+    # isdigit() alone admits digits int() refuses (superscripts): ASCII digits only
+    if not body or any(not (p.isascii() and p.isdigit()) or not 1 <= int(p) <= MAX_WIDTH for p in parts):
+        raise UserError(f"{flag}={text!r} is not a list of widths from 1 to {MAX_WIDTH}; write it like {flag}=c16,16 "
+                        f"or {flag}=64,64")
     return tuple(int(p) for p in parts)
 
 

@@ -73,7 +73,7 @@ def test_parse_dims(text, expected):
     assert parse_dims(text) == expected
 
 
-@pytest.mark.parametrize("text", ["c16,,x", "c0", "", "c", "16,-2", "abc"])
+@pytest.mark.parametrize("text", ["c16,,x", "c0", "", "c", "16,-2", "abc", "c\u00b2,8", "c10000000,8", "c16,\u0663"])
 def test_parse_dims_rejects(text):
     with pytest.raises(UserError, match="--policy_dims"):
         parse_dims(text)

@@ -55,11 +55,12 @@ def test_the_papers_flag_spellings_keep_working():
     (EvaluateSettings, [], ("exactly one of --run_id",)),
     (EvaluateSettings, ["--run_id=a", "--sweep_id=b"], ("exactly one of --run_id",)),
     (RandomizeSettings, [], ("exactly one of --run_id",)),
-    (VisualizeSettings, ["--scale=0"], ("--scale=0", "positive")),
+    (VisualizeSettings, ["--scale=0"], ("--scale", "positive finite number")),
+    (VisualizeSettings, ["--scale=inf"], ("--scale", "finite number")),
     (VisualizeSettings, ["--run_id=a", "--run_dir=b"], ("--run_id", "--run_dir")),
     (VisualizeSettings, ["--xlim=3,1"], ("--xlim", "MIN < MAX")),
     (VisualizeSettings, ["--ylim=a,b"], ("--ylim", "MIN,MAX")),
-    (SweepSettings, ["f.yaml", "--workers=0"], ("--workers=0", "at least 1")),
+    (SweepSettings, ["f.yaml", "--workers=0"], ("--workers", "positive whole number")),
     (SweepSettings, [], ("sweep FILE", "--resume")),
 ])
 def test_bad_values_are_one_line_user_errors(cls, argv, needles):

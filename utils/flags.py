@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -55,6 +57,60 @@ def positive_int(value: str) -> int:
 def non_negative_int(value: str) -> int:
     """A whole number >= 0."""
     return 0 if str(value).strip() in ("0", "0.0") else positive_int(value)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """The type of a whole-number flag within [low, high] (bounds the code below can take: numpy seeds, sizes that
+    fit in memory); accepts 100000, 1e5 and 100000.0 as wandb agents write them."""
+    def parse(value: str) -> int:
+        try:
+            number = float(value) if value.isascii() else float("nan")  # float() also reads non-ASCII digits
+        except (ValueError, OverflowError):
+            number = float("nan")
+        if not (math.isfinite(number) and number.is_integer() and low <= number <= high):
+            wanted = f"a positive whole number up to {high}" if low == 1 else f"a whole number from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value!r}")
+        return int(number)
+    parse.bounds, parse.whole = (low, high), True
+    return parse
+
+
+def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """The type of a finite float flag within [low, high] ((low, high] with low_open)."""
+    def parse(value: str) -> float:
+        try:
+            number = float(value) if value.isascii() else float("nan")  # float() also reads non-ASCII digits
+        except ValueError:
+            number = float("nan")
+        if not (math.isfinite(number) and (number > low if low_open else number >= low) and number <= high):
+            wanted = (f"a positive finite number up to {high:g}" if low_open and low == 0 else
+                      f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}]")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value!r}")
+        return number
+    parse.bounds, parse.whole = (low, high), False
+    return parse
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def name(value: str) -> str:
+    """The type of an id flag (run, sweep): letters, digits, '_', '-', '.', at most 100, never a path."""
+    if not NAME_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an id: use 1-100 letters, digits, '_', '-' or '.', "
+                                         f"starting with a letter or digit (a path is not an id)")
+    return value
+
+
+def non_empty(value: str) -> str:
+    """The type of a path flag: any non-empty text (an empty value usually means an unset shell variable)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("expected a non-empty value (an unset shell variable?)")
+    return value
+
+
+def non_empty_path(value: str) -> Path:
+    return Path(non_empty(value))
 
 
 def available_cpus() -> int:
@@ -131,7 +187,7 @@ def build_parser(settings_cls: type, prog: str, description: str) -> Parser:
             # `--flag` alone means True; `--flag=False` also works (as wandb agents write it).
             kwargs.update(nargs="?", const=True, type=str2bool)
         else:
-            kwargs["type"] = meta["type"] or (Path if base is Path else base if base in (int, float) else str)
+            kwargs["type"] = meta["type"] or (non_empty_path if base is Path else base if base in (int, float) else str)
             if meta["nargs"]:
                 kwargs["nargs"] = meta["nargs"]
         if meta["positional"]:

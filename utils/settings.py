@@ -8,14 +8,18 @@ Checks that need only the values themselves live in ``__post_init__``; checks th
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from utils.errors import UserError
-from utils.flags import flag, non_negative_int, positive_int
+from utils.flags import flag, float_in, int_in, name, non_empty
+
 
 PROJECT_NAME = "deep_rl_regions"  # the wandb project every command uses unless --project_name says otherwise
 WANDB_MODES = ("online", "offline", "disabled")
+SEED = int_in(0, 2**32 - 1)  # numpy and gymnasium take non-negative seeds; run-time offsets stay far below 2^63
+BIG = 10**12  # an upper bound for counts of steps, far beyond any run, that keeps arithmetic in int64
 PLANE_SCALE = 1.25  # the paper's plane pictures: domain square side / circumcircle diameter of the three states
 
 
@@ -28,6 +32,8 @@ def limits(flag_name: str):
     """The type of a 'MIN,MAX' flag: text -> (min, max) with finite min < max, else a UserError naming the flag."""
     def parse(text: str) -> tuple[float, float]:
         try:
+            if not text.isascii():  # float() also reads non-ASCII digits
+                raise ValueError
             lo, hi = (float(v) for v in text.split(","))
         except ValueError:
             raise UserError(f"{flag_name}={text} is not MIN,MAX; pass two numbers such as {flag_name}=-50,150") from None
@@ -44,35 +50,40 @@ class TrainSettings:
     env: str = flag("Car1DEnv-v1", "gymnasium id; legacy -v2/-v3 MuJoCo ids map to -v5")
     policy_dims: str = flag("c64,64", "policy hidden widths, e.g. c16,16 or 16,16")
     value_dims: str = flag("c64,64", "value hidden widths")
-    total_timesteps: int = flag(1_000_000, "environment steps in all", type=positive_int)
-    nsteps: int = flag(1000, "steps per env per iteration (SB3's n_steps)", aliases=("--n_steps",), type=positive_int)
-    n_envs: int | None = flag(None, "parallel envs (default: CPUs available)", type=positive_int)
-    batch_size: int = flag(64, "minibatch size of the PPO update", type=positive_int)
-    n_epochs: int = flag(10, "passes over each rollout in the PPO update", type=positive_int)
-    learning_rate: float = flag(3e-4, "Adam learning rate")
-    log_std_init: float = flag(-2.0, "initial log standard deviation of the Gaussian policy")
-    seed: int = flag(0, "seed of the networks, envs and sampling")
-    eval_every: int = flag(1, "iterations between evaluations (0: never)", type=non_negative_int)
-    eval_episodes: int = flag(5, "deterministic episodes per evaluation", type=positive_int)
-    save_every: int = flag(1, "iterations between checkpoints", type=positive_int)
+    total_timesteps: int = flag(1_000_000, "environment steps in all", type=int_in(1, BIG))
+    nsteps: int = flag(1000, "steps per env per iteration (SB3's n_steps)", aliases=("--n_steps",),
+                 type=int_in(1, 10**7))
+    n_envs: int | None = flag(None, "parallel envs (default: CPUs available)", type=int_in(1, 1024))
+    batch_size: int = flag(64, "minibatch size of the PPO update", type=int_in(1, 10**8))
+    n_epochs: int = flag(10, "passes over each rollout in the PPO update", type=int_in(1, 10**4))
+    learning_rate: float = flag(3e-4, "Adam learning rate", type=float_in(0, 10, low_open=True))
+    log_std_init: float = flag(-2.0, "initial log standard deviation of the Gaussian policy",
+                                type=float_in(-20, 5))
+    seed: int = flag(0, "seed of the networks, envs and sampling", type=SEED)
+    eval_every: int = flag(1, "iterations between evaluations (0: never)", type=int_in(0, BIG))
+    eval_episodes: int = flag(5, "deterministic episodes per evaluation", type=int_in(1, 10**4))
+    save_every: int = flag(1, "iterations between checkpoints", type=int_in(1, BIG))
     obs_norm: str = flag("running", "observation normalization", choices=("running", "frozen", "off"))
     norm_warmup_steps: int = flag(1000, "random-action steps that seed the observation statistics",
-                                  type=non_negative_int)
-    stop_at_return: float | None = flag(None, "stop early once the mean deterministic eval return exceeds this")
-    pretrained_path: str | None = flag(None, "start from this checkpoint's policy and value weights")
-    stats_path: str | None = flag(None, "start from this checkpoint's normalization statistics")
-    save_dir: str = flag("checkpoints", "the run store")
-    run_id: str | None = flag(None, "id for the new run (default: a fresh random id)")
-    resume: str | None = flag(None, "continue a killed run", metavar="RUN_ID_OR_DIR")
+                                  type=int_in(0, BIG))
+    stop_at_return: float | None = flag(None, "stop early once the mean deterministic eval return exceeds this",
+                                        type=float_in(-math.inf, math.inf))
+    pretrained_path: str | None = flag(None, "start from this checkpoint's policy and value weights",
+                                       type=non_empty)
+    stats_path: str | None = flag(None, "start from this checkpoint's normalization statistics", type=non_empty)
+    save_dir: str = flag("checkpoints", "the run store", type=non_empty)
+    run_id: str | None = flag(None, "id for the new run (default: a fresh random id)", type=name)
+    resume: str | None = flag(None, "continue a killed run", metavar="RUN_ID_OR_DIR", type=non_empty)
     device: str = flag("cpu", "cpu or cuda")
     vec_env: str = flag("auto", "where envs step; auto = in this process (fastest for MuJoCo-sized envs on few cores)",
                         choices=("auto", "inprocess", "subprocess"))
-    torch_threads: int = flag(1, "torch intra-op threads; 1 is fastest for small MLPs", type=positive_int)
+    torch_threads: int = flag(1, "torch intra-op threads; 1 is fastest for small MLPs", type=int_in(1, 1024))
     debug: bool = flag(False, "single process: envs step in this process")
     entity: str | None = flag(None, "wandb entity")
     project_name: str = flag(PROJECT_NAME, "wandb project")
     run_name: str | None = flag(None, "wandb display name")
-    sweep_id: str | None = flag(None, "sweep this run belongs to (set by sweep.py / wandb agents)")
+    sweep_id: str | None = flag(None, "sweep this run belongs to (set by sweep.py / wandb agents)",
+                                  type=name)
     wandb_mode: str | None = flag(None, "default: online when logged in, else offline", choices=WANDB_MODES)
     unobserve: bool = flag(False, "the paper's flag: log to wandb offline")
     quiet: bool = flag(False, "no progress bar")
@@ -82,8 +93,8 @@ class TrainSettings:
 class EvaluateSettings:
     """evaluate.py: exact region counts along trajectories and lines for every checkpoint of a run or a sweep."""
 
-    run_id: str | None = flag(None, "evaluate this run (id or wandb run name)")
-    sweep_id: str | None = flag(None, "evaluate every run of this sweep")
+    run_id: str | None = flag(None, "evaluate this run (id or wandb run name)", type=name)
+    sweep_id: str | None = flag(None, "evaluate every run of this sweep", type=name)
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
     results_dir: Path = flag(Path("results"), "results go to <results_dir>/<run or sweep id>/<run_id>/")
     randomized_data_dir: Path = flag(Path("randomized_data"),
@@ -96,9 +107,9 @@ class EvaluateSettings:
     log_locally: bool = flag(False, "accepted for the paper's commands; results are always written locally")
     no_wandb_log: bool = flag(False, "do not log the evaluation to wandb")
     multi_processing: bool = flag(False, "evaluate checkpoints in parallel on all CPUs (= --workers=<CPUs>)")
-    workers: int = flag(1, "checkpoints evaluated in parallel processes", type=positive_int)
+    workers: int = flag(1, "checkpoints evaluated in parallel processes", type=int_in(1, 1024))
     device: str = flag("cpu", "where regions are counted", choices=("cpu", "cuda"))
-    seed: int = flag(0, "env reset and action-noise seed of sampled episodes")
+    seed: int = flag(0, "env reset and action-noise seed of sampled episodes", type=SEED)
     overwrite: bool = flag(False, "re-evaluate epochs already in history.csv")
     no_plots: bool = flag(False, "skip the PNG figures")
     entity: str | None = flag(None, "wandb entity (for runs not in the local run store)")
@@ -123,15 +134,15 @@ class EvaluateSettings:
 class RandomizeSettings:
     """randomized_metric_helper.py: the random lines and random-action trajectories evaluate.py can measure."""
 
-    run_id: str | None = flag(None, "random data for this run")
-    sweep_id: str | None = flag(None, "random data shared by every run of this sweep")
+    run_id: str | None = flag(None, "random data for this run", type=name)
+    sweep_id: str | None = flag(None, "random data shared by every run of this sweep", type=name)
     save_dir: Path = flag(Path("randomized_data"),
                           "where the random data are written (<save_dir>/<id>/); evaluate.py's --randomized_data_dir")
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)")
     num_random_lines: int = flag(100, "sampled states, each giving a line through the origin and one through the mean",
-                                 type=positive_int)
-    num_random_trajectories: int = flag(10, "episodes under uniform random actions", type=positive_int)
-    seed: int = flag(0, "seed of the sampled states and random-action episodes")
+                                 type=int_in(1, 10**6))
+    num_random_trajectories: int = flag(10, "episodes under uniform random actions", type=int_in(1, 10**4))
+    seed: int = flag(0, "seed of the sampled states and random-action episodes", type=SEED)
     entity: str | None = flag(None, "wandb entity (for runs not in the local run store)")
     project_name: str = flag(PROJECT_NAME, "wandb project")
     wandb_mode: str | None = flag(None, "wandb is only used to find runs that are not in the local run store",
@@ -153,8 +164,9 @@ class VisualizeSettings:
     policy_path: str | None = flag(None, "checkpoint (.pt) to draw")
     stats_path: str | None = flag(None, "checkpoint whose normalization statistics override the drawn checkpoints' own")
     save_path: Path = flag(Path("plots"), "output directory (created when missing)")
-    run_id: str | None = flag(None, "draw a run of the run store (its best checkpoint, or all of them)")
-    run_dir: str | None = flag(None, "like --run_id, given the run's directory")
+    run_id: str | None = flag(None, "draw a run of the run store (its best checkpoint, or all of them)",
+                                 type=name)
+    run_dir: str | None = flag(None, "like --run_id, given the run's directory", type=non_empty)
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store that --run_id and --compare look in",
                                  aliases=("--save_dir",))
     all_checkpoints: bool = flag(False, "every checkpoint of the run on the same plane: animated GIF + contact sheet")
@@ -164,15 +176,16 @@ class VisualizeSettings:
                                 "slope: ||Jacobian of the action mean||", choices=("region", "action", "slope"))
     format: str = flag("png", "image format (the animation is always a GIF)", choices=("png", "pdf", "svg"))
     num_episodes: int = flag(10, "stochastic episodes of the best policy to draw the three states from (high-D envs)",
-                             type=positive_int)
-    seed: int = flag(0, "seeds the episodes and the choice of the three states")
-    scale: float = flag(PLANE_SCALE, "domain square side / circumcircle diameter (high-D)")
+                             type=int_in(1, 10**4))
+    seed: int = flag(0, "seeds the episodes and the choice of the three states", type=SEED)
+    scale: float = flag(PLANE_SCALE, "domain square side / circumcircle diameter (high-D)",
+                          type=float_in(0, 1e6, low_open=True))
     xlim: tuple[float, float] | None = flag(None, "first state variable's range (2-D state spaces)", type=limits("--xlim"),
                                             metavar="MIN,MAX")
     ylim: tuple[float, float] | None = flag(None, "second state variable's range (2-D state spaces)", type=limits("--ylim"),
                                             metavar="MIN,MAX")
-    dpi: int = flag(150, "raster resolution (png and the GIF)", type=positive_int)
-    frame_ms: int = flag(700, "GIF frame duration in milliseconds", type=positive_int)
+    dpi: int = flag(150, "raster resolution (png and the GIF)", type=int_in(10, 1200))
+    frame_ms: int = flag(700, "GIF frame duration in milliseconds", type=int_in(1, 60_000))
     unclipped: bool = flag(False, "partition the bare network, ignoring the policy's +-10 observation clip")
     device: str = flag("cpu", "cpu or cuda, for the partition")
     quiet: bool = flag(False, "no progress bar")
@@ -194,12 +207,12 @@ class SweepSettings:
     """sweep.py: a grid (or random search) of train.py runs from a wandb-format sweep file."""
 
     file: str | None = flag(None, "sweep YAML in the wandb sweep format", positional=True)
-    workers: int = flag(1, "runs trained at the same time (>= 1)")
-    count: int | None = flag(None, "configurations to draw for method: random", type=positive_int)
-    seed: int = flag(0, "seed for method: random")
-    save_dir: str = flag("checkpoints", "the run store (as train.py's --save_dir)")
-    sweep_id: str | None = flag(None, "id for the new sweep (default: a fresh random id)")
-    resume: str | None = flag(None, "continue an interrupted sweep", metavar="SWEEP_ID")
+    workers: int = flag(1, "runs trained at the same time (>= 1)", type=int_in(1, 1024))
+    count: int | None = flag(None, "configurations to draw for method: random", type=int_in(1, 10**6))
+    seed: int = flag(0, "seed for method: random", type=SEED)
+    save_dir: str = flag("checkpoints", "the run store (as train.py's --save_dir)", type=non_empty)
+    sweep_id: str | None = flag(None, "id for the new sweep (default: a fresh random id)", type=name)
+    resume: str | None = flag(None, "continue an interrupted sweep", metavar="SWEEP_ID", type=name)
     wandb_mode: str | None = flag(None, "passed to every run (default: train.py's: online when logged in, else offline)",
                                   choices=WANDB_MODES)
     dry_run: bool = flag(False, "print the configurations and exit")
