@@ -23,6 +23,7 @@ within 0.1% of it is discarded. Every test also checks a count derived by hand f
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -46,7 +47,11 @@ WEIGHTS = st.lists(st.lists(SMALL_INT, min_size=3, max_size=3), min_size=8, max_
 EX_WEIGHTS = [[1, 2, 1], [2, -1, 1], [1, 1, 1], [3, 1, 2], [1, -3, 1], [2, 3, 1], [1, 0, 1], [-1, 2, 1]]
 MIN_MARGIN = 1e-3  # relative distance from the threshold below which a decision is left to float rounding
 
-near_tol = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI and every developer run the same draws (a red run is reproducible, never flaky). To explore:
+# NEAR_TOL_RANDOM=1 NEAR_TOL_EXAMPLES=1000 pytest tests/test_near_tolerance.py
+near_tol = settings(max_examples=int(os.environ.get("NEAR_TOL_EXAMPLES", 40)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow],
+                    derandomize=os.environ.get("NEAR_TOL_RANDOM") is None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -392,6 +397,11 @@ def test_zero_exactly_at_a_path_point_splits_neither_neighbouring_segment(geom, 
     segments that start or end there (the neuron is affine along the path: that is its only zero on them)."""
     pts, scale = geom
     w = weight(ws[0], pts[min(point, 1) + 1] - pts[min(point, 1)])
+    # The neuron must change along both segments at the point: one along which it is constant (zero on the whole
+    # segment) has its sign decided by rounding, which no tolerance rule can make exact.
+    for seg in {max(point - 1, 0), min(point, 1)}:
+        d = pts[seg + 1] - pts[seg]
+        assume(abs(float(w @ d)) > 1e-6 * float(np.linalg.norm(w) * np.linalg.norm(d)))
     if second_layer:
         c = always_on(w, scale)
         layers = [(w[None], np.array([c])), (np.array([[1.0]]), np.array([-float(w @ pts[point] + c)]))]
