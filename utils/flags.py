@@ -43,22 +43,6 @@ def str2bool(value: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def positive_int(value: str) -> int:
-    """A whole number >= 1; accepts 100000, 1e5 and 100000.0 (wandb agents may pass floats)."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not (number >= 1 and number.is_integer()):
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
-    return int(number)
-
-
-def non_negative_int(value: str) -> int:
-    """A whole number >= 0."""
-    return 0 if str(value).strip() in ("0", "0.0") else positive_int(value)
-
-
 def int_in(low: int, high: int) -> Callable[[str], int]:
     """The type of a whole-number flag within [low, high] (bounds the code below can take: numpy seeds, sizes that
     fit in memory); accepts 100000, 1e5 and 100000.0 as wandb agents write them."""
@@ -94,11 +78,18 @@ def float_in(low: float, high: float, *, low_open: bool = False) -> Callable[[st
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+NAME_RULE = "use 1-100 letters, digits, '_', '-' or '.', starting with a letter or digit (a path is not an id)"
+
+
+def is_name(value: str) -> bool:
+    """Whether `value` is a valid run or sweep id (also for ids that do not come from a flag: wandb's, the API's)."""
+    return bool(NAME_PATTERN.match(value))
+
+
 def name(value: str) -> str:
     """The type of an id flag (run, sweep): letters, digits, '_', '-', '.', at most 100, never a path."""
-    if not NAME_PATTERN.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r} is not an id: use 1-100 letters, digits, '_', '-' or '.', "
-                                         f"starting with a letter or digit (a path is not an id)")
+    if not is_name(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not an id: {NAME_RULE}")
     return value
 
 

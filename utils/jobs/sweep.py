@@ -9,7 +9,6 @@ belong to the sweep and which run id each one gets.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -20,14 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from utils.errors import UserError
-from utils.flags import flag_names
+from utils.flags import NAME_RULE, flag_names, is_name
 from utils.runs.io import write_json_atomic
 from utils.runs.store import RunPaths, check_writable_dir, is_run_locked, new_run_id, now_iso, read_run_info
 from utils.runs.sweep_files import SweepSpec, config_to_args, expand_grid, load_sweep_file, sample_random
 from utils.settings import SweepSettings, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: utils/jobs/sweep.py
-_SWEEP_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 SWEEPS_DIR = "_sweeps"
 
 
@@ -83,8 +81,8 @@ def prepare_sweep(settings: SweepSettings) -> SweepRecord:
 
 
 def _check_sweep_id(sweep_id: str) -> None:
-    if not _SWEEP_ID_RE.match(sweep_id):
-        raise UserError(f"--sweep_id={sweep_id!r} is not a valid id; use letters, digits, '-' or '_'")
+    if not is_name(sweep_id):
+        raise UserError(f"--sweep_id={sweep_id!r} is not a valid id; {NAME_RULE}")
 
 
 def create_sweep(save_dir: Path, file: Path, method: str, configs: list[dict], extra_args: list[str],

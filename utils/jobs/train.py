@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -17,7 +16,7 @@ from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
 from models.networks import parse_dims
 from models.training import TrainConfig, Trainer
 from utils.errors import UserError
-from utils.flags import available_cpus, check_device
+from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.jobs.train_loop import run_training
 from utils.runs.io import write_bytes_atomic
 from utils.runs.store import (RunPaths, check_creatable_dir, check_new_run_id, create_run, find_run, new_run_id,
@@ -25,8 +24,6 @@ from utils.runs.store import (RunPaths, check_creatable_dir, check_new_run_id, c
                               update_run_info, write_run_info)
 from utils.runs.tracking import Tracker, choose_mode, start_tracking
 from utils.settings import TrainSettings
-
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 @dataclass(frozen=True)
@@ -148,8 +145,8 @@ def _plan_new_run(settings: TrainSettings, environ: Mapping[str, str]) -> TrainP
     run_id = settings.run_id
     if run_id is None and wandb_sweep_id:
         run_id = environ.get("WANDB_RUN_ID") or None  # a wandb agent chose the run id: keep local and wandb ids equal
-    if run_id is not None and not _RUN_ID_RE.match(run_id):
-        raise UserError(f"--run_id={run_id!r} is not a valid id; use letters, digits, '-' or '_'")
+    if run_id is not None and not is_name(run_id):
+        raise UserError(f"--run_id={run_id!r} is not a valid id; {NAME_RULE}")
     run_id = run_id or new_run_id()
     save_dir = check_creatable_dir(Path(settings.save_dir), "--save_dir")
     check_new_run_id(save_dir, run_id)
