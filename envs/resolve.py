@@ -15,6 +15,7 @@ from utils.errors import UserError
 
 # The paper used mujoco-py era ids (-v2/-v3); they do not run on current mujoco. v5 is the maintained version.
 _LEGACY_MUJOCO = ("HalfCheetah", "Walker2d", "Ant", "Swimmer", "Hopper", "Humanoid", "HumanoidStandup")
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")  # a dotted Python module name
 _LEGACY_RE = re.compile(rf"^(?P<name>{'|'.join(_LEGACY_MUJOCO)})-v(?P<version>[23])$")
 
 
@@ -32,10 +33,13 @@ def resolve_env_id(requested: str) -> ResolvedEnv:
     env_id = requested.strip()
     if ":" in env_id:
         module, env_id = env_id.split(":", 1)
+        if not _MODULE_RE.match(module):
+            raise UserError(f"--env={requested}: '{module}' is not a module name; write --env=MODULE:ID such as "
+                            f"--env=envs:Car1DEnv-v1, or a plain gymnasium id")
         try:
             importlib.import_module(module)
-        except ImportError:
-            raise UserError(f"cannot import module '{module}' named in --env={requested}; "
+        except Exception as err:  # ImportError, or whatever the module raises while it registers its envs
+            raise UserError(f"cannot import module '{module}' named in --env={requested} ({type(err).__name__}); "
                             f"use --env=envs:Car1DEnv-v1 or a plain gymnasium id") from None
     legacy = _LEGACY_RE.match(env_id)
     if legacy:

@@ -1,22 +1,68 @@
-"""One exception type for mistakes a user can fix, and the CLI wrapper that turns it into one line."""
+"""The exceptions a command can end with, and the CLI wrapper that turns each into one line and an exit code.
+
+    UserError   a mistake the user can fix (a flag, a file, the disk)     -> "error: ..."           exit 2
+    RunFailed   the work itself failed, not the input (training diverged) -> "error: ..."           exit 1
+    any other   a bug                                                    -> "internal error: ..." exit 1,
+                                                                            traceback saved to a crash log
+"""
 from __future__ import annotations
 
+import faulthandler
+import os
 import sys
+import tempfile
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
+
+CRASH_DIR_ENV = "DEEP_RL_REGIONS_CRASH_DIR"  # where crash logs go; default <system temp dir>/deep_rl_regions-crashes
 
 
 class UserError(Exception):
     """An error the user can fix; the message names the problem and the fix."""
 
 
+class RunFailed(Exception):
+    """The work failed for a reason that is neither a bad input nor a bug (e.g. training diverged to NaN)."""
+
+
+def crash_dir() -> Path:
+    return Path(os.environ.get(CRASH_DIR_ENV) or Path(tempfile.gettempdir()) / "deep_rl_regions-crashes")
+
+
+def save_crash_log(prog: str, text: str) -> Path:
+    """Write a traceback to a new file in crash_dir() and return its path."""
+    folder = crash_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = folder / f"{prog}-{stamp}-{os.getpid()}.log"
+    path.write_text(f"{' '.join(sys.argv)}\n\n{text}", encoding="utf-8")
+    return path
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
-    """Run a CLI entry point: a UserError becomes one line on stderr and exit code 2, never a traceback."""
+    """Run a CLI entry point so that it always ends with at most one line on stderr and a meaningful exit code."""
+    faulthandler.enable()  # if a native library ever crashes the interpreter, say where instead of dying silently
     try:
         code = main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RunFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:  # a bug: keep the traceback for the report, show the user one line
+        prog = Path(sys.argv[0]).stem or "deep_rl_regions"
+        summary = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+        try:
+            where = f"the traceback is in {save_crash_log(prog, traceback.format_exc())}"
+        except OSError:
+            traceback.print_exc()
+            where = "the traceback is above"
+        print(f"internal error ({summary}); this is a bug, {where}; please report it", file=sys.stderr)
+        sys.exit(1)
     sys.exit(code or 0)
