@@ -223,3 +223,14 @@ class SweepSettings:
             raise UserError(f"--workers={self.workers} must be at least 1; use --workers=1 for one run at a time")
         if bool(self.file) == bool(self.resume):
             raise UserError("give either a sweep FILE or --resume=SWEEP_ID (not both, not neither)")
+
+
+@dataclass(frozen=True)
+class BrowseSettings:
+    """runs.py: what is in the run store: every run and sweep, or one run in full. Reads only."""
+
+    run_id: str | None = flag(None, "show this run in full (default: list every run and sweep)", positional=True,
+                              type=name)
+    checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
+    results_dir: Path = flag(Path("results"), "where evaluate.py wrote results (to tell which runs are evaluated)")
+    json: bool = flag(False, "print JSON instead of a table")
