@@ -136,8 +136,10 @@ class RandomizeSettings:
 
     run_id: str | None = flag(None, "random data for this run", type=name)
     sweep_id: str | None = flag(None, "random data shared by every run of this sweep", type=name)
-    save_dir: Path = flag(Path("randomized_data"),
-                          "where the random data are written (<save_dir>/<id>/); evaluate.py's --randomized_data_dir")
+    randomized_data_dir: Path = flag(Path("randomized_data"),
+                                     "where the random data are written (<dir>/<id>/), the folder evaluate.py's "
+                                     "--randomized_data_dir reads; --save_dir is the paper's spelling of this flag "
+                                     "(in the other commands --save_dir is the run store)", aliases=("--save_dir",))
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)")
     num_random_lines: int = flag(100, "sampled states, each giving a line through the origin and one through the mean",
                                  type=int_in(1, 10**6))

@@ -40,7 +40,7 @@ def trajectories_path(data_dir: Path, data_id: str, env_id: str) -> Path:
 def random_data_command(*, run_id: str | None, sweep_id: str | None, checkpoints_dir: Path, save_dir: Path) -> str:
     """The exact randomized_metric_helper.py command that writes the random data of this run or sweep to save_dir."""
     which = f"--sweep_id={sweep_id}" if sweep_id else f"--run_id={run_id}"
-    return f"python randomized_metric_helper.py {which} --checkpoints_dir={checkpoints_dir} --save_dir={save_dir}"
+    return f"python randomized_metric_helper.py {which} --checkpoints_dir={checkpoints_dir} --randomized_data_dir={save_dir}"
 
 
 @dataclass
