@@ -188,7 +188,7 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
     results, data = tmp_path / "results", tmp_path / "randomized"
     missing = _evaluate(store, results, "--sweep_id=S", "--evaluate_random_lines", f"--randomized_data_dir={data}")
     assert_one_line_error(missing, "missing", f"python randomized_metric_helper.py --sweep_id=S "
-                                              f"--checkpoints_dir={store} --save_dir={data}")
+                                              f"--checkpoints_dir={store} --randomized_data_dir={data}")
     assert not list(results.rglob("history.csv"))
 
     made = run_cli("randomized_metric_helper.py", "--sweep_id=S", f"--checkpoints_dir={store}",
@@ -312,8 +312,10 @@ def test_randomized_metric_helper_bad_inputs_fail_with_one_line(store, tmp_path)
     assert_user_error(randomized_metric_helper.main, [*base, "--sweep_id=nosuch"], "no sweep 'nosuch'")
     assert_user_error(randomized_metric_helper.main, [*base, "--run_id=a8", "--num_random_lines=0"],
                       "--num_random_lines")
-    assert_user_error(randomized_metric_helper.main,
-                      [f"--checkpoints_dir={store}", f"--save_dir={blocker}/sub", "--run_id=a8"], "--save_dir")
+    for spelling in ("--save_dir", "--randomized_data_dir"):  # the paper's spelling and ours name one folder
+        assert_user_error(randomized_metric_helper.main,
+                          [f"--checkpoints_dir={store}", f"{spelling}={blocker}/sub", "--run_id=a8"],
+                          "--randomized_data_dir", f"{blocker}/sub")
     assert not list(tmp_path.rglob("*.npz"))
     assert tree_digest(store) == before
 

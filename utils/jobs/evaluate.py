@@ -29,6 +29,7 @@ from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
 from utils.analysis.trajectories import cached_episode
 from utils.errors import UserError
 from utils.flags import available_cpus, check_device
+from utils.progress import progress_bar
 from utils.runs.io import write_json_atomic
 from utils.runs.slurm import slurm_shard
 from utils.runs.store import check_writable_dir, new_run_id
@@ -232,15 +233,12 @@ def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: Eva
 def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool = False,
                  notify: Callable[[str], None] = logger.warning) -> RunReport:
     """Evaluate every checkpoint of one run; writes history.csv, summary.json and plots; returns what was written."""
-    from tqdm import tqdm
-
     settings = plan.settings
     setup = run_setup(resolved, settings)
     columns = history_columns(settings)
     earlier = earlier_results(setup.out_dir, setup.fixed_trajectory, overwrite=settings.overwrite)
     tasks = checkpoint_tasks(setup, settings, earlier)
-    with tqdm(total=len(tasks), desc=f"checkpoints of {setup.run_id}", unit="ckpt", leave=False,
-              disable=None if progress else True) as bar:
+    with progress_bar(len(tasks), f"checkpoints of {setup.run_id}", "ckpt", enabled=progress and bool(tasks)) as bar:
         results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
     history = run_history(setup, earlier, results)
     history_path, summary_path = setup.out_dir / HISTORY, setup.out_dir / SUMMARY
@@ -311,19 +309,19 @@ class EvaluationReport:
 def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_wandb_api, progress: bool = False,
              environ: dict | None = None, notify: Callable[[str], None] = logger.warning) -> EvaluationReport:
     """Evaluate the run or the sweep (this SLURM array task's share of it) and, for a sweep, aggregate all results."""
-    from tqdm import tqdm
-
     settings = plan.settings
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
                         api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
-    reports = tuple(evaluate_run(resolved, plan, progress=progress, notify=notify)
-                    for resolved in tqdm(runs, desc="runs", unit="run",
-                                         disable=None if progress and len(runs) > 1 else True))
+    reports = []
+    with progress_bar(len(runs), "runs", "run", enabled=progress and len(runs) > 1) as bar:
+        for resolved in runs:
+            reports.append(evaluate_run(resolved, plan, progress=progress, notify=notify))
+            bar.update(1)
     sweep_files = ()
     if settings.sweep_id:
         sweep_files = tuple(write_sweep_results(settings.results_dir / settings.sweep_id, plots=plan.plots))
-    return EvaluationReport(reports, sweep_files)
+    return EvaluationReport(tuple(reports), sweep_files)
 
 
 def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:

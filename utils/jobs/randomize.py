@@ -28,7 +28,7 @@ class RandomDataReport:
 def write_random_data(settings: RandomizeSettings, *, api_factory: Callable[[], Any] = default_wandb_api,
                       progress: Callable[[str], None] = lambda line: None) -> RandomDataReport:
     """Random line points and random-action trajectories for every env among the runs, seeded; returns the files."""
-    check_writable_dir(settings.randomized_data_dir, "--randomized_data_dir")
+    check_writable_dir(settings.randomized_data_dir, "--randomized_data_dir")  # alias --save_dir
     # wandb only finds runs missing locally; when it cannot be online, resolve_runs' error says so
     mode, _ = choose_mode(settings.wandb_mode)
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
