@@ -91,19 +91,17 @@ def test_plan_resolves_workers_wandb_and_plots_once(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, multi_processing=True), cpus=lambda: 7)
     assert plan.workers == 7 and plan.wandb_mode == "disabled" and not plan.wandb_log and not plan.wandb_online
-    assert plan.plots and results.is_dir()
+    assert plan.plots and not results.exists()  # planning writes nothing
     plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, workers=3, no_plots=True), cpus=lambda: 7)
     assert plan.workers == 3 and not plan.plots
     # Not logged in: online falls back to offline, with one notice, given only when wandb is wanted for something.
     monkeypatch.setenv("WANDB_MODE", "")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
-    notes = []
-    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results), notify=notes.append)
-    assert plan.wandb_mode == "offline" and plan.wandb_log and len(notes) == 1 and "offline" in notes[0]
-    notes.clear()
-    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, no_wandb_log=True), notify=notes.append)
-    assert plan.wandb_mode == "offline" and not plan.wandb_log and notes == []
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results))
+    assert plan.wandb_mode == "offline" and plan.wandb_log and len(plan.notices) == 1 and "offline" in plan.notices[0]
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, no_wandb_log=True))
+    assert plan.wandb_mode == "offline" and not plan.wandb_log and plan.notices == ()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -273,7 +271,7 @@ def test_bad_inputs_fail_with_one_line(store, tmp_path):
     for extra, needles in cases:
         args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
         assert_user_error(evaluate_cli.main, args, *needles)
-        assert not list(results.rglob("history.csv")), extra
+        assert not results.exists(), extra  # not even an empty folder is left behind
     assert tree_digest(store) == before
 
 
@@ -316,7 +314,7 @@ def test_randomized_metric_helper_bad_inputs_fail_with_one_line(store, tmp_path)
         assert_user_error(randomized_metric_helper.main,
                           [f"--checkpoints_dir={store}", f"{spelling}={blocker}/sub", "--run_id=a8"],
                           "--randomized_data_dir", f"{blocker}/sub")
-    assert not list(tmp_path.rglob("*.npz"))
+    assert not list(tmp_path.rglob("*.npz")) and not data.exists()
     assert tree_digest(store) == before
 
 

@@ -32,7 +32,7 @@ from utils.flags import available_cpus, check_device
 from utils.progress import progress_bar
 from utils.runs.io import write_json_atomic
 from utils.runs.slurm import slurm_shard
-from utils.runs.store import check_writable_dir, new_run_id
+from utils.runs.store import check_creatable_dir, new_run_id
 from utils.runs.tracking import choose_mode, start_tracking
 from utils.settings import EvaluateSettings
 
@@ -51,6 +51,7 @@ class EvaluationPlan:
     wandb_mode: str   # the wandb mode in use (utils.runs.tracking.choose_mode): it also decides wandb lookups
     wandb_log: bool   # log the evaluation as a wandb run (never when wandb_mode is "disabled")
     workers: int      # processes evaluating checkpoints; 1 = in this process; CPUs when --multi_processing
+    notices: tuple[str, ...] = ()  # said once the runs are found, so a mistake in the ids is the only line shown
 
     @property
     def wandb_online(self) -> bool:
@@ -62,17 +63,17 @@ class EvaluationPlan:
         return not self.settings.no_plots
 
 
-def plan_evaluation(settings: EvaluateSettings, *, notify: Callable[[str], None] = logger.warning,
-                    cpus: Callable[[], int] = available_cpus) -> EvaluationPlan:
-    """The plan for these settings, after the checks that need the machine or the disk (device, results dir)."""
+def plan_evaluation(settings: EvaluateSettings, *, cpus: Callable[[], int] = available_cpus) -> EvaluationPlan:
+    """The plan for these settings, after the checks that need the machine or the disk (device, results dir);
+    writes nothing."""
     check_device(settings.device)
-    check_writable_dir(settings.results_dir, "--results_dir")
+    check_creatable_dir(settings.results_dir, "--results_dir")  # created only when there is something to write
     mode, notice = choose_mode(settings.wandb_mode)
     wandb_log = not settings.no_wandb_log and mode != "disabled"
-    if notice and (wandb_log or settings.entity):  # only worth saying when wandb is wanted for something
-        notify(notice)
+    wanted = wandb_log or settings.entity  # the mode is only worth a notice when wandb is wanted for something
     return EvaluationPlan(settings, wandb_mode=mode, wandb_log=wandb_log,
-                          workers=cpus() if settings.multi_processing else settings.workers)
+                          workers=cpus() if settings.multi_processing else settings.workers,
+                          notices=(notice,) if notice and wanted else ())
 
 
 def history_columns(settings: EvaluateSettings) -> list[str]:
@@ -313,6 +314,8 @@ def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_w
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
                         api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
+    for line in plan.notices:
+        notify(line)
     reports = []
     with progress_bar(len(runs), "runs", "run", enabled=progress and len(runs) > 1) as bar:
         for resolved in runs:

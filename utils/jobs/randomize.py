@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from utils.analysis.random_data import generate_random_data
 from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
-from utils.runs.store import check_writable_dir
+from utils.runs.store import check_creatable_dir
 from utils.runs.tracking import choose_mode
 from utils.settings import RandomizeSettings
 
@@ -28,7 +28,7 @@ class RandomDataReport:
 def write_random_data(settings: RandomizeSettings, *, api_factory: Callable[[], Any] = default_wandb_api,
                       progress: Callable[[str], None] = lambda line: None) -> RandomDataReport:
     """Random line points and random-action trajectories for every env among the runs, seeded; returns the files."""
-    check_writable_dir(settings.randomized_data_dir, "--randomized_data_dir")  # alias --save_dir
+    check_creatable_dir(settings.randomized_data_dir, "--randomized_data_dir")  # alias --save_dir; made when written
     # wandb only finds runs missing locally; when it cannot be online, resolve_runs' error says so
     mode, _ = choose_mode(settings.wandb_mode)
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
