@@ -24,7 +24,7 @@ from tests.helpers import (TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, asse
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.analysis.sources import resolve_runs
 from utils.errors import UserError
-from utils.jobs.evaluate import EvaluationPlan, evaluate, history_columns, plan_evaluation
+from utils.jobs.evaluate import EvaluationPlan, evaluate, history_columns, plan_evaluation, result_group
 from utils.runs.io import load_npz
 from utils.runs.slurm import slurm_shard
 from utils.settings import EvaluateSettings
@@ -86,6 +86,16 @@ def test_expected_columns_use_design_names():
         assert name in cols, name
 
 
+def test_a_run_of_a_sweep_has_its_results_and_random_data_with_the_sweep():
+    assert result_group(EvaluateSettings(run_id="r"), None) == "r"
+    assert result_group(EvaluateSettings(run_id="r"), "S") == "S"
+    assert result_group(EvaluateSettings(sweep_id="S"), "S") == "S"
+    for damaged in ("../x", "/abs", "a/b"):
+        with pytest.raises(UserError, match="run.json"):
+            result_group(EvaluateSettings(run_id="r"), damaged)
+    assert result_group(EvaluateSettings(run_id="r"), "") == "r"  # an empty sweep id is no sweep
+
+
 def test_plan_resolves_workers_wandb_and_plots_once(tmp_path, monkeypatch):
     results = tmp_path / "results"
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -112,7 +122,7 @@ def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_ide
     results = tmp_path / "results"
     res = _evaluate(store, results, "--run_id=a8", "--add_stochastic", "--log_locally")
     assert res.returncode == 0, res.stderr
-    out = results / "a8" / "a8"
+    out = results / "S" / "a8"  # a run of sweep S: its results live with the sweep's, however it is evaluated
     rows = _history(out / "history.csv")
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
     columns = history_columns(EvaluateSettings(run_id="a8", add_stochastic=True))
@@ -258,7 +268,7 @@ def _bad_input_cases(store: Path, tmp_path: Path) -> tuple[Path, list[tuple[list
         (["--run_id=a8", "--device=cuda"], ("cuda", "--device=cpu")),
         (["--run_id=a8", f"--results_dir={blocker}/sub"], ("--results_dir",)),
         (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
-         ("missing", "python randomized_metric_helper.py --run_id=a8")),
+         ("missing", "python randomized_metric_helper.py --sweep_id=S")),  # a8's sweep shares random data
         (["--run_id=a8", "--workers=0"], ("--workers",)),
     ]
     return bad, cases
@@ -326,7 +336,7 @@ def test_corrupt_checkpoint_is_named_and_other_epochs_are_evaluated(store, tmp_p
     (run / "checkpoints" / "000001.pt").write_bytes(data[: len(data) // 3])
     result = _evaluate(bad, tmp_path / "results", "--run_id=a8", "--no_plots")
     assert_one_line_error(result, "000001.pt", "summary.json")
-    out = tmp_path / "results" / "a8" / "a8"
+    out = tmp_path / "results" / "S" / "a8"
     assert [int(r["iteration"]) for r in _history(out / "history.csv")] == [0, 2]
     summary = json.loads((out / "summary.json").read_text())
     assert [Path(b["file"]).name for b in summary["bad_checkpoints"]] == ["000001.pt"]
@@ -441,7 +451,7 @@ def test_evaluation_is_logged_to_wandb_offline_without_login(store, tmp_path):
                      "--entity=USERNAME", "--project_name=deep_rl_regions", "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     assert "offline" in result.stderr
-    runs = list((tmp_path / "c4" / "c4" / "wandb").glob("offline-run-*"))
+    runs = list((tmp_path / "S" / "c4" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
 
 
@@ -475,11 +485,11 @@ def test_wandb_receives_every_history_row_at_its_iteration_and_the_summary(store
     (tracker,) = trackers
     assert tracker.mode == "offline" and tracker.kwargs["project"] == "proj" and tracker.finished == 1
     assert tracker.kwargs["job_type"] == "evaluate" and tracker.kwargs["config"]["evaluated_run_id"] == "c4"
-    rows = read_history(results / "c4" / "c4" / "history.csv")
+    rows = read_history(results / "S" / "c4" / "history.csv")
     assert len(rows) == 3 and [step for step, _ in tracker.logged] == [r["iteration"] for r in rows]
     for (_, logged), row in zip(tracker.logged, rows):
         assert logged == {k: v for k, v in row.items() if isinstance(v, (int, float))}
-    summary = json.loads((results / "c4" / "c4" / "summary.json").read_text())
+    summary = json.loads((results / "S" / "c4" / "summary.json").read_text())
     assert tracker.summary == {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
     assert tracker.summary["best_num_regions_deterministic_fixed"] >= 1
 

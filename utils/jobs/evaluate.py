@@ -28,7 +28,7 @@ from utils.analysis.random_data import RandomData, load_random_data, random_data
 from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
 from utils.analysis.trajectories import cached_episode
 from utils.errors import UserError
-from utils.flags import available_cpus, check_device
+from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.progress import progress_bar
 from utils.runs.io import write_json_atomic
 from utils.runs.slurm import slurm_shard
@@ -141,19 +141,32 @@ def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
     obs_dim = int(info.get("obs_dim") or config.get("obs_dim"))
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
     check_matches_run(best, run.best, run.run_id, env_id, obs_dim, policy_dims)
-    random_data = requested_random_data(settings, env_id, obs_dim)
+    group = result_group(settings, info.get("sweep_id"))
+    random_data = requested_random_data(settings, group, env_id, obs_dim)
     return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best,
-                    settings.results_dir / settings.result_id / run.run_id, random_data,
+                    settings.results_dir / group / run.run_id, random_data,
                     fixed_trajectory_record(best, settings.seed, random_data))
 
 
-def requested_random_data(settings: EvaluateSettings, env_id: str, obs_dim: int) -> RandomData | None:
-    """The random lines and/or trajectories asked for (None when neither is); missing files name the command."""
+def result_group(settings: EvaluateSettings, run_sweep_id: str | None) -> str:
+    """The folder a run's results and random data live under: its sweep's, also when it is evaluated alone with
+    --run_id (so both ways of evaluating it agree), else its own id."""
+    group = settings.sweep_id or run_sweep_id or settings.result_id
+    if not is_name(group):  # it names a folder: a damaged or hand-edited run.json must not point elsewhere
+        raise UserError(f"the run's sweep id {group!r} in its run.json is not a valid id ({NAME_RULE}); "
+                        f"the run directory is damaged: fix sweep_id in run.json")
+    return group
+
+
+def requested_random_data(settings: EvaluateSettings, group: str, env_id: str, obs_dim: int) -> RandomData | None:
+    """The random lines and/or trajectories asked for (None when neither is), from the run's result group (its
+    sweep's data when it belongs to one); missing files name the command that makes them."""
     if not (settings.random_lines or settings.random_trajectories):
         return None
-    command = random_data_command(run_id=settings.run_id, sweep_id=settings.sweep_id,
-                                  checkpoints_dir=settings.checkpoints_dir, save_dir=settings.randomized_data_dir)
-    return load_random_data(settings.randomized_data_dir, settings.result_id, env_id, obs_dim,
+    ids = {"run_id": group, "sweep_id": None} if group == settings.run_id else {"run_id": None, "sweep_id": group}
+    command = random_data_command(**ids, checkpoints_dir=settings.checkpoints_dir,
+                                  save_dir=settings.randomized_data_dir)
+    return load_random_data(settings.randomized_data_dir, group, env_id, obs_dim,
                             lines=settings.random_lines, trajectories=settings.random_trajectories,
                             fix_command=command)
 
