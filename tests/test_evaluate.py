@@ -158,12 +158,12 @@ def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_ide
             assert float(row[f"deterministic_{kind}_normalized_density"]) == pytest.approx(
                 ref["num_transitions"] / (length * 16))
 
-    before = tree_digest(tmp_path)
-    cache_before = tree_digest(run / "trajectories")
+    before = _digest_and_times(tmp_path)
+    cache_before = _digest_and_times(run / "trajectories")
     again = _evaluate(store, results, "--run_id=a8", "--add_stochastic")
     assert again.returncode == 0, again.stderr
     assert "0 checkpoints evaluated, 3 already done" in again.stdout
-    assert tree_digest(tmp_path) == before and tree_digest(run / "trajectories") == cache_before
+    assert _digest_and_times(tmp_path) == before and _digest_and_times(run / "trajectories") == cache_before
 
     # --overwrite recomputes everything and gets exactly the same numbers (sampling is seeded).
     shutil.rmtree(run / "trajectories")
@@ -230,6 +230,17 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
     ref = line_pieces_ref([(W.numpy(), b.numpy()) for W, b in policy.hidden_layers], x, x)
     row = _history(results / "S" / "c4" / "history.csv")[-1]
     assert float(row["mean_num_regions_random_lines_origin"]) == pytest.approx(np.mean(ref["num_regions_per_line"]))
+
+    # A re-run with nothing new rewrites nothing: same bytes and same modification times (sweep.csv, figures too).
+    before = _digest_and_times(results)
+    again = _evaluate(store, results, "--sweep_id=S", "--evaluate_random_lines", "--evaluate_random_trajectories",
+                      f"--randomized_data_dir={data}")
+    assert again.returncode == 0, again.stderr
+    assert _digest_and_times(results) == before
+
+
+def _digest_and_times(folder: Path) -> dict:
+    return {**tree_digest(folder), **{f"{p}:mtime": p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from utils.analysis.trajectories import cached_episode
 from utils.errors import UserError
 from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.progress import progress_bar
-from utils.runs.io import write_json_atomic
+from utils.runs.io import json_text, write_text_if_changed
 from utils.runs.slurm import slurm_shard
 from utils.runs.store import check_creatable_dir, new_run_id
 from utils.runs.tracking import choose_mode, start_tracking
@@ -38,6 +38,8 @@ from utils.settings import EvaluateSettings
 
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
+SWEEP_PLOTS = ("sweep_normalized_density", "sweep_region_count", "sweep_trajectory_length", "sweep_eval_return",
+               "sweep_regions_vs_neurons")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -256,16 +258,17 @@ def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool 
         results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
     history = run_history(setup, earlier, results)
     history_path, summary_path = setup.out_dir / HISTORY, setup.out_dir / SUMMARY
-    write_history(history_path, list(history.rows), columns)
+    changed = write_history(history_path, list(history.rows), columns)
     summary = run_summary(resolved, setup.best, num_checkpoints=len(setup.checkpoints),
                           num_evaluated=len(history.rows), bad_checkpoints=history.unreadable,
                           fixed_trajectory=setup.fixed_trajectory, evaluation_seed=settings.seed, columns=columns,
                           best_values=best_metrics(history.best_row, earlier.summary, columns))
-    write_json_atomic(summary_path, summary)
-    files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=bool(tasks))]
+    changed |= write_text_if_changed(summary_path, json_text(summary))
+    files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=changed)]
     evaluated = sum(1 for t in tasks if t.key != BEST)
     wandb_url = None
-    if plan.wandb_log and plan.wandb_mode != "disabled":
+    # an unchanged evaluation was logged when it was made: a re-run adds no second wandb run of the same numbers
+    if plan.wandb_log and plan.wandb_mode != "disabled" and changed:
         wandb_url = log_run_to_wandb(plan, resolved, setup.out_dir, history.rows, summary, notify=notify)
     return RunReport(setup.run_id, setup.out_dir, tuple(files), evaluated=evaluated,
                      skipped=len(setup.checkpoints) - evaluated, bad_checkpoints=history.unreadable,
@@ -345,8 +348,13 @@ def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:
     summaries, histories = read_sweep_results(sweep_dir)
     if not summaries:
         return []
-    files = [write_sweep_csv(sweep_dir, summaries)]
+    sweep_csv, changed = write_sweep_csv(sweep_dir, summaries)
+    files = [sweep_csv]
     if plots:
         from utils.pictures.metric_plots import plot_sweep
-        files += plot_sweep(summaries, histories, Path(sweep_dir))
+        on_disk = [Path(sweep_dir) / f"{name}.png" for name in SWEEP_PLOTS]
+        if changed or not all(p.is_file() for p in on_disk):  # sweep.csv holds everything the figures show
+            files += plot_sweep(summaries, histories, Path(sweep_dir))
+        else:
+            files += on_disk
     return files
