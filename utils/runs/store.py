@@ -60,6 +60,14 @@ class RunPaths:
         return self.root / "metrics.jsonl"
 
     @property
+    def timing(self) -> Path:
+        return self.root / "timing.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
@@ -85,7 +93,7 @@ class RunPaths:
 @contextmanager
 def run_lock(run: RunPaths) -> Iterator[None]:
     """Hold <run>/.lock for as long as one process trains this run; a second one gets a UserError."""
-    fh = open(run.root / ".lock", "a+")
+    fh = open(run.lock, "a+")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,7 +107,7 @@ def run_lock(run: RunPaths) -> Iterator[None]:
 
 def is_run_locked(run: RunPaths) -> bool:
     """True while some process holds the run's lock (it is training or resuming the run)."""
-    path = run.root / ".lock"
+    path = run.lock
     if not path.exists():
         return False
     with open(path, "a+") as fh:
