@@ -9,7 +9,7 @@ import os
 import sys
 
 from utils.errors import run_cli
-from utils.flags import parse_settings
+from utils.flags import given_flags, parse_settings
 from utils.settings import TrainSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     from utils.jobs.train import prepare_run, train
 
     torch.set_num_threads(settings.torch_threads)
-    plan = prepare_run(settings, os.environ)
+    plan = prepare_run(settings, os.environ, given=given_flags(TrainSettings, argv))
     result = train(plan, notify=lambda line: print(line, file=sys.stderr))
     print(result.report)
     return 0

@@ -22,10 +22,14 @@ FORMAT_VERSION = 1
 _REQUIRED = ("format", "iteration", "timesteps", "config", "policy", "normalizer")
 
 
+# What may differ between the checkpoints of one run: it may be resumed on another device, and --resume with a
+# larger --total_timesteps extends it. Every other config value makes it another run.
+NOT_IDENTITY = ("device", "total_timesteps")
+
+
 def config_digest(config: Mapping) -> str:
-    """sha256 (hex) of a run's config dict (TrainConfig.to_dict()) as canonical JSON, `device` left out: the
-    same run may be resumed on another device, every other value makes it another run."""
-    portable = {key: value for key, value in config.items() if key != "device"}
+    """sha256 (hex) of a run's config dict (TrainConfig.to_dict()) as canonical JSON, NOT_IDENTITY left out."""
+    portable = {key: value for key, value in config.items() if key not in NOT_IDENTITY}
     return hashlib.sha256(json.dumps(portable, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -131,14 +131,16 @@ def test_run_id_comes_from_wandb_run_id_only_under_a_wandb_sweep(tmp_path):
 
 
 def test_resume_takes_stop_at_return_and_the_rest_from_the_run(store):
-    plan = prepare_run(settings("--resume=r", f"--save_dir={store}", "--n_envs=7"), NO_WANDB)
+    plan = prepare_run(settings("--resume=r", f"--save_dir={store}", "--n_envs=7"), NO_WANDB,
+                       given={"resume", "save_dir", "n_envs"})
     assert plan.is_resume and not plan.already_finished and plan.run_dir == store / "r"
     assert plan.settings.stop_at_return == 250.0  # recorded in run.json
     assert plan.config.policy_dims == (8, 4) and plan.config.n_envs == plan.settings.n_envs == 2  # the run's own
     assert plan.resume.checkpoint["iteration"] == 0
     assert plan.pretrained_weights is None and plan.initial_statistics is None
     assert (plan.wandb.project, plan.wandb.entity, plan.wandb.name) == ("stored-project", "stored-entity", "named")
-    override = prepare_run(settings("--resume=r", f"--save_dir={store}", "--stop_at_return=5"), NO_WANDB)
+    override = prepare_run(settings("--resume=r", f"--save_dir={store}", "--stop_at_return=5"), NO_WANDB,
+                           given={"resume", "save_dir", "stop_at_return"})
     assert override.settings.stop_at_return == 5.0
 
 
@@ -164,7 +166,7 @@ def test_wandb_mode_is_chosen_from_flags_and_environment(tmp_path):
 
 def test_resume_of_a_finished_run_plans_nothing_to_do(store):
     before = tree_digest(store)
-    plan = prepare_run(settings("--resume=done", f"--save_dir={store}"), NO_WANDB)
+    plan = prepare_run(settings("--resume=done", f"--save_dir={store}"), NO_WANDB, given={"resume", "save_dir"})
     assert isinstance(plan, TrainPlan) and plan.already_finished
     result = train(plan)
     assert "already finished" in result.report and tree_digest(store) == before

@@ -171,8 +171,9 @@ def flag_names(settings_cls: type) -> dict[str, str]:
     return out
 
 
-def build_parser(settings_cls: type, prog: str, description: str) -> Parser:
-    """An argparse parser with one argument per field of `settings_cls` (a dataclass whose fields use `flag`)."""
+def build_parser(settings_cls: type, prog: str, description: str, *, defaults: bool = True) -> Parser:
+    """An argparse parser with one argument per field of `settings_cls` (a dataclass whose fields use `flag`);
+    with defaults=False, flags not given are left out of the parsed namespace instead of getting their default."""
     parser = Parser(prog=prog, description=description, formatter_class=_HelpWithDefaults)
     hints = typing.get_type_hints(settings_cls)
     for f in dataclasses.fields(settings_cls):
@@ -181,7 +182,7 @@ def build_parser(settings_cls: type, prog: str, description: str) -> Parser:
             continue  # not a command-line setting
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         base = _base_type(hints[f.name])
-        kwargs: dict[str, Any] = {"help": meta["help"], "default": default}
+        kwargs: dict[str, Any] = {"help": meta["help"], "default": default if defaults else argparse.SUPPRESS}
         if meta["choices"]:
             kwargs["choices"] = meta["choices"]
         if meta["metavar"]:
@@ -206,3 +207,10 @@ def parse_settings(settings_cls: type[S], argv: list[str] | None, prog: str, des
     """Parse argv into a frozen settings dataclass; bad values and bad combinations raise UserError."""
     namespace = build_parser(settings_cls, prog, description).parse_args(argv)
     return settings_cls(**vars(namespace))
+
+
+def given_flags(settings_cls: type, argv: list[str] | None) -> frozenset[str]:
+    """Field names of the flags spelled out in `argv` (None: sys.argv), whatever their value, so that `--seed=0`
+    can be told apart from no --seed at all. Call it after parse_settings accepted the same argv."""
+    namespace, _ = build_parser(settings_cls, "", "", defaults=False).parse_known_args(argv)
+    return frozenset(vars(namespace))

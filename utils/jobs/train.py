@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 from envs.resolve import make_env, resolve_env_id
 from models.checkpoint import LoadedPolicy, config_digest, load_checkpoint, read_checkpoint
@@ -72,6 +72,7 @@ class TrainPlan:
     pretrained_weights: LoadedPolicy | None = None  # --pretrained_path: initial policy and value weights
     initial_statistics: LoadedPolicy | None = None  # --stats_path: initial observation normalization statistics
     already_finished: bool = False  # --resume of a finished run
+    extended_from: int | None = None  # --resume with a larger --total_timesteps: the run's budget before
 
     @property
     def run_id(self) -> str:
@@ -94,18 +95,28 @@ class TrainResult:
 # --------------------------------------------------------------------------------------------------------------
 # Planning: every check and every resolved value, before anything is written
 # --------------------------------------------------------------------------------------------------------------
-def prepare_run(settings: TrainSettings, environ: Mapping[str, str] = os.environ) -> TrainPlan:
+# The flags --resume takes from the command line; every other one is the run's own (a run is one experiment).
+HONOURED_ON_RESUME = frozenset({"resume", "save_dir", "device", "wandb_mode", "unobserve", "quiet", "torch_threads",
+                                "stop_at_return", "total_timesteps"})
+
+
+def prepare_run(settings: TrainSettings, environ: Mapping[str, str] = os.environ,
+                given: Collection[str] | None = None) -> TrainPlan:
     """Validate the settings against the machine and the run store and resolve every value; writes nothing.
 
     `environ` supplies WANDB_SWEEP_ID / WANDB_RUN_ID (set when a wandb agent launches the run) and the variables
-    that choose the wandb mode. Every problem a user can fix is a UserError.
+    that choose the wandb mode. `given` names the flags spelled out on the command line (utils.flags.given_flags;
+    None: those whose value is not the default); --resume uses it to tell which flags it was asked to change.
+    Every problem a user can fix is a UserError.
     """
+    if given is None:
+        given = {f.name for f in fields(settings) if getattr(settings, f.name) != f.default}
     if settings.resume:
-        return _plan_resume(settings, environ)
+        return _plan_resume(settings, environ, frozenset(given))
     return _plan_new_run(settings, environ)
 
 
-def _plan_resume(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPlan:
+def _plan_resume(settings: TrainSettings, environ: Mapping[str, str], given: frozenset[str]) -> TrainPlan:
     run = find_run(Path(settings.save_dir), settings.resume)
     info = read_run_info(run)
     config = TrainConfig.from_dict(info["config"])
@@ -113,9 +124,25 @@ def _plan_resume(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPl
     # like every other flag, the run's own --stop_at_return holds on resume unless this command sets one
     stop_at_return = settings.stop_at_return if settings.stop_at_return is not None \
         else stored_flags.get("stop_at_return")
-    resolved = replace(settings, n_envs=config.n_envs, run_id=run.run_id, stop_at_return=stop_at_return)
-    if info.get("status") == "finished":
-        return TrainPlan(resolved, config, run.root, info, wandb=None, already_finished=True)
+    ignored = sorted(name for name in given - HONOURED_ON_RESUME
+                     if name in stored_flags and stored_flags[name] != getattr(settings, name))
+    notices = [f"notice: --resume continues run {run.run_id} with its own flags; ignored "
+               f"{', '.join(f'--{name}' for name in ignored)} (start a new run to change them)"] if ignored else []
+    extended_from = None
+    if "total_timesteps" in given and settings.total_timesteps != config.total_timesteps:
+        if settings.total_timesteps < config.total_timesteps:
+            raise UserError(f"--total_timesteps={settings.total_timesteps} is less than run {run.run_id}'s "
+                            f"{config.total_timesteps}; --resume can extend a run, not shorten it: drop the flag "
+                            f"or pass more")
+        extended_from = config.total_timesteps
+        config = replace(config, total_timesteps=settings.total_timesteps)
+        notices.append(f"notice: extending run {run.run_id} from {extended_from} to {config.total_timesteps} "
+                       f"timesteps")
+    resolved = replace(settings, n_envs=config.n_envs, run_id=run.run_id, stop_at_return=stop_at_return,
+                       total_timesteps=config.total_timesteps)
+    if info.get("status") == "finished" and extended_from is None:
+        return TrainPlan(resolved, config, run.root, info, wandb=None, notices=tuple(notices),
+                         already_finished=True)
     config = replace(config, device=check_device(settings.device))
     check_run_writable(run)
     resume, resume_notices = _plan_resume_point(run, config)
@@ -127,8 +154,9 @@ def _plan_resume(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPl
     stored = info.get("wandb") or {}
     wandb = WandbTarget(mode, stored.get("project", settings.project_name), stored.get("entity", settings.entity),
                         stored_flags.get("run_name"))
-    return TrainPlan(resolved, config, run.root, info, wandb, notices=_lines(*resume_notices, mode_notice),
-                     resume=resume, pretrained_weights=pretrained, initial_statistics=statistics)
+    return TrainPlan(resolved, config, run.root, info, wandb, notices=_lines(*notices, *resume_notices, mode_notice),
+                     resume=resume, pretrained_weights=pretrained, initial_statistics=statistics,
+                     extended_from=extended_from)
 
 
 def _plan_new_run(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPlan:
@@ -318,8 +346,11 @@ def _reload_initial(run: RunPaths, stored_flags: Mapping, config: TrainConfig, f
 def train(plan: TrainPlan, notify: Callable[[str], None] = lambda line: None) -> TrainResult:
     """Create (or reopen) the planned run, train it to the end under its lock and report where everything is."""
     if plan.already_finished:
+        for line in plan.notices:
+            notify(line)
         return TrainResult(RunPaths(plan.run_dir), {}, f"run {plan.run_id} is already finished; nothing to resume "
-                                                       f"(its checkpoints are in {plan.run_dir})")
+                                                       f"(its checkpoints are in {plan.run_dir}); to train it longer, "
+                                                       f"resume it with a larger --total_timesteps")
     if plan.is_resume:
         run = RunPaths(plan.run_dir)
     else:
@@ -336,9 +367,14 @@ def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None])
     tracker = _start_tracker(run, plan)
     for line in tracker.notices:
         notify(line)
+    extension = {}
+    if plan.extended_from is not None:  # the run's record says what it now trains to
+        extension = {"config": {**plan.run_info["config"], "total_timesteps": plan.config.total_timesteps},
+                     "flags": {**plan.run_info.get("flags", {}), "total_timesteps": plan.config.total_timesteps},
+                     "n_iterations": plan.config.n_iterations}
     update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
                                                   "project": plan.wandb.project, "entity": plan.wandb.entity,
-                                                  "url": tracker.url})
+                                                  "url": tracker.url}, **extension)
     trainer = None
     try:
         trainer = _start_trainer(run, plan, notify)
@@ -355,9 +391,15 @@ def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None])
                "timesteps": trainer.timesteps}
     tracker.set_summary(summary)
     tracker.finish()
-    update_run_info(run, status="finished", **summary)
-    lines = [f"run {run.run_id} finished: {trainer.iteration} iterations, {trainer.timesteps} timesteps, "
-             f"best eval return {_fmt(trainer.best_eval_return)}",
+    stopped_early = bool(last.get("stopped_early"))
+    update_run_info(run, status="finished", stopped_early=stopped_early, **summary)
+    if stopped_early:
+        headline = (f"run {run.run_id} stopped early at iteration {trainer.iteration} ({trainer.timesteps} "
+                    f"timesteps): its eval return {_fmt(last.get('eval_return'))} exceeded --stop_at_return="
+                    f"{plan.settings.stop_at_return:g}")
+    else:
+        headline = f"run {run.run_id} finished: {trainer.iteration} iterations, {trainer.timesteps} timesteps"
+    lines = [f"{headline}, best eval return {_fmt(trainer.best_eval_return)}",
              f"  run store: {run.root}", f"  best checkpoint: {run.best}",
              f"  next: python evaluate.py --run_id={run.run_id} --checkpoints_dir={plan.settings.save_dir}"]
     if tracker.url:
