@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 
 from envs.resolve import make_env, resolve_env_id
 from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
+from models.divergence import TrainingDiverged
 from models.networks import parse_dims
 from models.training import TrainConfig, Trainer
 from utils.errors import UserError
@@ -349,8 +350,21 @@ def _train_with_progress(trainer: Trainer, run: RunPaths, tracker: Tracker, sett
 
     try:
         return run_training(trainer, run, after_iteration=after_iteration, on_checkpoint=on_checkpoint)
+    except TrainingDiverged as err:
+        raise err.with_advice(_divergence_advice(run, cfg)) from None
     finally:
         bar.close()
+
+
+def _divergence_advice(run: RunPaths, cfg: TrainConfig) -> str:
+    """What to do after a divergence: where the last finite policy is (the loop never saves a diverged one) and
+    which flag to change (a resume would repeat the same numbers, so only a new run helps)."""
+    checkpoints = run.list_checkpoints()
+    lower = f"start a new run with a lower --learning_rate than {cfg.learning_rate:g}"
+    if not checkpoints:
+        return lower
+    last = checkpoints[-1][1]
+    return f"its last finite checkpoint is {last}; {lower} (add --pretrained_path={last} to start from it)"
 
 
 __all__ = ["TrainPlan", "TrainResult", "WandbTarget", "newest_complete_checkpoint", "prepare_run", "return_reached",
