@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -16,10 +17,10 @@ from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
 from models.divergence import TrainingDiverged
 from models.networks import parse_dims
 from models.training import TrainConfig, Trainer
-from utils.errors import UserError
+from utils.errors import RunFailed, UserError
 from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.jobs.train_loop import run_training
-from utils.runs.io import write_bytes_atomic
+from utils.runs.io import write_bytes_atomic, write_text_atomic
 from utils.runs.store import (RunPaths, check_creatable_dir, check_new_run_id, create_run, find_run, new_run_id,
                               now_iso, package_versions, read_run_info, run_lock, truncate_iteration_logs,
                               update_run_info, write_run_info)
@@ -241,15 +242,18 @@ def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None])
     tracker = _start_tracker(run, plan)
     for line in tracker.notices:
         notify(line)
-    update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
-                                                  "project": plan.wandb.project, "entity": plan.wandb.entity,
-                                                  "url": tracker.url})
+    # error=None: a resumed run's status is this attempt's, not the failure of an earlier one
+    update_run_info(run, status="running", error=None,
+                    wandb={"mode": tracker.mode, "id": tracker.run_id, "project": plan.wandb.project,
+                           "entity": plan.wandb.entity, "url": tracker.url})
     trainer = None
     try:
         trainer = _start_trainer(run, plan, notify)
         last = _train_with_progress(trainer, run, tracker, plan.settings)
     except BaseException as err:
         status = "killed" if isinstance(err, KeyboardInterrupt) else "failed"
+        if isinstance(err, Exception) and not isinstance(err, (UserError, RunFailed)):
+            _save_error_log(run)
         update_run_info(run, status=status, error=f"{type(err).__name__}: {err}"[:500])
         tracker.finish(exit_code=1)
         if trainer is not None:
@@ -268,6 +272,16 @@ def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None])
     if tracker.url:
         lines.append(f"  wandb: {tracker.url}")
     return TrainResult(run, last, "\n".join(lines))
+
+
+def _save_error_log(run: RunPaths) -> None:
+    """Keep the traceback of the exception being handled, a bug, with the run (<run>/error.log), where whoever
+    looks at the failed run finds it; the CLI's crash log holds it too. Best effort: a failure to write it must
+    not hide the bug itself."""
+    try:
+        write_text_atomic(run.error_log, f"{now_iso()}\n\n{traceback.format_exc()}")
+    except OSError:
+        pass
 
 
 def _start_tracker(run: RunPaths, plan: TrainPlan) -> Tracker:

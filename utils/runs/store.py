@@ -68,6 +68,11 @@ class RunPaths:
         return self.root / "best.pt"
 
     @property
+    def error_log(self) -> Path:
+        """The traceback of the last attempt that ended in a bug (not a user error, not a divergence)."""
+        return self.root / "error.log"
+
+    @property
     def trajectories_dir(self) -> Path:
         return self.root / "trajectories"
 
