@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     def notify(line: str) -> None:
         print(line, file=sys.stderr)
 
-    plan = plan_evaluation(settings, notify=notify)
+    plan = plan_evaluation(settings)
     torch.set_num_threads(1)
     report = evaluate(plan, progress=not settings.quiet, notify=notify)
     for r in report.runs:

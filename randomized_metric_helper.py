@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import sys
+
 from utils.errors import run_cli
 from utils.flags import parse_settings
 from utils.settings import RandomizeSettings
@@ -15,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(RandomizeSettings, argv, "randomized_metric_helper.py", DESCRIPTION)
     from utils.jobs.randomize import write_random_data
 
-    report = write_random_data(settings)
+    report = write_random_data(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"random data for {len(report.runs)} run(s) of {report.data_id}:")
     for path in report.files:
         print(f"  {path}")

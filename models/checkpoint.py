@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -18,6 +20,13 @@ from utils.runs.io import torch_save_atomic
 FORMAT = "deep_rl_regions.checkpoint"
 FORMAT_VERSION = 1
 _REQUIRED = ("format", "iteration", "timesteps", "config", "policy", "normalizer")
+
+
+def config_digest(config: Mapping) -> str:
+    """sha256 (hex) of a run's config dict (TrainConfig.to_dict()) as canonical JSON, `device` left out: the
+    same run may be resumed on another device, every other value makes it another run."""
+    portable = {key: value for key, value in config.items() if key != "device"}
+    return hashlib.sha256(json.dumps(portable, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:

@@ -83,6 +83,50 @@ class TrainConfig:
         return cls(**kwargs)
 
 
+# what load_state_dict needs beyond what every checkpoint has (models/checkpoint.py checks those on reading)
+TRAINING_STATE_KEYS = ("value", "optimizer", "rng", "envs", "obs_norm")
+
+
+def state_mismatch(cfg: TrainConfig, state: dict) -> str | None:
+    """Why Trainer(cfg).load_state_dict(state) would fail (a few words), or None when it fits: the training state
+    is complete and the policy, value, optimizer and normalizer tensors have the shapes cfg's networks have.
+
+    Builds cfg's networks aside (a fork of the global torch RNG, so nothing else sees it) and changes nothing.
+    """
+    missing = [key for key in TRAINING_STATE_KEYS if key not in state]
+    if missing:
+        return f"incomplete: no {missing[0]}"
+    with torch.random.fork_rng(devices=[]):
+        networks = {"policy": GaussianPolicy(cfg.obs_dim, cfg.act_dim, cfg.policy_dims, cfg.log_std_init),
+                    "value": ValueNet(cfg.obs_dim, cfg.value_dims)}
+    for name, net in networks.items():
+        if _shapes(state[name]) != _shapes(net.state_dict()):
+            return f"other {name} shapes"
+    normalizer = state["normalizer"]
+    if not isinstance(normalizer, dict) or any(_shape(normalizer.get(key)) != (cfg.obs_dim,)
+                                               for key in ("obs_mean", "obs_var")) \
+            or _shape(state["obs_norm"]) != (cfg.n_envs, cfg.obs_dim):
+        return "other observation shapes"
+    params = [p for net in networks.values() for p in net.parameters()]  # the Trainer's optimizer order
+    try:
+        (group,) = state["optimizer"]["param_groups"]
+        moments = [state["optimizer"]["state"].get(index, {}) for index in group["params"]]
+        optimizer_fits = len(moments) == len(params) and all(
+            _shape(moment[key]) == tuple(param.shape) for moment, param in zip(moments, params)
+            for key in ("exp_avg", "exp_avg_sq") if key in moment)
+    except (KeyError, TypeError, ValueError, AttributeError):  # not the layout torch's Adam writes
+        optimizer_fits = False
+    return None if optimizer_fits else "other optimizer state"
+
+
+def _shape(value) -> tuple[int, ...] | None:
+    return tuple(value.shape) if torch.is_tensor(value) else None
+
+
+def _shapes(state_dict) -> dict | None:
+    return {key: _shape(value) for key, value in state_dict.items()} if isinstance(state_dict, dict) else None
+
+
 def evaluate_policy(policy_layers: list, env_list: list, normalize: Callable[[np.ndarray], np.ndarray],
                     seed: int) -> list[float]:
     """Raw returns of deterministic episodes (action = mean), one per env of `env_list`, run in lockstep."""

@@ -36,7 +36,7 @@ fi
 
 echo "== 4/6 random lines and random-action trajectories"
 "$BIN/python" randomized_metric_helper.py --sweep_id="$SWEEP" --checkpoints_dir="$CKPT" \
-    --save_dir="$OUT/randomized_data"
+    --randomized_data_dir="$OUT/randomized_data"
 
 echo "== 5/6 exact linear-region metrics for every checkpoint"
 "$BIN/python" evaluate.py --sweep_id="$SWEEP" --checkpoints_dir="$CKPT" --randomized_data_dir="$OUT/randomized_data" \

@@ -191,5 +191,33 @@ mutation("checkpoints listed in name order", "utils/runs/store.py", "        ret
          "        return sorted(found, key=lambda item: item[1].name)\n", "tests/test_run_store.py")
 
 
+# --- resume: which checkpoints belong to a run, and nothing written before the plan holds ---------------------------
+T, RH = "utils/jobs/train.py", "tests/test_resume_hostile.py"
+mutation("resume overwrites newer checkpoints it did not write", T,
+         "for iteration, named in reversed(foreign) if iteration > start]",
+         "for iteration, named in reversed(foreign) if False]", RH)
+mutation("resume overwrites a best.pt it did not write", T, 'in_the_way.append(f"best.pt ({reason})")', "pass", RH)
+mutation("resume takes another run's checkpoints", T, "if owner is not None and owner != run_id:", "if False:", RH)
+mutation("resume ignores the iteration a checkpoint holds", T,
+         'if iteration is not None and state["iteration"] != iteration:', "if False:", RH)
+mutation("resume does not check tensor shapes while planning", T, "mismatch = state_mismatch(config, state)",
+         "mismatch = None", RH)
+mutation("resume truncates the logs before the checkpoint loaded", T,
+         "                trainer.load_state_dict(plan.resume.checkpoint)\n"
+         "            # only now that the run surely continues from there: forget the iterations it will train again\n"
+         "            write_iteration_logs(plan.resume.kept_logs)\n",
+         "                write_iteration_logs(plan.resume.kept_logs)\n"
+         "                trainer.load_state_dict(plan.resume.checkpoint)\n", RH)
+mutation("resume of a run without checkpoints is a dead end", T,
+         'notices.append(f"notice: run {run.run_id} has no checkpoint yet;',
+         'raise UserError(f"notice: run {run.run_id} has no checkpoint yet;', RH)
+mutation("resume restarts without the pretrained weights it started from", T,
+         'pretrained = _reload_initial(run, stored_flags, config, "pretrained_path", weights=True)',
+         "pretrained = None", RH)
+mutation("resume does not check that the run can be written", T, "    check_run_writable(run)\n", "", RH)
+mutation("resume: the config digest depends on the device", "models/checkpoint.py", 'if key != "device"',
+         "if key", RH)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,7 @@ from tests.helpers import (TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, asse
 from tests.reference_regions import line_pieces_ref, path_pieces_ref
 from utils.analysis.sources import resolve_runs
 from utils.errors import UserError
-from utils.jobs.evaluate import EvaluationPlan, evaluate, history_columns, plan_evaluation
+from utils.jobs.evaluate import EvaluationPlan, evaluate, history_columns, plan_evaluation, result_group
 from utils.runs.io import load_npz
 from utils.runs.slurm import slurm_shard
 from utils.settings import EvaluateSettings
@@ -86,24 +86,32 @@ def test_expected_columns_use_design_names():
         assert name in cols, name
 
 
+def test_a_run_of_a_sweep_has_its_results_and_random_data_with_the_sweep():
+    assert result_group(EvaluateSettings(run_id="r"), None) == "r"
+    assert result_group(EvaluateSettings(run_id="r"), "S") == "S"
+    assert result_group(EvaluateSettings(sweep_id="S"), "S") == "S"
+    for damaged in ("../x", "/abs", "a/b"):
+        with pytest.raises(UserError, match="run.json"):
+            result_group(EvaluateSettings(run_id="r"), damaged)
+    assert result_group(EvaluateSettings(run_id="r"), "") == "r"  # an empty sweep id is no sweep
+
+
 def test_plan_resolves_workers_wandb_and_plots_once(tmp_path, monkeypatch):
     results = tmp_path / "results"
     monkeypatch.setenv("WANDB_MODE", "disabled")
     plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, multi_processing=True), cpus=lambda: 7)
     assert plan.workers == 7 and plan.wandb_mode == "disabled" and not plan.wandb_log and not plan.wandb_online
-    assert plan.plots and results.is_dir()
+    assert plan.plots and not results.exists()  # planning writes nothing
     plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, workers=3, no_plots=True), cpus=lambda: 7)
     assert plan.workers == 3 and not plan.plots
     # Not logged in: online falls back to offline, with one notice, given only when wandb is wanted for something.
     monkeypatch.setenv("WANDB_MODE", "")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
-    notes = []
-    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results), notify=notes.append)
-    assert plan.wandb_mode == "offline" and plan.wandb_log and len(notes) == 1 and "offline" in notes[0]
-    notes.clear()
-    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, no_wandb_log=True), notify=notes.append)
-    assert plan.wandb_mode == "offline" and not plan.wandb_log and notes == []
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results))
+    assert plan.wandb_mode == "offline" and plan.wandb_log and len(plan.notices) == 1 and "offline" in plan.notices[0]
+    plan = plan_evaluation(EvaluateSettings(run_id="r", results_dir=results, no_wandb_log=True))
+    assert plan.wandb_mode == "offline" and not plan.wandb_log and plan.notices == ()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -114,7 +122,7 @@ def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_ide
     results = tmp_path / "results"
     res = _evaluate(store, results, "--run_id=a8", "--add_stochastic", "--log_locally")
     assert res.returncode == 0, res.stderr
-    out = results / "a8" / "a8"
+    out = results / "S" / "a8"  # a run of sweep S: its results live with the sweep's, however it is evaluated
     rows = _history(out / "history.csv")
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
     columns = history_columns(EvaluateSettings(run_id="a8", add_stochastic=True))
@@ -150,12 +158,12 @@ def test_run_evaluation_counts_match_an_independent_computation_and_rerun_is_ide
             assert float(row[f"deterministic_{kind}_normalized_density"]) == pytest.approx(
                 ref["num_transitions"] / (length * 16))
 
-    before = tree_digest(tmp_path)
-    cache_before = tree_digest(run / "trajectories")
+    before = _digest_and_times(tmp_path)
+    cache_before = _digest_and_times(run / "trajectories")
     again = _evaluate(store, results, "--run_id=a8", "--add_stochastic")
     assert again.returncode == 0, again.stderr
     assert "0 checkpoints evaluated, 3 already done" in again.stdout
-    assert tree_digest(tmp_path) == before and tree_digest(run / "trajectories") == cache_before
+    assert _digest_and_times(tmp_path) == before and _digest_and_times(run / "trajectories") == cache_before
 
     # --overwrite recomputes everything and gets exactly the same numbers (sampling is seeded).
     shutil.rmtree(run / "trajectories")
@@ -188,7 +196,7 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
     results, data = tmp_path / "results", tmp_path / "randomized"
     missing = _evaluate(store, results, "--sweep_id=S", "--evaluate_random_lines", f"--randomized_data_dir={data}")
     assert_one_line_error(missing, "missing", f"python randomized_metric_helper.py --sweep_id=S "
-                                              f"--checkpoints_dir={store} --save_dir={data}")
+                                              f"--checkpoints_dir={store} --randomized_data_dir={data}")
     assert not list(results.rglob("history.csv"))
 
     made = run_cli("randomized_metric_helper.py", "--sweep_id=S", f"--checkpoints_dir={store}",
@@ -222,6 +230,17 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
     ref = line_pieces_ref([(W.numpy(), b.numpy()) for W, b in policy.hidden_layers], x, x)
     row = _history(results / "S" / "c4" / "history.csv")[-1]
     assert float(row["mean_num_regions_random_lines_origin"]) == pytest.approx(np.mean(ref["num_regions_per_line"]))
+
+    # A re-run with nothing new rewrites nothing: same bytes and same modification times (sweep.csv, figures too).
+    before = _digest_and_times(results)
+    again = _evaluate(store, results, "--sweep_id=S", "--evaluate_random_lines", "--evaluate_random_trajectories",
+                      f"--randomized_data_dir={data}")
+    assert again.returncode == 0, again.stderr
+    assert _digest_and_times(results) == before
+
+
+def _digest_and_times(folder: Path) -> dict:
+    return {**tree_digest(folder), **{f"{p}:mtime": p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -260,7 +279,7 @@ def _bad_input_cases(store: Path, tmp_path: Path) -> tuple[Path, list[tuple[list
         (["--run_id=a8", "--device=cuda"], ("cuda", "--device=cpu")),
         (["--run_id=a8", f"--results_dir={blocker}/sub"], ("--results_dir",)),
         (["--run_id=a8", "--evaluate_random_trajectories", f"--randomized_data_dir={tmp_path}/none"],
-         ("missing", "python randomized_metric_helper.py --run_id=a8")),
+         ("missing", "python randomized_metric_helper.py --sweep_id=S")),  # a8's sweep shares random data
         (["--run_id=a8", "--workers=0"], ("--workers",)),
     ]
     return bad, cases
@@ -273,7 +292,7 @@ def test_bad_inputs_fail_with_one_line(store, tmp_path):
     for extra, needles in cases:
         args = [f"--checkpoints_dir={store}", f"--results_dir={results}", "--quiet", "--no_plots", *extra]
         assert_user_error(evaluate_cli.main, args, *needles)
-        assert not list(results.rglob("history.csv")), extra
+        assert not results.exists(), extra  # not even an empty folder is left behind
     assert tree_digest(store) == before
 
 
@@ -312,9 +331,11 @@ def test_randomized_metric_helper_bad_inputs_fail_with_one_line(store, tmp_path)
     assert_user_error(randomized_metric_helper.main, [*base, "--sweep_id=nosuch"], "no sweep 'nosuch'")
     assert_user_error(randomized_metric_helper.main, [*base, "--run_id=a8", "--num_random_lines=0"],
                       "--num_random_lines")
-    assert_user_error(randomized_metric_helper.main,
-                      [f"--checkpoints_dir={store}", f"--save_dir={blocker}/sub", "--run_id=a8"], "--save_dir")
-    assert not list(tmp_path.rglob("*.npz"))
+    for spelling in ("--save_dir", "--randomized_data_dir"):  # the paper's spelling and ours name one folder
+        assert_user_error(randomized_metric_helper.main,
+                          [f"--checkpoints_dir={store}", f"{spelling}={blocker}/sub", "--run_id=a8"],
+                          "--randomized_data_dir", f"{blocker}/sub")
+    assert not list(tmp_path.rglob("*.npz")) and not data.exists()
     assert tree_digest(store) == before
 
 
@@ -326,7 +347,7 @@ def test_corrupt_checkpoint_is_named_and_other_epochs_are_evaluated(store, tmp_p
     (run / "checkpoints" / "000001.pt").write_bytes(data[: len(data) // 3])
     result = _evaluate(bad, tmp_path / "results", "--run_id=a8", "--no_plots")
     assert_one_line_error(result, "000001.pt", "summary.json")
-    out = tmp_path / "results" / "a8" / "a8"
+    out = tmp_path / "results" / "S" / "a8"
     assert [int(r["iteration"]) for r in _history(out / "history.csv")] == [0, 2]
     summary = json.loads((out / "summary.json").read_text())
     assert [Path(b["file"]).name for b in summary["bad_checkpoints"]] == ["000001.pt"]
@@ -441,7 +462,7 @@ def test_evaluation_is_logged_to_wandb_offline_without_login(store, tmp_path):
                      "--entity=USERNAME", "--project_name=deep_rl_regions", "--quiet", env=env)
     assert result.returncode == 0, result.stderr
     assert "offline" in result.stderr
-    runs = list((tmp_path / "c4" / "c4" / "wandb").glob("offline-run-*"))
+    runs = list((tmp_path / "S" / "c4" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
 
 
@@ -475,11 +496,11 @@ def test_wandb_receives_every_history_row_at_its_iteration_and_the_summary(store
     (tracker,) = trackers
     assert tracker.mode == "offline" and tracker.kwargs["project"] == "proj" and tracker.finished == 1
     assert tracker.kwargs["job_type"] == "evaluate" and tracker.kwargs["config"]["evaluated_run_id"] == "c4"
-    rows = read_history(results / "c4" / "c4" / "history.csv")
+    rows = read_history(results / "S" / "c4" / "history.csv")
     assert len(rows) == 3 and [step for step, _ in tracker.logged] == [r["iteration"] for r in rows]
     for (_, logged), row in zip(tracker.logged, rows):
         assert logged == {k: v for k, v in row.items() if isinstance(v, (int, float))}
-    summary = json.loads((results / "c4" / "c4" / "summary.json").read_text())
+    summary = json.loads((results / "S" / "c4" / "summary.json").read_text())
     assert tracker.summary == {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
     assert tracker.summary["best_num_regions_deterministic_fixed"] >= 1
 

@@ -121,7 +121,7 @@ def test_sweep_csv_has_one_row_per_run_summary(tmp_path):
         write_history(tmp_path / run_id / "history.csv", [_row(0)], COLUMNS)
     summaries, histories = read_sweep_results(tmp_path)
     assert [s["run_id"] for s in summaries] == ["a", "b"] and histories["b"][0]["iteration"] == 0
-    path = write_sweep_csv(tmp_path, summaries)
+    path, _ = write_sweep_csv(tmp_path, summaries)
     lines = path.read_text().splitlines()
     assert lines[0] == ("run_id,architecture,depth,width,n,n_params,seed,env_id,best_iteration,best_timesteps,"
                         "best_eval_return,num_checkpoints,num_evaluated,best_density,best_zz")

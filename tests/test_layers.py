@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Top to bottom; a module may import its own layer's modules and any lower layer's.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("commands", ("train", "evaluate", "randomized_metric_helper", "visualize_hd", "sweep")),
+    ("commands", ("train", "evaluate", "randomized_metric_helper", "visualize_hd", "sweep", "runs")),
     ("jobs", ("utils.jobs",)),
     ("pictures", ("utils.pictures",)),
     ("analysis", ("utils.analysis",)),
     ("models", ("models",)),
-    ("ground", ("utils.geometry", "envs", "utils.runs", "utils.settings", "utils.flags")),
+    ("ground", ("utils.geometry", "envs", "utils.runs", "utils.settings", "utils.flags", "utils.progress")),
     ("errors", ("utils.errors",)),
 ]
 # Packages that sit on one floor but must not know each other (models knows no run store and no wandb).

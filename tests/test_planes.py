@@ -171,6 +171,11 @@ def test_plane_through_states_geometry():
     assert isinstance(plane, Plane)
     with pytest.raises(UserError, match="collinear"):
         plane_through_states(s[0], s[1], 2 * s[1] - s[0], scale=PLANE_SCALE)
+    for repeated in ((s[0], s[0], s[1]), (s[0], s[1], s[0]), (s[1], s[0], s[0])):  # two equal states, any order
+        with pytest.raises(UserError, match="equal"):
+            plane_through_states(*repeated, scale=PLANE_SCALE)
+    # numpy coordinates are accepted as well as tensors
+    np.testing.assert_allclose(plane.to_input(plane.state_coords.numpy()).numpy(), s, atol=1e-12)
 
 
 def test_user_errors():
@@ -182,6 +187,10 @@ def test_user_errors():
         plane_partition(layers, head, (np.zeros(4), np.eye(4)[:2]), plane.domain)
     with pytest.raises(UserError, match="head"):
         plane_partition(layers, (np.ones((2, 5)), np.ones(2)), plane)
+    with pytest.raises(UserError, match="needs domain"):  # an (origin, basis) pair carries no domain
+        plane_partition(layers, head, (plane.origin, plane.basis))
+    as_pair = plane_partition(layers, head, (plane.origin, plane.basis), plane.domain)
+    assert as_pair.num_regions == plane_partition(layers, head, plane).num_regions
 
 
 def test_clockwise_domain_is_accepted():

@@ -31,7 +31,7 @@ def store(tmp_path_factory) -> Path:
 
 
 def test_random_data_of_a_sweep_are_written_seeded_and_readable(store, tmp_path):
-    settings = RandomizeSettings(sweep_id="S", checkpoints_dir=store, save_dir=tmp_path / "data", num_random_lines=7,
+    settings = RandomizeSettings(sweep_id="S", checkpoints_dir=store, randomized_data_dir=tmp_path / "data", num_random_lines=7,
                                  num_random_trajectories=2, seed=3)
     report = write_random_data(settings)
     assert report.data_id == "S" and [r.run_id for r in report.runs] == ["r1"]
@@ -48,7 +48,7 @@ def test_random_data_of_a_sweep_are_written_seeded_and_readable(store, tmp_path)
 
 def test_unknown_run_is_one_user_error_and_writes_nothing(store, tmp_path):
     with pytest.raises(UserError, match="no run 'nosuch'.*runs there: r1"):
-        write_random_data(RandomizeSettings(run_id="nosuch", checkpoints_dir=store, save_dir=tmp_path / "data"))
+        write_random_data(RandomizeSettings(run_id="nosuch", checkpoints_dir=store, randomized_data_dir=tmp_path / "data"))
     assert not list((tmp_path / "data").rglob("*.npz"))
 
 
@@ -68,5 +68,5 @@ def test_the_printed_command_writes_where_evaluation_reads(tmp_path, ids):
     assert words[:2] == ["python", "randomized_metric_helper.py"]
     settings = parse_settings(RandomizeSettings, words[2:], "randomized_metric_helper.py", "")
     assert (settings.run_id, settings.sweep_id) == (ids["run_id"], ids["sweep_id"])
-    assert settings.checkpoints_dir == tmp_path / "store" and settings.save_dir == tmp_path / "data"
+    assert settings.checkpoints_dir == tmp_path / "store" and settings.randomized_data_dir == tmp_path / "data"
     assert settings.result_id == (ids["run_id"] or ids["sweep_id"])

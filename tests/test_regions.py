@@ -101,6 +101,16 @@ def test_lines_match_simple_implementation_on_random_nets():
             assert torch.isinf(vec.pieces.t_start[vec.pieces.opened_by_layer < 0]).all()
 
 
+def test_a_scalar_anchor_is_that_value_in_every_coordinate():
+    pts = np.random.default_rng(3).normal(size=(5, 4))
+    for scalar in (0, 0.5):
+        p, u = lines_through(pts, scalar)
+        np.testing.assert_array_equal(u.numpy(), pts - scalar)
+        np.testing.assert_array_equal(p.numpy(), pts)
+    with pytest.raises(UserError, match="anchor"):
+        lines_through(pts, np.zeros(3))
+
+
 def test_one_layer_on_a_full_line_has_n_plus_one_regions():
     rng = np.random.default_rng(2)
     for n in (1, 5, 17, 64):

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tree_digest
 from utils.errors import UserError
 from utils.runs.io import append_jsonl
-from utils.runs.store import (RunPaths, check_writable_dir, create_run, find_run, is_run_locked, list_run_ids,
-                              new_run_id, read_run_info, run_lock, truncate_iteration_logs, update_run_info,
-                              write_run_info)
+from utils.runs.store import (RunPaths, check_writable_dir, create_run, find_run, is_run_locked,
+                              iteration_logs_up_to, list_run_ids, new_run_id, read_run_info, run_lock,
+                              update_run_info, write_iteration_logs, write_run_info)
 
 
 def make_run(save_dir: Path, run_id: str, **info) -> RunPaths:
@@ -153,7 +154,7 @@ def test_run_lock_excludes_a_second_holder(tmp_path):
         assert is_run_locked(run)
 
 
-def test_truncate_iteration_logs_drops_lines_after_an_iteration(tmp_path):
+def test_iteration_logs_up_to_an_iteration_are_chosen_first_and_written_later(tmp_path):
     run = make_run(tmp_path, "r")
     timing = run.root / "timing.jsonl"
     for iteration in range(5):
@@ -161,13 +162,18 @@ def test_truncate_iteration_logs_drops_lines_after_an_iteration(tmp_path):
         append_jsonl(timing, {"iteration": iteration, "seconds": 1.0})
     with open(run.metrics, "a") as fh:
         fh.write('{"iteration": 5, "eval_ret')  # torn by the crash that made the resume necessary
-    truncate_iteration_logs(run, 2)
+    before = tree_digest(run.root)
+    kept = iteration_logs_up_to(run, 2)
+    assert tree_digest(run.root) == before  # choosing writes nothing
+    write_iteration_logs(kept)
     lines = run.metrics.read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == [0, 1, 2]
     assert json.loads(lines[1]) == {"iteration": 1, "eval_return": 1.0}
     assert [json.loads(line)["iteration"] for line in timing.read_text().splitlines()] == [0, 1, 2]
-    truncate_iteration_logs(run, 2)  # idempotent
+    write_iteration_logs(iteration_logs_up_to(run, 2))  # idempotent
     assert len(run.metrics.read_text().splitlines()) == 3
+    write_iteration_logs(iteration_logs_up_to(run, -1))  # starting again from the beginning
+    assert run.metrics.read_text() == timing.read_text() == ""
     assert not list(run.root.glob("*.tmp")) and not list(run.root.glob(".*.tmp"))
 
 

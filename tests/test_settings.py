@@ -8,12 +8,12 @@ import pytest
 
 from utils.errors import UserError
 from utils.flags import build_parser, flag_names, parse_settings
-from utils.settings import (EvaluateSettings, RandomizeSettings, SweepSettings, TrainSettings, VisualizeSettings)
+from utils.settings import (BrowseSettings, EvaluateSettings, RandomizeSettings, SweepSettings, TrainSettings, VisualizeSettings)
 
-ALL = [TrainSettings, EvaluateSettings, RandomizeSettings, VisualizeSettings, SweepSettings]
+ALL = [TrainSettings, EvaluateSettings, RandomizeSettings, VisualizeSettings, SweepSettings, BrowseSettings]
 # The smallest valid command line of each (commands whose settings need a run or a file).
 MINIMAL = {TrainSettings: [], EvaluateSettings: ["--run_id=r"], RandomizeSettings: ["--sweep_id=s"],
-           VisualizeSettings: [], SweepSettings: ["file.yaml"]}
+           VisualizeSettings: [], SweepSettings: ["file.yaml"], BrowseSettings: []}
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -70,3 +70,14 @@ def test_bad_values_are_one_line_user_errors(cls, argv, needles):
     assert "\n" not in message
     for needle in needles:
         assert needle.lower() in message.lower(), (needle, message)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_help_shows_each_default_once(cls):
+    text = build_parser(cls, "x", "").format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for f in dataclasses.fields(cls):
+        help_text = f.metadata.get("help", "")
+        if isinstance(f.default, (int, float, str)) and not isinstance(f.default, bool) and "default" not in help_text:
+            assert f"(default: {f.default})" in " ".join(text.split()), f.name
+        assert " ".join(text.split()).count(f"{' '.join(help_text.split())} (default") <= 1

@@ -145,7 +145,7 @@ def test_invalid_run_id(tmp_path):
     assert not tmp_path.joinpath("escape").exists() and not any(tmp_path.iterdir())
 
 
-def test_resume_without_complete_checkpoint(base_run, tmp_path):
+def test_resume_refuses_to_overwrite_a_damaged_checkpoint(base_run, tmp_path):
     broken = tmp_path / "store" / "broken"
     (broken / "checkpoints").mkdir(parents=True)
     info = (base_run / "run.json").read_text().replace('"status": "finished"', '"status": "running"')  # killed
@@ -154,7 +154,7 @@ def test_resume_without_complete_checkpoint(base_run, tmp_path):
     (broken / "checkpoints" / "000000.pt").write_bytes(data[:100])
     before = tree_digest(broken)
     assert_user_error(train.main, ["--resume=broken", f"--save_dir={tmp_path / 'store'}", "--quiet"],
-                      "no complete checkpoint")
+                      "000000.pt (unreadable)", "move it out")
     assert tree_digest(broken) == before
 
 
@@ -245,9 +245,10 @@ def test_inexact_resume_drops_a_best_checkpoint_from_the_abandoned_timeline(tmp_
         trainer.iteration, trainer.last_eval_return = iteration, value
         save_checkpoint(run.checkpoint(iteration), trainer.state_dict())
     save_checkpoint(run.best, read_checkpoint(run.checkpoint(3)))  # best from iteration 3
-    _forget_abandoned_best(run, resumed_iteration=3)
+    own = tuple(run.list_checkpoints())
+    _forget_abandoned_best(run, resumed_iteration=3, own_checkpoints=own)
     assert read_checkpoint(run.best)["iteration"] == 3  # not ahead of the resume point: kept
-    _forget_abandoned_best(run, resumed_iteration=2)
+    _forget_abandoned_best(run, resumed_iteration=2, own_checkpoints=own)
     assert read_checkpoint(run.best)["iteration"] == 1  # the best of iterations 0..2
 
 

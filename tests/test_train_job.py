@@ -45,9 +45,10 @@ def store(tmp_path):
 def _bad_settings(store, tmp_path) -> list[tuple[list[str], tuple[str, ...]]]:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    broken = create_run(store, "broken")  # killed before a complete checkpoint
+    broken = create_run(store, "broken")  # holds a checkpoint it did not write, which a resume would overwrite
     write_run_info(broken, {"run_id": "broken", "status": "running", "config": json.loads(
         (store / "r" / "run.json").read_text())["config"]})
+    broken.checkpoint(0).write_bytes((store / "r" / "checkpoints" / "000000.pt").read_bytes()[:100])
     cases = [
         (["--env=HalfCheeta-v5"], ("unknown env id",)),
         (["--policy_dims=c16,,x"], ("--policy_dims",)),
@@ -63,7 +64,7 @@ def _bad_settings(store, tmp_path) -> list[tuple[list[str], tuple[str, ...]]]:
         ([f"--pretrained_path={store}/r/checkpoints/000000.pt"], ("policy dims",)),  # c8,4 here, c8,8 asked for
         ([f"--stats_path={store}/r/checkpoints/000000.pt", "--env=Car1DEnv-v0"], ("same env",)),
         (["--resume=nosuchrun"], ("no run 'nosuchrun'",)),
-        (["--resume=broken"], ("no complete checkpoint",)),
+        (["--resume=broken"], ("000000.pt (unreadable)", "move it out")),
     ]
     if not torch.cuda.is_available():
         cases += [(["--device=cuda"], ("cuda", "--device=cpu")), (["--resume=r", "--device=cuda"], ("cuda",))]
@@ -95,7 +96,7 @@ def test_a_valid_plan_writes_nothing_and_is_frozen(tmp_path):
     assert plan.config.n_steps == plan.settings.nsteps == 100 and plan.config.policy_dims == (8, 8)
     assert plan.run_info["flags"] == dataclasses.asdict(plan.settings)
     assert plan.run_info["config"] == plan.config.to_dict()
-    assert plan.resume_checkpoint is None and plan.pretrained_weights is None and plan.initial_statistics is None
+    assert plan.resume is None and plan.pretrained_weights is None and plan.initial_statistics is None
 
 
 def test_prepare_run_does_not_change_the_settings_it_is_given(tmp_path, monkeypatch):
@@ -134,7 +135,7 @@ def test_resume_takes_stop_at_return_and_the_rest_from_the_run(store):
     assert plan.is_resume and not plan.already_finished and plan.run_dir == store / "r"
     assert plan.settings.stop_at_return == 250.0  # recorded in run.json
     assert plan.config.policy_dims == (8, 4) and plan.config.n_envs == plan.settings.n_envs == 2  # the run's own
-    assert plan.resume_checkpoint["iteration"] == 0
+    assert plan.resume.checkpoint["iteration"] == 0
     assert plan.pretrained_weights is None and plan.initial_statistics is None
     assert (plan.wandb.project, plan.wandb.entity, plan.wandb.name) == ("stored-project", "stored-entity", "named")
     override = prepare_run(settings("--resume=r", f"--save_dir={store}", "--stop_at_return=5"), NO_WANDB)

@@ -31,6 +31,18 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message}; see `python {self.prog} --help`")
 
 
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """--help shows each flag's default, except where there is none to show (None, off switches) or the help
+    text already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS)) or "default" in text:
+            return text
+        default = ",".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{text} (default: {default})"
+
+
 def str2bool(value: str | bool) -> bool:
     """Accepts true/false spellings so wandb agents can pass `--flag=True`."""
     if isinstance(value, bool):
@@ -161,7 +173,7 @@ def flag_names(settings_cls: type) -> dict[str, str]:
 
 def build_parser(settings_cls: type, prog: str, description: str) -> Parser:
     """An argparse parser with one argument per field of `settings_cls` (a dataclass whose fields use `flag`)."""
-    parser = Parser(prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = Parser(prog=prog, description=description, formatter_class=_HelpWithDefaults)
     hints = typing.get_type_hints(settings_cls)
     for f in dataclasses.fields(settings_cls):
         meta = f.metadata

@@ -136,8 +136,10 @@ class RandomizeSettings:
 
     run_id: str | None = flag(None, "random data for this run", type=name)
     sweep_id: str | None = flag(None, "random data shared by every run of this sweep", type=name)
-    save_dir: Path = flag(Path("randomized_data"),
-                          "where the random data are written (<save_dir>/<id>/); evaluate.py's --randomized_data_dir")
+    randomized_data_dir: Path = flag(Path("randomized_data"),
+                                     "where the random data are written (<dir>/<id>/), the folder evaluate.py's "
+                                     "--randomized_data_dir reads; --save_dir is the paper's spelling of this flag "
+                                     "(in the other commands --save_dir is the run store)", aliases=("--save_dir",))
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)")
     num_random_lines: int = flag(100, "sampled states, each giving a line through the origin and one through the mean",
                                  type=int_in(1, 10**6))
@@ -223,3 +225,14 @@ class SweepSettings:
             raise UserError(f"--workers={self.workers} must be at least 1; use --workers=1 for one run at a time")
         if bool(self.file) == bool(self.resume):
             raise UserError("give either a sweep FILE or --resume=SWEEP_ID (not both, not neither)")
+
+
+@dataclass(frozen=True)
+class BrowseSettings:
+    """runs.py: what is in the run store: every run and sweep, or one run in full. Reads only."""
+
+    run_id: str | None = flag(None, "show this run in full (default: list every run and sweep)", positional=True,
+                              type=name)
+    checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
+    results_dir: Path = flag(Path("results"), "where evaluate.py wrote results (to tell which runs are evaluated)")
+    json: bool = flag(False, "print JSON instead of a table")

@@ -20,7 +20,7 @@ from utils.analysis.checkpoint_metrics import UnreadableCheckpoint
 from utils.analysis.metrics import architecture_summary
 from utils.analysis.random_data import RandomData
 from utils.analysis.sources import ResolvedRun
-from utils.runs.io import read_jsonl, write_text_atomic
+from utils.runs.io import read_jsonl, write_text_if_changed
 from utils.runs.store import RunPaths
 
 HISTORY = "history.csv"
@@ -50,15 +50,16 @@ def _number(text: str):
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
 
 
-def write_history(path: Path, rows: list[dict], columns: list[str]) -> None:
-    """history.csv atomically: one row per epoch, `columns` first, then any extra columns of earlier runs."""
+def write_history(path: Path, rows: list[dict], columns: list[str]) -> bool:
+    """history.csv atomically: one row per epoch, `columns` first, then any extra columns of earlier runs.
+    Leaves an identical file alone; True when written."""
     extra = sorted({k for r in rows for k in r} - set(columns))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns + extra, restval="", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    write_text_atomic(path, buf.getvalue())
+    return write_text_if_changed(path, buf.getvalue())
 
 
 def is_complete(row: dict, columns: Iterable[str]) -> bool:
@@ -172,8 +173,9 @@ def read_sweep_results(sweep_dir: Path) -> tuple[list[dict], dict[str, list[dict
     return summaries, histories
 
 
-def write_sweep_csv(sweep_dir: Path, summaries: Sequence[dict]) -> Path:
-    """sweep.csv atomically: one row per run summary, the SWEEP_COLUMNS then every other best_* value (sorted)."""
+def write_sweep_csv(sweep_dir: Path, summaries: Sequence[dict]) -> tuple[Path, bool]:
+    """sweep.csv atomically: one row per run summary, the SWEEP_COLUMNS then every other best_* value (sorted).
+    Returns its path and whether it changed (an identical file is left alone)."""
     columns = list(SWEEP_COLUMNS)
     columns += sorted({k for s in summaries for k in s if k.startswith("best_") and k not in columns})
     buf = io.StringIO()
@@ -182,5 +184,4 @@ def write_sweep_csv(sweep_dir: Path, summaries: Sequence[dict]) -> Path:
     for s in summaries:
         writer.writerow({k: ("" if s.get(k) is None else s.get(k)) for k in columns})
     path = Path(sweep_dir) / SWEEP
-    write_text_atomic(path, buf.getvalue())
-    return path
+    return path, write_text_if_changed(path, buf.getvalue())

@@ -40,7 +40,7 @@ def trajectories_path(data_dir: Path, data_id: str, env_id: str) -> Path:
 def random_data_command(*, run_id: str | None, sweep_id: str | None, checkpoints_dir: Path, save_dir: Path) -> str:
     """The exact randomized_metric_helper.py command that writes the random data of this run or sweep to save_dir."""
     which = f"--sweep_id={sweep_id}" if sweep_id else f"--run_id={run_id}"
-    return f"python randomized_metric_helper.py {which} --checkpoints_dir={checkpoints_dir} --save_dir={save_dir}"
+    return f"python randomized_metric_helper.py {which} --checkpoints_dir={checkpoints_dir} --randomized_data_dir={save_dir}"
 
 
 @dataclass
@@ -63,15 +63,23 @@ class RandomData:
 def generate_random_data(runs: Sequence[RunPaths], save_dir: Path, data_id: str, *, num_lines: int = 100,
                          num_trajectories: int = 10, seed: int = 0,
                          progress: Callable[[str], None] = lambda msg: None) -> list[Path]:
-    """Write random line points and random-action trajectories for every env among `runs`; returns the files."""
+    """Write random line points and random-action trajectories for every env among `runs`; returns the files.
+    `progress` gets one line per step: `[k/n] what is being done`."""
     by_env: dict[str, list[RunPaths]] = {}
     for run in runs:
         by_env.setdefault(read_run_info(run)["env_id"], []).append(run)
     written = []
+    steps, total = 0, len(runs) + len(by_env)
+
+    def step(what: str) -> None:
+        nonlocal steps
+        steps += 1
+        progress(f"[{steps}/{total}] {what}")
+
     for env_id, env_runs in sorted(by_env.items()):
         pools = []
         for run in env_runs:
-            progress(f"best trajectory of {run.run_id}")
+            step(f"best trajectory of {run.run_id}")
             if not run.best.is_file():
                 raise UserError(f"run {run.run_id} has no best.pt in {run.root}; train it to the end or drop it")
             policy = load_checkpoint(run.best)
@@ -84,7 +92,7 @@ def generate_random_data(runs: Sequence[RunPaths], save_dir: Path, data_id: str,
         path = lines_path(save_dir, data_id, env_id)
         save_npz_atomic(path, points=points, seed=np.int64(seed), env_id=np.str_(env_id))
         written.append(path)
-        progress(f"{num_trajectories} random-action episodes of {env_id}")
+        step(f"{num_trajectories} random-action episodes of {env_id}")
         episodes = random_action_episodes(env_id, num_trajectories, seed)
         path = trajectories_path(save_dir, data_id, env_id)
         save_npz_atomic(path, states=np.concatenate([e.states for e in episodes]),

@@ -68,9 +68,9 @@ class Plane:
     domain: Tensor  # (V, 2) convex polygon, counter-clockwise, plane coordinates
     state_coords: Tensor | None = None  # (3, 2) plane coordinates of the defining states, if any
 
-    def to_input(self, uv: Tensor) -> Tensor:
-        """Input-space points (N, d) of plane coordinates (N, 2)."""
-        return self.origin + uv.to(self.basis) @ self.basis
+    def to_input(self, uv: ArrayLike) -> Tensor:
+        """Input-space points (N, d) of plane coordinates (N, 2) (a tensor or anything numpy accepts)."""
+        return self.origin + as_float64(uv, self.basis.device, "uv") @ self.basis
 
 
 @dataclass
@@ -704,8 +704,9 @@ def plane_partition(
         if not isinstance(plane, (list, tuple)) or len(plane) != 2:
             raise UserError("plane must be a Plane or an (origin (d,), basis (2, d)) pair")
         origin, basis = plane
-    if domain is None:
-        raise UserError("pass a domain polygon (V, 2) in plane coordinates, or a Plane that carries one")
+    if domain is None:  # an (origin, basis) pair has no domain of its own
+        raise UserError("plane_partition of an (origin, basis) pair needs domain=(V, 2) polygon in plane "
+                        "coordinates; pass one, or pass a Plane, whose own domain is the default")
     origin = as_float64(origin, device, "plane origin")
     basis = as_float64(basis, device, "plane basis")
     if origin.shape != (d,) or basis.shape != (2, d):

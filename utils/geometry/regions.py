@@ -602,9 +602,12 @@ def line_regions(
 
 
 def lines_through(points: ArrayLike, anchor: ArrayLike, *, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-    """(points, directions) of the lines through each input-space point and an anchor (e.g. origin or mean state)."""
+    """(points, directions) of the lines through each input-space point and an anchor (d,), e.g. the mean state;
+    a scalar anchor is that value in every coordinate, so ``anchor=0`` gives the lines through the origin."""
     p = as_float64(points, device, "points")
     a = as_float64(anchor, device, "anchor")
+    if a.ndim == 0 and p.ndim == 2:
+        a = a.expand(p.shape[1])
     if p.ndim != 2 or a.shape != (p.shape[1],):
         raise UserError(f"points must be (N, d) and anchor (d,), got {tuple(p.shape)} and {tuple(a.shape)}")
     return p, p - a

@@ -28,15 +28,18 @@ from utils.analysis.random_data import RandomData, load_random_data, random_data
 from utils.analysis.sources import ResolvedRun, default_wandb_api, resolve_runs
 from utils.analysis.trajectories import cached_episode
 from utils.errors import UserError
-from utils.flags import available_cpus, check_device
-from utils.runs.io import write_json_atomic
+from utils.flags import NAME_RULE, available_cpus, check_device, is_name
+from utils.progress import progress_bar
+from utils.runs.io import json_text, write_text_if_changed
 from utils.runs.slurm import slurm_shard
-from utils.runs.store import check_writable_dir, new_run_id
+from utils.runs.store import check_creatable_dir, new_run_id
 from utils.runs.tracking import choose_mode, start_tracking
 from utils.settings import EvaluateSettings
 
 logger = logging.getLogger("deep_rl_regions")
 RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
+SWEEP_PLOTS = ("sweep_normalized_density", "sweep_region_count", "sweep_trajectory_length", "sweep_eval_return",
+               "sweep_regions_vs_neurons")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -50,6 +53,7 @@ class EvaluationPlan:
     wandb_mode: str   # the wandb mode in use (utils.runs.tracking.choose_mode): it also decides wandb lookups
     wandb_log: bool   # log the evaluation as a wandb run (never when wandb_mode is "disabled")
     workers: int      # processes evaluating checkpoints; 1 = in this process; CPUs when --multi_processing
+    notices: tuple[str, ...] = ()  # said once the runs are found, so a mistake in the ids is the only line shown
 
     @property
     def wandb_online(self) -> bool:
@@ -61,17 +65,17 @@ class EvaluationPlan:
         return not self.settings.no_plots
 
 
-def plan_evaluation(settings: EvaluateSettings, *, notify: Callable[[str], None] = logger.warning,
-                    cpus: Callable[[], int] = available_cpus) -> EvaluationPlan:
-    """The plan for these settings, after the checks that need the machine or the disk (device, results dir)."""
+def plan_evaluation(settings: EvaluateSettings, *, cpus: Callable[[], int] = available_cpus) -> EvaluationPlan:
+    """The plan for these settings, after the checks that need the machine or the disk (device, results dir);
+    writes nothing."""
     check_device(settings.device)
-    check_writable_dir(settings.results_dir, "--results_dir")
+    check_creatable_dir(settings.results_dir, "--results_dir")  # created only when there is something to write
     mode, notice = choose_mode(settings.wandb_mode)
     wandb_log = not settings.no_wandb_log and mode != "disabled"
-    if notice and (wandb_log or settings.entity):  # only worth saying when wandb is wanted for something
-        notify(notice)
+    wanted = wandb_log or settings.entity  # the mode is only worth a notice when wandb is wanted for something
     return EvaluationPlan(settings, wandb_mode=mode, wandb_log=wandb_log,
-                          workers=cpus() if settings.multi_processing else settings.workers)
+                          workers=cpus() if settings.multi_processing else settings.workers,
+                          notices=(notice,) if notice and wanted else ())
 
 
 def history_columns(settings: EvaluateSettings) -> list[str]:
@@ -139,19 +143,32 @@ def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
     obs_dim = int(info.get("obs_dim") or config.get("obs_dim"))
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
     check_matches_run(best, run.best, run.run_id, env_id, obs_dim, policy_dims)
-    random_data = requested_random_data(settings, env_id, obs_dim)
+    group = result_group(settings, info.get("sweep_id"))
+    random_data = requested_random_data(settings, group, env_id, obs_dim)
     return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best,
-                    settings.results_dir / settings.result_id / run.run_id, random_data,
+                    settings.results_dir / group / run.run_id, random_data,
                     fixed_trajectory_record(best, settings.seed, random_data))
 
 
-def requested_random_data(settings: EvaluateSettings, env_id: str, obs_dim: int) -> RandomData | None:
-    """The random lines and/or trajectories asked for (None when neither is); missing files name the command."""
+def result_group(settings: EvaluateSettings, run_sweep_id: str | None) -> str:
+    """The folder a run's results and random data live under: its sweep's, also when it is evaluated alone with
+    --run_id (so both ways of evaluating it agree), else its own id."""
+    group = settings.sweep_id or run_sweep_id or settings.result_id
+    if not is_name(group):  # it names a folder: a damaged or hand-edited run.json must not point elsewhere
+        raise UserError(f"the run's sweep id {group!r} in its run.json is not a valid id ({NAME_RULE}); "
+                        f"the run directory is damaged: fix sweep_id in run.json")
+    return group
+
+
+def requested_random_data(settings: EvaluateSettings, group: str, env_id: str, obs_dim: int) -> RandomData | None:
+    """The random lines and/or trajectories asked for (None when neither is), from the run's result group (its
+    sweep's data when it belongs to one); missing files name the command that makes them."""
     if not (settings.random_lines or settings.random_trajectories):
         return None
-    command = random_data_command(run_id=settings.run_id, sweep_id=settings.sweep_id,
-                                  checkpoints_dir=settings.checkpoints_dir, save_dir=settings.randomized_data_dir)
-    return load_random_data(settings.randomized_data_dir, settings.result_id, env_id, obs_dim,
+    ids = {"run_id": group, "sweep_id": None} if group == settings.run_id else {"run_id": None, "sweep_id": group}
+    command = random_data_command(**ids, checkpoints_dir=settings.checkpoints_dir,
+                                  save_dir=settings.randomized_data_dir)
+    return load_random_data(settings.randomized_data_dir, group, env_id, obs_dim,
                             lines=settings.random_lines, trajectories=settings.random_trajectories,
                             fix_command=command)
 
@@ -232,28 +249,26 @@ def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: Eva
 def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool = False,
                  notify: Callable[[str], None] = logger.warning) -> RunReport:
     """Evaluate every checkpoint of one run; writes history.csv, summary.json and plots; returns what was written."""
-    from tqdm import tqdm
-
     settings = plan.settings
     setup = run_setup(resolved, settings)
     columns = history_columns(settings)
     earlier = earlier_results(setup.out_dir, setup.fixed_trajectory, overwrite=settings.overwrite)
     tasks = checkpoint_tasks(setup, settings, earlier)
-    with tqdm(total=len(tasks), desc=f"checkpoints of {setup.run_id}", unit="ckpt", leave=False,
-              disable=None if progress else True) as bar:
+    with progress_bar(len(tasks), f"checkpoints of {setup.run_id}", "ckpt", enabled=progress and bool(tasks)) as bar:
         results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
     history = run_history(setup, earlier, results)
     history_path, summary_path = setup.out_dir / HISTORY, setup.out_dir / SUMMARY
-    write_history(history_path, list(history.rows), columns)
+    changed = write_history(history_path, list(history.rows), columns)
     summary = run_summary(resolved, setup.best, num_checkpoints=len(setup.checkpoints),
                           num_evaluated=len(history.rows), bad_checkpoints=history.unreadable,
                           fixed_trajectory=setup.fixed_trajectory, evaluation_seed=settings.seed, columns=columns,
                           best_values=best_metrics(history.best_row, earlier.summary, columns))
-    write_json_atomic(summary_path, summary)
-    files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=bool(tasks))]
+    changed |= write_text_if_changed(summary_path, json_text(summary))
+    files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=changed)]
     evaluated = sum(1 for t in tasks if t.key != BEST)
     wandb_url = None
-    if plan.wandb_log and plan.wandb_mode != "disabled":
+    # an unchanged evaluation was logged when it was made: a re-run adds no second wandb run of the same numbers
+    if plan.wandb_log and plan.wandb_mode != "disabled" and changed:
         wandb_url = log_run_to_wandb(plan, resolved, setup.out_dir, history.rows, summary, notify=notify)
     return RunReport(setup.run_id, setup.out_dir, tuple(files), evaluated=evaluated,
                      skipped=len(setup.checkpoints) - evaluated, bad_checkpoints=history.unreadable,
@@ -311,19 +326,21 @@ class EvaluationReport:
 def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_wandb_api, progress: bool = False,
              environ: dict | None = None, notify: Callable[[str], None] = logger.warning) -> EvaluationReport:
     """Evaluate the run or the sweep (this SLURM array task's share of it) and, for a sweep, aggregate all results."""
-    from tqdm import tqdm
-
     settings = plan.settings
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
                         api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
-    reports = tuple(evaluate_run(resolved, plan, progress=progress, notify=notify)
-                    for resolved in tqdm(runs, desc="runs", unit="run",
-                                         disable=None if progress and len(runs) > 1 else True))
+    for line in plan.notices:
+        notify(line)
+    reports = []
+    with progress_bar(len(runs), "runs", "run", enabled=progress and len(runs) > 1) as bar:
+        for resolved in runs:
+            reports.append(evaluate_run(resolved, plan, progress=progress, notify=notify))
+            bar.update(1)
     sweep_files = ()
     if settings.sweep_id:
         sweep_files = tuple(write_sweep_results(settings.results_dir / settings.sweep_id, plots=plan.plots))
-    return EvaluationReport(reports, sweep_files)
+    return EvaluationReport(tuple(reports), sweep_files)
 
 
 def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:
@@ -331,8 +348,13 @@ def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:
     summaries, histories = read_sweep_results(sweep_dir)
     if not summaries:
         return []
-    files = [write_sweep_csv(sweep_dir, summaries)]
+    sweep_csv, changed = write_sweep_csv(sweep_dir, summaries)
+    files = [sweep_csv]
     if plots:
         from utils.pictures.metric_plots import plot_sweep
-        files += plot_sweep(summaries, histories, Path(sweep_dir))
+        on_disk = [Path(sweep_dir) / f"{name}.png" for name in SWEEP_PLOTS]
+        if changed or not all(p.is_file() for p in on_disk):  # sweep.csv holds everything the figures show
+            files += plot_sweep(summaries, histories, Path(sweep_dir))
+        else:
+            files += on_disk
     return files

@@ -1,7 +1,9 @@
 """Start or resume a training run, in two steps: ``prepare_run`` validates every input and resolves every value
 once into a frozen TrainPlan, writing nothing; ``train`` creates (or reopens) the run, tracks it and trains it.
 
-So a bad flag never touches the run store, and nothing downstream changes a setting or the config.
+So a bad flag never touches the run store, and nothing downstream changes a setting or the config. A resume
+reads and checks everything it will use or overwrite (checkpoints, best.pt, logs, permissions) while planning;
+``_plan_resume_point`` says which checkpoints belong to a run.
 """
 from __future__ import annotations
 
@@ -13,17 +15,17 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from envs.resolve import make_env, resolve_env_id
-from models.checkpoint import LoadedPolicy, load_checkpoint, read_checkpoint
+from models.checkpoint import LoadedPolicy, config_digest, load_checkpoint, read_checkpoint
 from models.divergence import TrainingDiverged
 from models.networks import parse_dims
-from models.training import TrainConfig, Trainer
+from models.training import TrainConfig, Trainer, state_mismatch
 from utils.errors import RunFailed, UserError
 from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.jobs.train_loop import run_training
 from utils.runs.io import write_bytes_atomic, write_text_atomic
-from utils.runs.store import (RunPaths, check_creatable_dir, check_new_run_id, create_run, find_run, new_run_id,
-                              now_iso, package_versions, read_run_info, run_lock, truncate_iteration_logs,
-                              update_run_info, write_run_info)
+from utils.runs.store import (IterationLogs, RunPaths, check_creatable_dir, check_new_run_id, check_run_writable,
+                              create_run, find_run, iteration_logs_up_to, new_run_id, now_iso, package_versions,
+                              read_run_info, run_lock, update_run_info, write_iteration_logs, write_run_info)
 from utils.runs.tracking import Tracker, choose_mode, start_tracking
 from utils.settings import TrainSettings
 
@@ -39,11 +41,27 @@ class WandbTarget:
 
 
 @dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run continues, found and checked while planning: its newest own checkpoint (None: the run
+    has none and starts again from iteration 0) and what its logs keep."""
+
+    checkpoint: dict | None  # the newest checkpoint that belongs to the run, with the full training state
+    kept_logs: IterationLogs  # metrics.jsonl / timing.jsonl and the text each keeps: lines up to the checkpoint
+    own_checkpoints: tuple[tuple[int, Path], ...]  # (iteration, path) of every checkpoint of the run, oldest first
+
+    @property
+    def iteration(self) -> int:
+        """The iteration the run continues after; -1 when it starts again from the beginning."""
+        return -1 if self.checkpoint is None else int(self.checkpoint["iteration"])
+
+
+@dataclass(frozen=True)
 class TrainPlan:
     """A validated run with every value resolved: all that ``train`` needs, nothing it has to look up or change.
 
-    Exactly one way of starting applies: ``resume_checkpoint`` (continue a killed run exactly), or a new run,
-    optionally from ``pretrained_weights`` and/or ``initial_statistics``; ``already_finished`` means nothing to do.
+    Exactly one way of starting applies: ``resume`` (continue a killed run from its newest own checkpoint, or
+    start it again when it died before its first one), or a new run; a new run or a restarted one may start from
+    ``pretrained_weights`` and/or ``initial_statistics``; ``already_finished`` means nothing to do.
     """
 
     settings: TrainSettings  # the flags, with n_envs, run_id and stop_at_return resolved (on resume: the run's own)
@@ -52,7 +70,7 @@ class TrainPlan:
     run_info: dict  # run.json: to be written for a new run, as read for a resume
     wandb: WandbTarget | None  # None only when already_finished
     notices: tuple[str, ...] = ()  # one-line notices (env id resolution, wandb mode), in order
-    resume_checkpoint: dict | None = None  # --resume: the newest checkpoint with the full training state
+    resume: ResumePoint | None = None  # --resume: where the run continues
     pretrained_weights: LoadedPolicy | None = None  # --pretrained_path: initial policy and value weights
     initial_statistics: LoadedPolicy | None = None  # --stats_path: initial observation normalization statistics
     already_finished: bool = False  # --resume of a finished run
@@ -63,7 +81,7 @@ class TrainPlan:
 
     @property
     def is_resume(self) -> bool:
-        return self.resume_checkpoint is not None or self.already_finished
+        return self.resume is not None or self.already_finished
 
 
 @dataclass(frozen=True)
@@ -101,13 +119,18 @@ def _plan_resume(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPl
     if info.get("status") == "finished":
         return TrainPlan(resolved, config, run.root, info, wandb=None, already_finished=True)
     config = replace(config, device=check_device(settings.device))
-    checkpoint = newest_complete_checkpoint(run)
+    check_run_writable(run)
+    resume, resume_notices = _plan_resume_point(run, config)
+    pretrained = statistics = None
+    if resume.checkpoint is None:  # starting again: from what the run first started from
+        pretrained = _reload_initial(run, stored_flags, config, "pretrained_path", weights=True)
+        statistics = _reload_initial(run, stored_flags, config, "stats_path", weights=False)
     mode, mode_notice = choose_mode(settings.wandb_mode, settings.unobserve, environ)
     stored = info.get("wandb") or {}
     wandb = WandbTarget(mode, stored.get("project", settings.project_name), stored.get("entity", settings.entity),
                         stored_flags.get("run_name"))
-    return TrainPlan(resolved, config, run.root, info, wandb, notices=_lines(mode_notice),
-                     resume_checkpoint=checkpoint)
+    return TrainPlan(resolved, config, run.root, info, wandb, notices=_lines(*resume_notices, mode_notice),
+                     resume=resume, pretrained_weights=pretrained, initial_statistics=statistics)
 
 
 def _plan_new_run(settings: TrainSettings, environ: Mapping[str, str]) -> TrainPlan:
@@ -205,17 +228,90 @@ def _probe_dims(env_id: str) -> tuple[int, int]:
         probe.close()
 
 
-def newest_complete_checkpoint(run: RunPaths) -> dict:
-    """The newest checkpoint of `run` that loads and carries the full training state."""
-    for _, path in reversed(run.list_checkpoints()):
-        try:
-            state = read_checkpoint(path)
-        except UserError:
-            continue  # a checkpoint cut short by a kill: fall back to the one before
-        if all(k in state for k in ("optimizer", "envs", "rng", "value")):
-            return state
-    raise UserError(f"run {run.run_id} in {run.root.parent} has no complete checkpoint to resume from; "
-                    f"start a new run instead of --resume")
+def _plan_resume_point(run: RunPaths, config: TrainConfig) -> tuple[ResumePoint, tuple[str, ...]]:
+    """Where `run` continues and the notices to show; reads every checkpoint, best.pt and both logs, writes nothing.
+
+    A checkpoint belongs to the run when it loads, carries the full training state, its run id is the run's
+    (checkpoints written before checkpoints carried one are judged by the config alone), its config digest is
+    that of the run's config, the iteration it holds is the one its file name says, and its tensors fit the
+    config's networks. The newest one that belongs is where the run continues. Files that do not belong are
+    never written to:
+    - an older one is named in one notice and left as it is (training never writes that iteration again);
+    - a newer one, or a best.pt that does not belong, would be overwritten as training goes on, so the resume is
+      refused (UserError) with nothing written. A damaged file counts as not the run's own: the run writes every
+      file atomically, so it never leaves a torn one of its own behind.
+    With no checkpoint at all (killed before checkpoint 0) the run starts again from the beginning.
+    """
+    digest = config_digest(config.to_dict())
+    own: list[tuple[int, Path]] = []
+    foreign: list[tuple[int, str]] = []  # (iteration its name says, "name (why it does not belong)")
+    chosen = None
+    for iteration, path in reversed(run.list_checkpoints()):
+        state, reason = _read_own_checkpoint(path, run.run_id, config, digest, iteration)
+        if reason is not None:
+            foreign.append((iteration, f"{path.name} ({reason})"))
+            continue
+        own.append((iteration, path))
+        if chosen is None:  # newest first: the first one that belongs; the older ones are only checked
+            chosen = state
+    start = -1 if chosen is None else int(chosen["iteration"])
+    in_the_way = [f"checkpoints/{named}" for iteration, named in reversed(foreign) if iteration > start]
+    if run.best.exists():
+        _, reason = _read_own_checkpoint(run.best, run.run_id, config, digest, iteration=None)
+        if reason is not None:
+            in_the_way.append(f"best.pt ({reason})")
+    if in_the_way:
+        where = "the beginning" if chosen is None else f"checkpoints/{run.checkpoint(start).name}"
+        raise UserError(f"run {run.run_id} holds {', '.join(in_the_way)}, which it did not write and would "
+                        f"overwrite if it resumed from {where}; move {'it' if len(in_the_way) == 1 else 'them'} "
+                        f"out of {run.root} and resume again")
+    notices = []
+    older = [named for iteration, named in reversed(foreign) if iteration < start]
+    if len(older) == 1:
+        notices.append(f"notice: ignoring checkpoints/{older[0]}, which does not belong to run {run.run_id}; "
+                       f"it is left as it is")
+    elif older:
+        notices.append(f"notice: ignoring {len(older)} checkpoints that do not belong to run {run.run_id}: "
+                       f"{', '.join(older)}; they are left as they are")
+    if chosen is None:
+        notices.append(f"notice: run {run.run_id} has no checkpoint yet; starting it again from the beginning")
+    return ResumePoint(chosen, iteration_logs_up_to(run, start), tuple(reversed(own))), tuple(notices)
+
+
+def _read_own_checkpoint(path: Path, run_id: str, config: TrainConfig, digest: str,
+                         iteration: int | None) -> tuple[dict | None, str | None]:
+    """(the checkpoint, None) when `path` belongs to run `run_id` with `config` (whose digest is `digest`), else
+    (None, why not in a few words); `iteration` is the one its file name says (None for best.pt)."""
+    try:
+        state = read_checkpoint(path)
+    except UserError:
+        return None, "unreadable"
+    owner = state.get("run_id")
+    if owner is not None and owner != run_id:
+        return None, f"run {owner}"
+    stored_digest = state.get("config_digest")
+    if stored_digest is None and isinstance(state["config"], dict):  # written before checkpoints carried a digest
+        stored_digest = config_digest(state["config"])
+    if stored_digest != digest:
+        return None, "another config"
+    if iteration is not None and state["iteration"] != iteration:
+        return None, f"holds iteration {state['iteration']}"
+    mismatch = state_mismatch(config, state)
+    return (state, None) if mismatch is None else (None, mismatch)
+
+
+def _reload_initial(run: RunPaths, stored_flags: Mapping, config: TrainConfig, flag: str,
+                    weights: bool) -> LoadedPolicy | None:
+    """The --pretrained_path / --stats_path checkpoint a run was started from, loaded again to start it again."""
+    path = stored_flags.get(flag)
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise UserError(f"run {run.run_id} has no checkpoint yet and starts again from --{flag}={path}, which is "
+                        f"not there any more; put that file back and resume again")
+    loaded = load_checkpoint(path)
+    _check_compatible(loaded, config, f"--{flag}", weights=weights)
+    return loaded
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -294,30 +390,37 @@ def _start_tracker(run: RunPaths, plan: TrainPlan) -> Tracker:
 def _start_trainer(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None]) -> Trainer:
     """A Trainer at the plan's starting point: a resumed checkpoint, or fresh (optionally pretrained) networks."""
     trainer = Trainer(plan.config)
-    if plan.resume_checkpoint is not None:
-        iteration = int(plan.resume_checkpoint["iteration"])
-        truncate_iteration_logs(run, iteration)
-        trainer.load_state_dict(plan.resume_checkpoint)
-        if not trainer.env_state_restored:
-            notify(f"notice: {plan.config.env_id} state cannot be snapshotted; resumed with fresh episodes, "
-                   f"so results will differ from an uninterrupted run")
-            _forget_abandoned_best(run, iteration)
-    if plan.pretrained_weights is not None:
-        trainer.load_weights(plan.pretrained_weights.raw)
-    if plan.initial_statistics is not None:
-        trainer.normalizer.load_state_dict(plan.initial_statistics.raw["normalizer"], statistics_only=True)
+    try:
+        if plan.resume is not None:
+            if plan.resume.checkpoint is not None:
+                trainer.load_state_dict(plan.resume.checkpoint)
+            # only now that the run surely continues from there: forget the iterations it will train again
+            write_iteration_logs(plan.resume.kept_logs)
+            if not trainer.env_state_restored:
+                notify(f"notice: {plan.config.env_id} state cannot be snapshotted; resumed with fresh episodes, "
+                       f"so results will differ from an uninterrupted run")
+                _forget_abandoned_best(run, plan.resume.iteration, plan.resume.own_checkpoints)
+        if plan.pretrained_weights is not None:
+            trainer.load_weights(plan.pretrained_weights.raw)
+        if plan.initial_statistics is not None:
+            trainer.normalizer.load_state_dict(plan.initial_statistics.raw["normalizer"], statistics_only=True)
+    except BaseException:
+        trainer.close()  # its envs (maybe subprocesses) would outlive the failure otherwise
+        raise
     return trainer
 
 
-def _forget_abandoned_best(run: RunPaths, resumed_iteration: int) -> None:
-    """After an inexact resume, best.pt must not come from iterations the new timeline will redo differently."""
+def _forget_abandoned_best(run: RunPaths, resumed_iteration: int,
+                           own_checkpoints: tuple[tuple[int, Path], ...]) -> None:
+    """After an inexact resume, best.pt must not come from iterations the new timeline will redo differently;
+    it becomes the best of the run's own checkpoints up to `resumed_iteration` (never a file copied in)."""
     try:
         if int(read_checkpoint(run.best)["iteration"]) <= resumed_iteration:
             return
     except UserError:
-        pass  # missing or damaged: rebuild it
+        pass  # missing: rebuild it (planning refused a best.pt that is not the run's own)
     candidates = []
-    for iteration, path in run.list_checkpoints():
+    for iteration, path in own_checkpoints:
         if iteration > resumed_iteration:
             continue
         try:
@@ -381,5 +484,4 @@ def _divergence_advice(run: RunPaths, cfg: TrainConfig) -> str:
     return f"its last finite checkpoint is {last}; {lower} (add --pretrained_path={last} to start from it)"
 
 
-__all__ = ["TrainPlan", "TrainResult", "WandbTarget", "newest_complete_checkpoint", "prepare_run", "return_reached",
-           "train"]
+__all__ = ["ResumePoint", "TrainPlan", "TrainResult", "WandbTarget", "prepare_run", "return_reached", "train"]

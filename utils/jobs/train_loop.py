@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import config_digest, save_checkpoint
 from models.training import Trainer
 from utils.runs.io import append_jsonl
 from utils.runs.store import RunPaths
@@ -23,7 +23,8 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
 
     Writes one metrics.jsonl line per iteration, a checkpoint every save_every iterations and at the last one
     (also at the iteration that stopped training early, so the stopping policy is kept), and best.pt.
-    The metrics of an early stop carry ``stopped_early: True``.
+    Every checkpoint and best.pt carries the run's id and config digest, so a resume can tell its own files
+    from files copied in. The metrics of an early stop carry ``stopped_early: True``.
 
     An iteration whose update diverges (models.divergence.TrainingDiverged, raised by train_iteration before
     anything of the iteration is written) leaves no metrics line, checkpoint or best.pt behind: the exception
@@ -31,6 +32,10 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
     """
     cfg = trainer.cfg
     metrics: dict = {}
+    identity = {"run_id": run.run_id, "config_digest": config_digest(cfg.to_dict())}
+
+    def checkpoint_payload() -> dict:
+        return {**trainer.state_dict(), **identity}
 
     def write_checkpoint(payload: dict) -> None:
         path = run.checkpoint(trainer.iteration)
@@ -43,10 +48,10 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
         is_last = trainer.iteration >= cfg.n_iterations
         payload = None
         if iteration_metrics.get("eval_improved") or (cfg.eval_every == 0 and trainer.iteration % cfg.save_every == 0):
-            payload = trainer.state_dict()
+            payload = checkpoint_payload()
             save_checkpoint(run.best, payload)
         if trainer.iteration % cfg.save_every == 0 or is_last:
-            write_checkpoint(payload or trainer.state_dict())
+            write_checkpoint(payload or checkpoint_payload())
             return True
         return False
 
@@ -60,7 +65,7 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
         saved = save_due(iteration_metrics)
         stop = after_iteration is not None and bool(after_iteration(iteration_metrics))
         if stop and not saved:
-            write_checkpoint(trainer.state_dict())  # keep the policy that stopped training as a checkpoint too
+            write_checkpoint(checkpoint_payload())  # keep the policy that stopped training as a checkpoint too
         return stop
 
     if trainer.iteration == 0 and not run.checkpoint(0).exists():
@@ -76,8 +81,8 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
         # metrics first, then checkpoint: a kill in between is undone on resume by truncating metrics.jsonl.
         # Wall-clock figures go to timing.jsonl so metrics.jsonl is identical across runs with the same seed.
         append_jsonl(run.metrics, _jsonable({k: v for k, v in metrics.items() if k not in TIMING_KEYS}))
-        append_jsonl(run.root / "timing.jsonl", {"iteration": metrics["iteration"],
-                                                 **{k: metrics[k] for k in TIMING_KEYS}})
+        append_jsonl(run.timing, {"iteration": metrics["iteration"],
+                                  **{k: metrics[k] for k in TIMING_KEYS}})
         if finish_iteration(metrics):
             return {**metrics, "stopped_early": True}
     return metrics

@@ -61,9 +61,23 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def write_text_if_changed(path: Path, text: str) -> bool:
+    """Write text atomically unless the file already holds exactly it; True when written. A re-run that computes
+    the same results leaves files (and their times) alone, so tools watching them see no change."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    try:
+        if path.is_file() and path.read_bytes() == data:
+            return False
+    except OSError:
+        pass  # unreadable: replace it
+    write_bytes_atomic(path, data)
+    return True
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text_atomic(path, json_text(obj))
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -110,6 +124,11 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError) as err:  # a torn .npz still starts with the zip magic bytes
         raise ValueError(f"{path} is a damaged .npz file ({err})") from None
+
+
+def json_text(obj: Any) -> str:
+    """`obj` as the indented, key-sorted JSON every JSON file of ours holds."""
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from utils.errors import UserError
 from utils.runs.io import read_jsonl, write_json_atomic, write_text_atomic
@@ -58,6 +58,14 @@ class RunPaths:
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def timing(self) -> Path:
+        return self.root / "timing.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -117,13 +125,13 @@ def is_locked(path: Path) -> bool:
 
 def run_lock(run: RunPaths) -> AbstractContextManager[None]:
     """Hold <run>/.lock for as long as one process trains this run; a second one gets a UserError."""
-    return exclusive_lock(run.root / ".lock", f"run {run.run_id} is being trained by another process right now; "
-                                              f"wait for it to finish (or stop it) before resuming")
+    return exclusive_lock(run.lock, f"run {run.run_id} is being trained by another process right now; "
+                                    f"wait for it to finish (or stop it) before resuming")
 
 
 def is_run_locked(run: RunPaths) -> bool:
     """True while some process holds the run's lock (it is training or resuming the run)."""
-    return is_locked(run.root / ".lock")
+    return is_locked(run.lock)
 
 
 def check_writable_dir(path: Path, flag: str) -> Path:
@@ -213,8 +221,38 @@ def update_run_info(run: RunPaths, **changes) -> dict:
     return info
 
 
-def truncate_iteration_logs(run: RunPaths, last_iteration: int) -> None:
-    """Keep only metrics.jsonl / timing.jsonl lines up to `last_iteration` (on resume, so none is logged twice)."""
-    for path in (run.metrics, run.root / "timing.jsonl"):
-        kept = [r for r in read_jsonl(path) if r.get("iteration", -1) <= last_iteration]
-        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+def check_run_writable(run: RunPaths) -> None:
+    """UserError naming the first thing a resumed run must read and write but cannot: its folder, checkpoints/,
+    the logs it rewrites and appends to, or its lock file (checked before anything is written)."""
+    for path in (run.root, run.checkpoints_dir, run.metrics, run.timing, run.lock):
+        if not path.exists():
+            continue  # created by writing into its folder, which is checked first
+        is_dir = path.is_dir()
+        if not os.access(path, os.R_OK | os.W_OK | (os.X_OK if is_dir else 0)):
+            raise UserError(f"{path} is not writable, so run {run.run_id} cannot be resumed; give yourself access "
+                            f"(chmod u+rw{'x' if is_dir else ''} {path}) and resume again")
+
+
+IterationLogs = Sequence[tuple[Path, str]]  # (metrics.jsonl or timing.jsonl, the whole text it is to hold)
+
+
+def iteration_logs_up_to(run: RunPaths, last_iteration: int) -> IterationLogs:
+    """The text metrics.jsonl and timing.jsonl keep when the run continues after `last_iteration` (-1: after
+    nothing, so both become empty); reads both, so a damaged log is found while nothing is written yet.
+
+    Write them with write_iteration_logs once the run is sure to continue from there; a log that does not exist
+    is left out (it is created when the run appends to it).
+    """
+    logs = []
+    for path in (run.metrics, run.timing):
+        if path.exists():
+            kept = [r for r in read_jsonl(path)
+                    if isinstance(r, dict) and isinstance(r.get("iteration"), int) and r["iteration"] <= last_iteration]
+            logs.append((path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)))
+    return tuple(logs)
+
+
+def write_iteration_logs(logs: IterationLogs) -> None:
+    """Replace each log with the text iteration_logs_up_to chose for it (atomically, one file at a time)."""
+    for path, text in logs:
+        write_text_atomic(path, text)

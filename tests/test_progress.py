@@ -1,0 +1,36 @@
+"""Progress off a terminal is one line per step (SLURM logs, pipes); on a terminal it is a tqdm bar."""
+from __future__ import annotations
+
+import io
+
+from utils.progress import LineProgress, NoProgress, progress_bar
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_log_gets_one_line_per_step_with_counts():
+    log = io.StringIO()
+    with progress_bar(3, "checkpoints of r", "ckpt", stream=log) as bar:
+        assert isinstance(bar, LineProgress)
+        for _ in range(3):
+            bar.update(1)
+    lines = log.getvalue().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"checkpoints of r: {k}/3 ckpt" for k in (1, 2, 3)]
+    assert "left" in lines[0] and "left" not in lines[-1] and "\r" not in log.getvalue()
+
+
+def test_quiet_shows_nothing_and_a_terminal_gets_a_bar():
+    log = io.StringIO()
+    with progress_bar(2, "x", "step", enabled=False, stream=log) as bar:
+        assert isinstance(bar, NoProgress)
+        bar.update(2)
+    assert log.getvalue() == ""
+    terminal = FakeTerminal()
+    bar = progress_bar(2, "x", "step", stream=terminal)
+    assert not isinstance(bar, LineProgress)  # tqdm redraws in place on a terminal
+    bar.update(2)
+    bar.close()
+    assert "x:" in terminal.getvalue() and "\r" in terminal.getvalue()  # drawn in place, not line by line

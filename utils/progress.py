@@ -1,0 +1,60 @@
+"""Progress for long work that reads well where it is seen: a tqdm bar on a terminal, one line per step in a log.
+
+tqdm redraws one line with carriage returns, which a SLURM log or a pipe shows as a single unreadable line (or,
+with tqdm's own terminal check, as nothing at all). Off a terminal each step therefore gets its own line.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+
+class LineProgress:
+    """tqdm's update/close/write for logs: `desc: 3/10 ckpt (30%), 12 s elapsed, ~28 s left` per step."""
+
+    def __init__(self, total: int, desc: str, unit: str, stream: IO[str]):
+        self.total, self.desc, self.unit, self.stream = total, desc, unit, stream
+        self.n = 0
+        self.started = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        elapsed = time.monotonic() - self.started
+        line = f"{self.desc}: {self.n}/{self.total} {self.unit}"
+        if self.total:
+            line += f" ({100 * self.n / self.total:.0f}%), {elapsed:.0f} s elapsed"
+            if 0 < self.n < self.total:
+                line += f", ~{elapsed / self.n * (self.total - self.n):.0f} s left"
+        self.write(line)
+
+    def write(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "LineProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class NoProgress(LineProgress):
+    """Shows nothing (--quiet, or a single step not worth a bar)."""
+
+    def write(self, line: str) -> None:
+        pass
+
+
+def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True, stream: IO[str] | None = None):
+    """A context manager with update(n)/write(line)/close(): tqdm on a terminal, LineProgress elsewhere,
+    NoProgress when not enabled."""
+    stream = stream or sys.stderr
+    if not enabled:
+        return NoProgress(total, desc, unit, stream)
+    if stream.isatty():
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream, dynamic_ncols=True)
+    return LineProgress(total, desc, unit, stream)
