@@ -104,7 +104,7 @@ def ppo_update_torch(policy: GaussianPolicy, value_net: ValueNet, optimizer: tor
         old_log_prob, _ = policy.log_prob_and_entropy(obs, actions)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, torch.Tensor] = {}  # summed on the device: no host sync per minibatch
-    grad_norm_total = torch.zeros((), dtype=dtype, device=device)  # non-finite iff some step's gradient was
+    grad_norm_total = torch.zeros((), dtype=dtype, device=device)  # a non-finite step norm makes it non-finite
     n_batches = 0
     for _ in range(cfg.n_epochs):
         order = torch.as_tensor(rng.permutation(T * n), device=device)
