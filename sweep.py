@@ -18,27 +18,27 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(SweepSettings, argv, "sweep.py", DESCRIPTION)
     from tqdm import tqdm
 
-    from utils.jobs.sweep import prepare_sweep, run_sweep, sweep_configurations
+    from utils.jobs.sweep import open_sweep, run_sweep, sweep_configurations
 
     if settings.dry_run and not settings.resume:
         _, configs = sweep_configurations(settings)
         for i, config in enumerate(configs):
             print(f"{i:3d} " + " ".join(f"--{k}={v}" for k, v in config.items()))
         return 0
-    record = prepare_sweep(settings)
-    print(f"sweep {record.sweep_id}: {len(record.configs)} runs, {settings.workers} at a time, "
-          f"run store {settings.save_dir}")
-    bar = tqdm(total=len(record.configs), unit="run", disable=settings.quiet, desc=f"sweep {record.sweep_id}")
+    with open_sweep(settings) as record:
+        print(f"sweep {record.sweep_id}: {len(record.configs)} runs, {settings.workers} at a time, "
+              f"run store {settings.save_dir}")
+        bar = tqdm(total=len(record.configs), unit="run", disable=settings.quiet, desc=f"sweep {record.sweep_id}")
 
-    def on_update(outcome, counts):
-        if outcome is not None:
-            bar.update(1)
-            if outcome.status == "failed":
-                bar.write(f"run {outcome.run_id} failed (exit {outcome.returncode}); log: {outcome.log_path}")
-        bar.set_postfix(done=counts["done"], running=counts["running"], failed=counts["failed"])
+        def on_update(outcome, counts):
+            if outcome is not None:
+                bar.update(1)
+                if outcome.status == "failed":
+                    bar.write(f"run {outcome.run_id} failed (exit {outcome.returncode}); log: {outcome.log_path}")
+            bar.set_postfix(done=counts["done"], running=counts["running"], failed=counts["failed"])
 
-    outcomes = run_sweep(record, settings, on_update)
-    bar.close()
+        outcomes = run_sweep(record, settings, on_update)
+        bar.close()
     print(f"{'run':<16} {'status':<9} configuration")
     for o in outcomes:
         config = " ".join(f"{k}={v}" for k, v in record.configs[o.index].items())

@@ -62,9 +62,19 @@ def update_stats(loss_means: dict[str, float], targets: AdvantageTargets, log_st
     """An update's reported statistics: its mean losses (entropy_loss reported as entropy), the explained variance
     of the returns by the values before the update, and the mean policy std after it (action units)."""
     stats = dict(loss_means)
-    var_returns = np.var(targets.returns, ddof=1)
-    stats["explained_variance"] = float(1 - np.var(targets.returns - targets.values, ddof=1) / var_returns) \
-        if var_returns > 0 else float("nan")
+    stats["explained_variance"] = explained_variance(targets.returns, targets.values)
     stats["entropy"] = -stats.pop("entropy_loss")
     stats["std"] = float(np.exp(log_std).mean())
     return stats
+
+
+def explained_variance(returns: np.ndarray, values: np.ndarray) -> float:
+    """1 - Var(returns - values) / Var(returns), sample variances as Stable-Baselines3 computes it; NaN where it is
+    undefined (fewer than two samples, or returns without variance). Undefined is not divergence: it is written
+    as null, and numpy is never asked for a variance it would warn about."""
+    if len(returns) < 2:
+        return float("nan")
+    var_returns = np.var(returns, ddof=1)
+    if not var_returns > 0:
+        return float("nan")
+    return float(1 - np.var(returns - values, ddof=1) / var_returns)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from models.advantages import AdvantageTargets, update_stats
+from models.divergence import check_finite_step, check_finite_weights
 from models.mlp import linear_layers, numpy_mlp
 from models.networks import LOG_2PI, GaussianPolicy, ValueNet
 from models.rollout import PPOConfig, Rollout
@@ -255,6 +256,9 @@ def ppo_update_numpy(policy: GaussianPolicy, value_net: ValueNet, optimizer: tor
 
     Needs supports_numpy_update(policy, value_net, optimizer). Consumes `rng` exactly as the torch path
     (one permutation of the N samples per epoch) and visits the same minibatches, the last one possibly partial.
+    Raises models.divergence.TrainingDiverged at the first minibatch step whose loss or gradient is not finite
+    (before Adam applies it; the torch modules and optimizer are then left as they were), or if a weight is not
+    finite after the update.
     """
     T, n, d = rollout.obs.shape
     N = T * n
@@ -266,22 +270,28 @@ def ppo_update_numpy(policy: GaussianPolicy, value_net: ValueNet, optimizer: tor
 
     obs = np.asarray(rollout.obs, np.float64).reshape(N, d)
     actions = np.asarray(rollout.actions, np.float64).reshape(N, -1)
-    old_log_prob = gaussian_log_prob(policy_mlp.forward(obs)[0], log_std, actions)
-
     totals = np.zeros(len(STAT_KEYS))
     n_batches = 0
-    for _ in range(cfg.n_epochs):
-        order = rng.permutation(N)
-        # Gather once per epoch so every minibatch below is a contiguous slice.
-        epoch = [x[order] for x in (obs, actions, old_log_prob, targets.advantages, targets.returns)]
-        if cfg.normalize_advantage:
-            epoch[3] = normalized_per_minibatch(epoch[3], cfg.batch_size)
-        for start in range(0, N, cfg.batch_size):
-            batch = [x[start:start + cfg.batch_size] for x in epoch]
-            totals += minibatch_gradients(policy_mlp, log_std, grad_log_std, value_mlp, *batch, cfg)
-            clip_grad_norm(flat.grad, cfg.max_grad_norm)
-            adam.step_all(optimizer, flat)
-            n_batches += 1
+    # Overflow and NaN are caught by the explicit checks below and end the run with one line; numpy's own
+    # floating-point warnings would only print noise before it.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        old_log_prob = gaussian_log_prob(policy_mlp.forward(obs)[0], log_std, actions)
+        for _ in range(cfg.n_epochs):
+            order = rng.permutation(N)
+            # Gather once per epoch so every minibatch below is a contiguous slice.
+            epoch = [x[order] for x in (obs, actions, old_log_prob, targets.advantages, targets.returns)]
+            if cfg.normalize_advantage:
+                epoch[3] = normalized_per_minibatch(epoch[3], cfg.batch_size)
+            for start in range(0, N, cfg.batch_size):
+                batch = [x[start:start + cfg.batch_size] for x in epoch]
+                step_stats = minibatch_gradients(policy_mlp, log_std, grad_log_std, value_mlp, *batch, cfg)
+                grad_norm = clip_grad_norm(flat.grad, cfg.max_grad_norm)
+                n_batches += 1
+                # Before Adam: a NaN gradient stays NaN through clipping and would reach every weight.
+                check_finite_step(step_stats[0], grad_norm, n_batches)
+                totals += step_stats
+                adam.step_all(optimizer, flat)
     flat.write_back()
     adam.write(optimizer, flat)
+    check_finite_weights(policy, value_net)
     return update_stats({key: float(total / n_batches) for key, total in zip(STAT_KEYS, totals)}, targets, log_std)

@@ -11,6 +11,7 @@ from torch import nn
 
 from envs.vector import VecEnv
 from models.advantages import AdvantageTargets, advantage_targets, update_stats, value_predictions
+from models.divergence import check_finite_step, check_finite_weights
 from models.mlp import numpy_layers, numpy_mlp
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer
@@ -90,7 +91,10 @@ def ppo_update(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.opt
 def ppo_update_torch(policy: GaussianPolicy, value_net: ValueNet, optimizer: torch.optim.Optimizer, rollout: Rollout,
                      targets: AdvantageTargets, rng: np.random.Generator, cfg: PPOConfig,
                      device: torch.device) -> dict[str, float]:
-    """ppo_update with torch autograd and optimizer, in the parameters' dtype (the reference, and the CUDA path)."""
+    """ppo_update with torch autograd and optimizer, in the parameters' dtype (the reference, and the CUDA path).
+
+    Raises models.divergence.TrainingDiverged if a loss or gradient norm of the update, or a weight after it, is
+    not finite (looked at once, after the update: a per-step look would cost a device sync per minibatch)."""
     T, n, d = rollout.obs.shape
     dtype = next(policy.parameters()).dtype
     as_tensor = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
@@ -100,6 +104,7 @@ def ppo_update_torch(policy: GaussianPolicy, value_net: ValueNet, optimizer: tor
         old_log_prob, _ = policy.log_prob_and_entropy(obs, actions)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, torch.Tensor] = {}  # summed on the device: no host sync per minibatch
+    grad_norm_total = torch.zeros((), dtype=dtype, device=device)  # a non-finite step norm makes it non-finite
     n_batches = 0
     for _ in range(cfg.n_epochs):
         order = torch.as_tensor(rng.permutation(T * n), device=device)
@@ -110,10 +115,12 @@ def ppo_update_torch(policy: GaussianPolicy, value_net: ValueNet, optimizer: tor
                                     returns[idx], entropy, cfg)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            grad_norm_total = grad_norm_total + nn.utils.clip_grad_norm_(params, cfg.max_grad_norm).detach()
             optimizer.step()
             for key, val in losses.items():
                 totals[key] = totals[key] + val.detach() if key in totals else val.detach()
             n_batches += 1
+    check_finite_step(float(totals["loss"]), float(grad_norm_total))
+    check_finite_weights(policy, value_net)
     loss_means = {key: float(val) / n_batches for key, val in totals.items()}
     return update_stats(loss_means, targets, policy.log_std.detach().cpu().double().numpy())

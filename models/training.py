@@ -17,6 +17,7 @@ import torch
 
 from envs.resolve import make_env
 from envs.vector import VecEnv
+from models.divergence import TrainingDiverged
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer, normalize_with
 from models.mlp import numpy_layers, numpy_mlp
@@ -178,12 +179,19 @@ class Trainer:
         self.obs_norm = self.normalizer.normalize_obs(self.venv.obs)
 
     def train_iteration(self) -> dict:
-        """One rollout and PPO update; returns the iteration's metrics."""
+        """One rollout and PPO update; returns the iteration's metrics.
+
+        Raises models.divergence.TrainingDiverged naming this iteration if the update produced a non-finite loss,
+        gradient or weight; the Trainer's state is then unusable (never checkpoint it) and training must stop.
+        """
         start = time.perf_counter()
         rollout = collect_rollout(self.venv, self.policy, self.normalizer, self.rng, self.cfg.n_steps, self.obs_norm)
         self.obs_norm = rollout.last_obs
         rollout_seconds = time.perf_counter() - start
-        stats = ppo_update(self.policy, self.value, self.optimizer, rollout, self.rng, self.cfg.ppo(), self.device)
+        try:
+            stats = ppo_update(self.policy, self.value, self.optimizer, rollout, self.rng, self.cfg.ppo(), self.device)
+        except TrainingDiverged as err:
+            raise err.at_iteration(self.iteration + 1) from None
         self.iteration += 1
         steps = self.cfg.n_steps * self.cfg.n_envs
         self.timesteps += steps

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.advantages import AdvantageTargets, advantage_targets, update_stats, value_predictions
+from models.advantages import (AdvantageTargets, advantage_targets, explained_variance, update_stats,
+                               value_predictions)
 from models.mlp import numpy_layers, numpy_mlp
 from models.networks import ValueNet
 from models.rollout import Rollout
@@ -85,3 +86,15 @@ def test_update_stats_report_entropy_explained_variance_and_std():
     assert stats["explained_variance"] == pytest.approx(expected)
     constant = AdvantageTargets(np.zeros(3), np.ones(3), np.zeros(3))
     assert math.isnan(update_stats({"entropy_loss": 0.0}, constant, np.zeros(1))["explained_variance"])
+
+
+@pytest.mark.parametrize("returns, values", [([2.5], [1.0]), ([], []), ([1.0, 1.0, 1.0], [0.0, 1.0, 2.0])])
+def test_explained_variance_is_nan_where_undefined_without_a_numpy_warning(returns, values):
+    """One sample, none, or returns without variance: undefined (written as null), and numpy is never asked for a
+    variance it would warn about ('Degrees of freedom <= 0' printed on every one-sample iteration)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(explained_variance(np.asarray(returns, np.float64), np.asarray(values, np.float64)))
+    assert explained_variance(np.array([1.0, 3.0]), np.array([1.0, 3.0])) == 1.0

@@ -68,6 +68,18 @@ def test_describe_says_what_to_run_next(store):
     assert describe_run(store / "checkpoints", store / "results", "done")["next"].startswith("python evaluate.py")
 
 
+def test_describe_names_the_traceback_a_bug_left_with_the_run(store, tmp_path):
+    assert describe_run(store / "checkpoints", store / "results", "killed")["files"]["error_log"] is None
+    shutil.copytree(store / "checkpoints" / "killed", tmp_path / "crashed")
+    crashed = RunPaths(tmp_path / "crashed")
+    write_run_info(crashed, {**read_run_info(crashed), "run_id": "crashed", "status": "failed",
+                             "error": "ZeroDivisionError: division by zero"})
+    crashed.error_log.write_text("Traceback (most recent call last):\n")
+    described = describe_run(tmp_path, store / "results", "crashed")
+    assert described["status"] == "failed" and described["error"] == "ZeroDivisionError: division by zero"
+    assert described["files"]["error_log"] == str(crashed.error_log)
+
+
 def test_cli_json_is_the_listing_and_browsing_writes_nothing(store, capsys):
     import runs
 

@@ -21,8 +21,10 @@ from models.checkpoint import load_checkpoint
 from tests.reference_regions import path_pieces_ref
 from utils.errors import UserError
 from utils.runs.io import load_npz
+from utils.runs.store import is_locked
 from utils.flags import flag_names, parse_settings
-from utils.jobs.sweep import SweepRecord, prepare_sweep, sweep_configurations, train_command
+from utils.jobs.sweep import (SweepRecord, attempt_logs, next_attempt_log, open_sweep, prepare_sweep,
+                              sweep_configurations, train_command)
 from utils.jobs.train import prepare_run
 from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
 from utils.settings import SweepSettings, TrainSettings
@@ -223,8 +225,10 @@ def test_resume_after_killing_the_sweep_finishes_only_the_rest(tmp_path):
     assert tree_digest(store / "kill-000") == first_before  # finished run untouched
     runs = _runs(store, "kill")
     assert [r["status"] for r in runs] == ["finished"] * 3
-    log = (store / "_sweeps" / "kill" / "logs" / "kill-001.log").read_text()
-    assert "--resume=kill-001" in log
+    logs = store / "_sweeps" / "kill" / "logs"
+    assert "--run_id=kill-001" in (logs / "kill-001.1.log").read_text()  # the killed attempt's log, kept whole
+    assert "--resume=kill-001" in (logs / "kill-001.2.log").read_text()  # the resume's own log
+    assert not (logs / "kill-000.2.log").exists()  # a finished run is skipped: no new attempt
 
 
 @pytest.mark.slow
@@ -235,9 +239,9 @@ def test_one_failing_run_does_not_stop_the_others(tmp_path):
     result = run_cli("sweep.py", str(path), "--workers=2", f"--save_dir={store}", "--sweep_id=f", "--quiet",
                      timeout=300)
     assert result.returncode == 1
-    assert "f-001" in result.stderr and "f-001.log" in result.stderr
+    assert "f-001" in result.stderr and "f-001.1.log" in result.stderr
     assert _runs(store, "f")[0]["status"] == "finished"
-    assert "--policy_dims" in (store / "_sweeps" / "f" / "logs" / "f-001.log").read_text()
+    assert "--policy_dims" in (store / "_sweeps" / "f" / "logs" / "f-001.1.log").read_text()
 
 
 @pytest.mark.slow
@@ -295,3 +299,62 @@ def test_train_accepts_what_a_wandb_agent_passes(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "agentrun1" / "run.json").read_text())
     assert info["sweep_id"] == "wsweep1" and info["wandb_sweep_id"] == "wsweep1"
     assert info["flags"]["quiet"] is True and info["flags"]["debug"] is False
+
+
+@pytest.mark.parametrize("with_process", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_a_sweep_being_run_refuses_a_second_process_before_writing_anything(tmp_path, with_process):
+    """Issue 10, item 5: one writer per sweep. The test holds the sweep as a running sweep.py would (open_sweep);
+    a second sweep.py of it, --resume or new with the same id, is one line and exit 2 and changes nothing."""
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS
+                 + '  policy_dims: {values: ["c4", "c8"]}\n')
+    store = tmp_path / "store"
+    held = SweepSettings(file=str(path), sweep_id="held", save_dir=str(store))
+    with open_sweep(held) as record:
+        assert record.run_ids == ["held-000", "held-001"] and is_locked(store / "_sweeps" / "held" / ".lock")
+        before = tree_digest(store)
+        for argv in (["--resume=held", f"--save_dir={store}"], [str(path), "--sweep_id=held", f"--save_dir={store}"]):
+            assert_user_error(sweep.main, argv, "sweep held is being run by another process", "--resume=held")
+            if with_process:
+                assert_one_line_error(run_cli("sweep.py", *argv, "--quiet"), "being run by another process")
+        assert tree_digest(store) == before
+    assert not is_locked(store / "_sweeps" / "held" / ".lock")  # released with the block
+    assert json.loads((store / "_sweeps" / "held" / "sweep.json").read_text())["run_ids"] == ["held-000", "held-001"]
+    assert_user_error(sweep.main, [str(path), "--sweep_id=held", f"--save_dir={store}"], "already exists",
+                      "--resume=held")
+
+
+def test_preparing_a_new_sweep_writes_nothing(tmp_path):
+    path = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
+    record = prepare_sweep(SweepSettings(file=str(path), sweep_id="fresh", save_dir=str(tmp_path / "store")))
+    assert record.sweep_id == "fresh" and record.run_ids == ["fresh-000"]
+    assert not (tmp_path / "store").exists()
+
+
+def test_each_attempt_of_a_run_gets_a_new_numbered_log(tmp_path):
+    logs = tmp_path / "logs"
+    assert attempt_logs(logs, "s-000") == [] and next_attempt_log(logs, "s-000") == logs / "s-000.1.log"
+    logs.mkdir()
+    for name in ("s-000.1.log", "s-000.2.log", "s-000.10.log", "s-000.log", "s-0001.3.log", "s-001.7.log", "s-000.x.log"):
+        (logs / name).write_text("")
+    assert [p.name for p in attempt_logs(logs, "s-000")] == ["s-000.1.log", "s-000.2.log", "s-000.10.log"]
+    assert next_attempt_log(logs, "s-000") == logs / "s-000.11.log"
+    assert next_attempt_log(logs, "s-002") == logs / "s-002.1.log"
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_logs_a_new_attempt_and_keeps_the_old_log(tmp_path):
+    """The run fails at validation (c0 is no width) on both attempts: each attempt has its own whole log."""
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n" + TINY_PARAMS
+                 + '  policy_dims: {value: "c0"}\n')
+    store = tmp_path / "store"
+    first = run_cli("sweep.py", str(path), f"--save_dir={store}", "--sweep_id=att", "--quiet", timeout=300)
+    assert first.returncode == 1 and "att-000.1.log" in first.stderr
+    logs = store / "_sweeps" / "att" / "logs"
+    first_log = (logs / "att-000.1.log").read_bytes()
+    again = run_cli("sweep.py", "--resume=att", f"--save_dir={store}", "--quiet", timeout=300)
+    assert again.returncode == 1 and "att-000.2.log" in again.stderr
+    assert sorted(p.name for p in logs.iterdir()) == ["att-000.1.log", "att-000.2.log"]
+    assert (logs / "att-000.1.log").read_bytes() == first_log
+    for log in logs.iterdir():
+        text = log.read_text()
+        assert text.count("\n$ ") == 1 and "--policy_dims" in text and "error: " in text

@@ -250,3 +250,35 @@ def test_inexact_resume_drops_a_best_checkpoint_from_the_abandoned_timeline(tmp_
     assert read_checkpoint(run.best)["iteration"] == 3  # not ahead of the resume point: kept
     _forget_abandoned_best(run, resumed_iteration=2, own_checkpoints=own)
     assert read_checkpoint(run.best)["iteration"] == 1  # the best of iterations 0..2
+
+
+def test_diverged_training_fails_with_one_line_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch, capsys):
+    """Issue 10, item 4: a divergence is exit 1 with one line naming the iteration and the last finite checkpoint,
+    status failed in run.json, and no checkpoint, best.pt or metrics line of the diverged iteration."""
+    from models.training import Trainer
+    from utils.errors import run_cli as run_main
+
+    train_iteration = Trainer.train_iteration
+
+    def third_update_with_an_absurd_learning_rate(self) -> dict:
+        if self.iteration == 2:  # --learning_rate allows at most 10; 1e37 sends Adam's first step out of range
+            for group in self.optimizer.param_groups:
+                group["lr"] = 1e37
+        return train_iteration(self)
+
+    monkeypatch.setattr(Trainer, "train_iteration", third_update_with_an_absurd_learning_rate)
+    run = tmp_path / "diverged"
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(train.main, [*TINY, "--total_timesteps=800", f"--save_dir={tmp_path}", "--run_id=diverged"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 1 and out == ""
+    last = run / "checkpoints" / "000002.pt"
+    assert err.startswith("error: training diverged at iteration 3 (") and err.count("\n") == 1, err
+    assert f"its last finite checkpoint is {last}; start a new run with a lower --learning_rate than 0.0003" in err
+    assert f"--pretrained_path={last}" in err
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and info["error"].startswith("TrainingDiverged: training diverged at iteration 3")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["000000.pt", "000001.pt", "000002.pt"]
+    assert [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert torch.load(run / "best.pt", weights_only=True)["iteration"] <= 2
+    assert not (run / "error.log").exists()  # a divergence is not a bug: no traceback to keep

@@ -41,9 +41,22 @@ def save_crash_log(prog: str, text: str) -> Path:
     return path
 
 
+def _enable_faulthandler() -> None:
+    """If a native library ever crashes the interpreter, print where on stderr instead of dying silently.
+
+    faulthandler writes to a file descriptor: when sys.stderr has none (replaced by a capturing object in tests or
+    by an embedding host), use the process's original stderr; with none at all there is nowhere to report to."""
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            faulthandler.enable(file=stream)
+            return
+        except (AttributeError, ValueError, OSError, RuntimeError):  # no stream, or no usable file descriptor
+            continue
+
+
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run a CLI entry point so that it always ends with at most one line on stderr and a meaningful exit code."""
-    faulthandler.enable()  # if a native library ever crashes the interpreter, say where instead of dying silently
+    _enable_faulthandler()
     try:
         code = main(argv)
     except UserError as err:

@@ -112,7 +112,8 @@ def describe_run(save_dir: Path, results_dir: Path, run_id: str) -> dict:
         described["wandb"] = info.get("wandb")
     listed = run.list_checkpoints()
     described["files"] = {"run_dir": str(run.root), "best": str(run.best) if run.best.is_file() else None,
-                          "newest_checkpoint": str(listed[-1][1]) if listed else None, "metrics": str(run.metrics)}
+                          "newest_checkpoint": str(listed[-1][1]) if listed else None, "metrics": str(run.metrics),
+                          "error_log": str(run.error_log) if run.error_log.is_file() else None}
     store = Path(save_dir)
     if row.status == "stopped" or row.status == "failed":
         described["next"] = f"python train.py --resume={run.run_id} --save_dir={store}"

@@ -1,32 +1,38 @@
-"""Run the configurations of a sweep as train.py processes, several at a time, resumable.
+"""Run the configurations of a sweep as train.py processes, several at a time, resumable, one writer per sweep.
 
 ``sweep_configurations`` reads and checks a sweep file (every key a train.py flag, at most one spelling per flag),
-``prepare_sweep`` records a new sweep or loads an interrupted one, ``run_sweep`` trains what is left.
+``prepare_sweep`` checks a new sweep or loads an interrupted one (writing nothing), ``open_sweep`` holds the sweep
+for one process (and records a new one), ``run_sweep`` trains what is left.
 The run store stays the source of truth: a run's state (finished, resumable, missing) is read from its run.json
 and checkpoints, and the sweep record (<save_dir>/_sweeps/<sweep_id>/sweep.json) only fixes which configurations
-belong to the sweep and which run id each one gets.
+belong to the sweep and which run id each one gets. Next to it: .lock (held by the sweep.py running the sweep)
+and logs/<run_id>.<attempt>.log (one per train.py process the sweep started, numbered from 1).
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from utils.errors import UserError
 from utils.flags import NAME_RULE, flag_names, is_name
 from utils.runs.io import write_json_atomic
-from utils.runs.store import RunPaths, check_writable_dir, is_run_locked, new_run_id, now_iso, read_run_info
+from utils.runs.store import (RunPaths, check_creatable_dir, check_writable_dir, exclusive_lock, is_locked,
+                              is_run_locked, new_run_id, now_iso, read_run_info)
 from utils.runs.sweep_files import SweepSpec, config_to_args, expand_grid, load_sweep_file, sample_random
 from utils.settings import SweepSettings, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: utils/jobs/sweep.py
 SWEEPS_DIR = "_sweeps"
+LOCK_FILE = ".lock"  # in the sweep's directory, held by the one sweep.py process running the sweep
 
 
 @dataclass
@@ -47,8 +53,8 @@ class SweepRecord:
 class RunOutcome:
     index: int
     run_id: str
-    status: str          # finished, failed, skipped (already finished)
-    log_path: Path
+    status: str          # finished, failed, skipped (already finished), busy (trained by another process)
+    log_path: Path | None  # this attempt's log; for a run not started now, its latest attempt's log (if any)
     returncode: int | None = None
 
 
@@ -69,15 +75,48 @@ def sweep_configurations(settings: SweepSettings) -> tuple[SweepSpec, list[dict]
 
 
 def prepare_sweep(settings: SweepSettings) -> SweepRecord:
-    """The sweep to run: loaded for --resume, else recorded from the sweep file (after every check)."""
+    """The sweep to run, after every check and writing nothing: loaded for --resume, else built from the sweep file
+    with the run id of each configuration (open_sweep records it)."""
+    save_dir = Path(settings.save_dir)
     if settings.resume:
-        return load_sweep(Path(settings.save_dir), settings.resume)
+        return load_sweep(save_dir, settings.resume)
     spec, configs = sweep_configurations(settings)
-    if settings.sweep_id is not None:
-        _check_sweep_id(settings.sweep_id)
-    check_writable_dir(Path(settings.save_dir), "--save_dir")
+    sweep_id = settings.sweep_id or new_run_id()
+    _check_sweep_id(sweep_id)
+    check_creatable_dir(save_dir, "--save_dir")
+    _check_new_sweep_id(save_dir, sweep_id)
     extra = [f"--wandb_mode={settings.wandb_mode}"] if settings.wandb_mode else []
-    return create_sweep(Path(settings.save_dir), Path(settings.file), spec.method, configs, extra, settings.sweep_id)
+    return SweepRecord(sweep_id, str(Path(settings.file).resolve()), spec.method, configs,
+                       [f"{sweep_id}-{i:03d}" for i in range(len(configs))], extra, now_iso())
+
+
+@contextmanager
+def open_sweep(settings: SweepSettings) -> Iterator[SweepRecord]:
+    """The sweep of `settings` (prepare_sweep), held by this process for the whole block: one sweep, one writer.
+
+    A second sweep.py of the same sweep, new or --resume, gets a UserError before it writes anything. A new sweep
+    is recorded (sweep.json, logs/) under the lock.
+    """
+    record = prepare_sweep(settings)
+    save_dir = Path(settings.save_dir)
+    directory = record.directory(save_dir)
+    if not settings.resume:
+        check_writable_dir(directory.parent, "--save_dir")
+        try:
+            directory.mkdir()  # atomic: of two new sweeps with one id, exactly one gets here
+        except FileExistsError:
+            _check_new_sweep_id(save_dir, record.sweep_id)
+            raise
+    with exclusive_lock(directory / LOCK_FILE, _sweep_busy(record.sweep_id)):
+        if not settings.resume:
+            (directory / "logs").mkdir()
+            write_json_atomic(directory / "sweep.json", asdict(record))
+        yield record
+
+
+def _sweep_busy(sweep_id: str) -> str:
+    return (f"sweep {sweep_id} is being run by another process right now; wait for it to finish (or stop it), "
+            f"then continue it with --resume={sweep_id}")
 
 
 def _check_sweep_id(sweep_id: str) -> None:
@@ -85,23 +124,17 @@ def _check_sweep_id(sweep_id: str) -> None:
         raise UserError(f"--sweep_id={sweep_id!r} is not a valid id; {NAME_RULE}")
 
 
-def create_sweep(save_dir: Path, file: Path, method: str, configs: list[dict], extra_args: list[str],
-                 sweep_id: str | None = None) -> SweepRecord:
-    """Record a new sweep: its configurations and the run id each one will get."""
-    sweep_id = sweep_id or new_run_id()
-    _check_sweep_id(sweep_id)
-    record = SweepRecord(sweep_id, str(Path(file).resolve()), method, configs,
-                         [f"{sweep_id}-{i:03d}" for i in range(len(configs))], extra_args, now_iso())
-    directory = record.directory(save_dir)
+def _check_new_sweep_id(save_dir: Path, sweep_id: str) -> None:
+    """Refuse a sweep id that is taken in `save_dir`, saying whether its sweep is running right now."""
+    directory = Path(save_dir) / SWEEPS_DIR / sweep_id
+    if is_locked(directory / LOCK_FILE):
+        raise UserError(_sweep_busy(sweep_id))
     if directory.exists():
         raise UserError(f"sweep {sweep_id} already exists in {save_dir}; continue it with --resume={sweep_id}")
-    (directory / "logs").mkdir(parents=True)
-    write_json_atomic(directory / "sweep.json", asdict(record))
-    return record
 
 
 def load_sweep(save_dir: Path, sweep_id: str) -> SweepRecord:
-    """A sweep recorded by create_sweep."""
+    """A sweep recorded by open_sweep."""
     path = Path(save_dir) / SWEEPS_DIR / sweep_id / "sweep.json"
     if not path.is_file():
         known = sorted(p.name for p in (Path(save_dir) / SWEEPS_DIR).glob("*") if (p / "sweep.json").is_file()) \
@@ -112,6 +145,25 @@ def load_sweep(save_dir: Path, sweep_id: str) -> SweepRecord:
         return SweepRecord(**json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, TypeError) as err:
         raise UserError(f"{path} is damaged ({type(err).__name__}); start a new sweep from its YAML file") from None
+
+
+def attempt_logs(logs: Path, run_id: str) -> list[Path]:
+    """The logs of every attempt at `run_id` so far, <run_id>.<n>.log, oldest (n = 1) first."""
+    return [path for _, path in _numbered_attempt_logs(logs, run_id)]
+
+
+def next_attempt_log(logs: Path, run_id: str) -> Path:
+    """The log of a new attempt at `run_id`: numbered after the existing ones, so an attempt never appends to or
+    overwrites an earlier one's log (the sweep lock and one thread per run make the numbering race-free)."""
+    numbered = _numbered_attempt_logs(logs, run_id)
+    return logs / f"{run_id}.{numbered[-1][0] + 1 if numbered else 1}.log"
+
+
+def _numbered_attempt_logs(logs: Path, run_id: str) -> list[tuple[int, Path]]:
+    if not logs.is_dir():
+        return []
+    pattern = re.compile(re.escape(run_id) + r"\.(\d+)\.log")
+    return sorted((int(m.group(1)), p) for p in logs.iterdir() if (m := pattern.fullmatch(p.name)))
 
 
 def run_state(save_dir: Path, run_id: str) -> str:
@@ -151,10 +203,11 @@ def run_sweep(record: SweepRecord, settings: SweepSettings,
 
     def run_one(index: int) -> RunOutcome:
         run_id = record.run_ids[index]
-        log_path = logs / f"{run_id}.log"
         state = run_state(save_dir, run_id)
-        if state in ("finished", "busy"):  # busy: another sweep process is training it right now
-            outcome = RunOutcome(index, run_id, "skipped" if state == "finished" else "busy", log_path)
+        if state in ("finished", "busy"):  # busy: another process (a train.py --resume of it) is training it now
+            previous = attempt_logs(logs, run_id)
+            outcome = RunOutcome(index, run_id, "skipped" if state == "finished" else "busy",
+                                 previous[-1] if previous else None)
             with lock:
                 counts["done"] += 1
                 on_update(outcome, dict(counts))
@@ -165,8 +218,9 @@ def run_sweep(record: SweepRecord, settings: SweepSettings,
         with lock:
             counts["running"] += 1
             on_update(None, dict(counts))
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
+        log_path = next_attempt_log(logs, run_id)
+        with open(log_path, "x", encoding="utf-8") as log:  # "x": never an earlier attempt's file
+            log.write(f"# {now_iso()}\n$ {' '.join(cmd)}\n")
             log.flush()
             returncode = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          cwd=ROOT)

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Collection, Mapping
 
 from envs.resolve import make_env, resolve_env_id
 from models.checkpoint import LoadedPolicy, config_digest, load_checkpoint, read_checkpoint
+from models.divergence import TrainingDiverged
 from models.networks import parse_dims
 from models.training import TrainConfig, Trainer, state_mismatch
-from utils.errors import UserError
+from utils.errors import RunFailed, UserError
 from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.jobs.train_loop import run_training
-from utils.runs.io import write_bytes_atomic
+from utils.runs.io import write_bytes_atomic, write_text_atomic
 from utils.runs.store import (IterationLogs, RunPaths, check_creatable_dir, check_new_run_id, check_run_writable,
                               create_run, find_run, iteration_logs_up_to, new_run_id, now_iso, package_versions,
                               read_run_info, run_lock, update_run_info, write_iteration_logs, write_run_info)
@@ -372,15 +374,18 @@ def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None])
         extension = {"config": {**plan.run_info["config"], "total_timesteps": plan.config.total_timesteps},
                      "flags": {**plan.run_info.get("flags", {}), "total_timesteps": plan.config.total_timesteps},
                      "n_iterations": plan.config.n_iterations}
-    update_run_info(run, status="running", wandb={"mode": tracker.mode, "id": tracker.run_id,
-                                                  "project": plan.wandb.project, "entity": plan.wandb.entity,
-                                                  "url": tracker.url}, **extension)
+    # error=None: a resumed run's status is this attempt's, not the failure of an earlier one
+    update_run_info(run, status="running", error=None,
+                    wandb={"mode": tracker.mode, "id": tracker.run_id, "project": plan.wandb.project,
+                           "entity": plan.wandb.entity, "url": tracker.url}, **extension)
     trainer = None
     try:
         trainer = _start_trainer(run, plan, notify)
         last = _train_with_progress(trainer, run, tracker, plan.settings)
     except BaseException as err:
         status = "killed" if isinstance(err, KeyboardInterrupt) else "failed"
+        if isinstance(err, Exception) and not isinstance(err, (UserError, RunFailed)):
+            _save_error_log(run)
         update_run_info(run, status=status, error=f"{type(err).__name__}: {err}"[:500])
         tracker.finish(exit_code=1)
         if trainer is not None:
@@ -405,6 +410,16 @@ def _train_locked(run: RunPaths, plan: TrainPlan, notify: Callable[[str], None])
     if tracker.url:
         lines.append(f"  wandb: {tracker.url}")
     return TrainResult(run, last, "\n".join(lines))
+
+
+def _save_error_log(run: RunPaths) -> None:
+    """Keep the traceback of the exception being handled, a bug, with the run (<run>/error.log), where whoever
+    looks at the failed run finds it; the CLI's crash log holds it too. Best effort: a failure to write it must
+    not hide the bug itself."""
+    try:
+        write_text_atomic(run.error_log, f"{now_iso()}\n\n{traceback.format_exc()}")
+    except OSError:
+        pass
 
 
 def _start_tracker(run: RunPaths, plan: TrainPlan) -> Tracker:
@@ -494,8 +509,21 @@ def _train_with_progress(trainer: Trainer, run: RunPaths, tracker: Tracker, sett
 
     try:
         return run_training(trainer, run, after_iteration=after_iteration, on_checkpoint=on_checkpoint)
+    except TrainingDiverged as err:
+        raise err.with_advice(_divergence_advice(run, cfg)) from None
     finally:
         bar.close()
+
+
+def _divergence_advice(run: RunPaths, cfg: TrainConfig) -> str:
+    """What to do after a divergence: where the last finite policy is (the loop never saves a diverged one) and
+    which flag to change (a resume would repeat the same numbers, so only a new run helps)."""
+    checkpoints = run.list_checkpoints()
+    lower = f"start a new run with a lower --learning_rate than {cfg.learning_rate:g}"
+    if not checkpoints:
+        return lower
+    last = checkpoints[-1][1]
+    return f"its last finite checkpoint is {last}; {lower} (add --pretrained_path={last} to start from it)"
 
 
 __all__ = ["ResumePoint", "TrainPlan", "TrainResult", "WandbTarget", "prepare_run", "return_reached", "train"]

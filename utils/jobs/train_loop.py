@@ -25,6 +25,10 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
     (also at the iteration that stopped training early, so the stopping policy is kept), and best.pt.
     Every checkpoint and best.pt carries the run's id and config digest, so a resume can tell its own files
     from files copied in. The metrics of an early stop carry ``stopped_early: True``.
+
+    An iteration whose update diverges (models.divergence.TrainingDiverged, raised by train_iteration before
+    anything of the iteration is written) leaves no metrics line, checkpoint or best.pt behind: the exception
+    passes through, and the newest checkpoint is the last finite one.
     """
     cfg = trainer.cfg
     metrics: dict = {}

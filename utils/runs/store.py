@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 import string
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -76,6 +76,11 @@ class RunPaths:
         return self.root / "best.pt"
 
     @property
+    def error_log(self) -> Path:
+        """The traceback of the last attempt that ended in a bug (not a user error, not a divergence)."""
+        return self.root / "error.log"
+
+    @property
     def trajectories_dir(self) -> Path:
         return self.root / "trajectories"
 
@@ -91,23 +96,22 @@ class RunPaths:
 
 
 @contextmanager
-def run_lock(run: RunPaths) -> Iterator[None]:
-    """Hold <run>/.lock for as long as one process trains this run; a second one gets a UserError."""
-    fh = open(run.lock, "a+")
+def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created empty if missing) for the block; while another process
+    holds it, raise UserError(busy) instead. The kernel releases it when the holder exits, even when killed."""
+    fh = open(path, "a+")
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"run {run.run_id} is being trained by another process right now; "
-                            f"wait for it to finish (or stop it) before resuming") from None
+            raise UserError(busy) from None
         yield
     finally:
-        fh.close()  # closing releases the lock, also when the process is killed
+        fh.close()  # closing releases the lock
 
 
-def is_run_locked(run: RunPaths) -> bool:
-    """True while some process holds the run's lock (it is training or resuming the run)."""
-    path = run.lock
+def is_locked(path: Path) -> bool:
+    """True while some process holds the exclusive_lock on `path`."""
     if not path.exists():
         return False
     with open(path, "a+") as fh:
@@ -117,6 +121,17 @@ def is_run_locked(run: RunPaths) -> bool:
             return True
         fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
         return False
+
+
+def run_lock(run: RunPaths) -> AbstractContextManager[None]:
+    """Hold <run>/.lock for as long as one process trains this run; a second one gets a UserError."""
+    return exclusive_lock(run.lock, f"run {run.run_id} is being trained by another process right now; "
+                                    f"wait for it to finish (or stop it) before resuming")
+
+
+def is_run_locked(run: RunPaths) -> bool:
+    """True while some process holds the run's lock (it is training or resuming the run)."""
+    return is_locked(run.lock)
 
 
 def check_writable_dir(path: Path, flag: str) -> Path:
