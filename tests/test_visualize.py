@@ -179,6 +179,21 @@ def test_the_plan_is_frozen_and_run_dir_names_a_run(store, tmp_path):
 
 
 @pytest.mark.slow
+def test_stats_path_changes_what_is_drawn_not_the_plane(store, tmp_path):
+    """--stats_path overrides the drawn checkpoints' statistics; the plane (from the run's best policy and its own
+    statistics) stays where it was, so pictures with and without it are of the same slice of state space."""
+    run = store / "cheetah"
+    other = load_checkpoint(run / "checkpoints" / "000000.pt")
+    assert not np.array_equal(other.obs_mean, load_checkpoint(run / "best.pt").obs_mean)
+    plain = plan_job(VisualizeSettings(run_dir=str(run), save_path=tmp_path, quiet=True, num_episodes=1))
+    swapped = plan_job(VisualizeSettings(run_dir=str(run), save_path=tmp_path, quiet=True, num_episodes=1,
+                                         stats_path=str(run / "checkpoints" / "000000.pt")))
+    for name in ("origin", "basis", "domain", "states"):
+        np.testing.assert_array_equal(getattr(swapped.plane, name), getattr(plain.plane, name))
+    np.testing.assert_array_equal(swapped.series[0].policies[0].obs_mean, other.obs_mean)
+    np.testing.assert_array_equal(swapped.series[0].reference.obs_mean, plain.series[0].reference.obs_mean)
+
+
 def test_compare_runs_side_by_side(store, tmp_path):
     other = run_cli("train.py", *[a for a in CAR if not a.startswith("--policy_dims")], "--policy_dims=c16,16",
                     f"--save_dir={store}", "--run_id=car16")

@@ -40,9 +40,9 @@ class Series:
     reference: LoadedPolicy  # the policy whose episodes give the states (the run's best)
 
     def with_statistics(self, stats: LoadedPolicy) -> "Series":
-        """The same checkpoints with `stats`' normalization statistics instead of their own."""
-        return replace(self, policies=tuple(p.with_statistics(stats) for p in self.policies),
-                       reference=self.reference.with_statistics(stats))
+        """The drawn checkpoints with `stats`' normalization statistics instead of their own. The reference keeps
+        its own: it fixes the plane, which --stats_path must not move (it changes what is drawn on it)."""
+        return replace(self, policies=tuple(p.with_statistics(stats) for p in self.policies))
 
 
 @dataclass(frozen=True)
