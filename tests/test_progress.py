@@ -34,3 +34,12 @@ def test_quiet_shows_nothing_and_a_terminal_gets_a_bar():
     bar.update(2)
     bar.close()
     assert "x:" in terminal.getvalue() and "\r" in terminal.getvalue()  # drawn in place, not line by line
+
+
+def test_a_resumed_job_starts_part_way_and_figures_follow_the_count():
+    log = io.StringIO()
+    bar = progress_bar(10, "train", "step", stream=log, initial=4)
+    bar.set_postfix({"eval": "1.5"})
+    bar.update(2)
+    (line,) = log.getvalue().splitlines()
+    assert line.startswith("train: 6/10 step (60%)") and line.endswith("eval=1.5") and bar.n == 6

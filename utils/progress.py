@@ -13,10 +13,15 @@ from typing import IO
 class LineProgress:
     """tqdm's update/close/write for logs: `desc: 3/10 ckpt (30%), 12 s elapsed, ~28 s left` per step."""
 
-    def __init__(self, total: int, desc: str, unit: str, stream: IO[str]):
+    def __init__(self, total: int, desc: str, unit: str, stream: IO[str], initial: int = 0):
         self.total, self.desc, self.unit, self.stream = total, desc, unit, stream
-        self.n = 0
+        self.n = self.initial = initial  # a resumed job starts part-way; its rate counts only this process's work
         self.started = time.monotonic()
+        self.postfix = ""
+
+    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+        """Extra `key=value` figures shown on the next line (tqdm's set_postfix)."""
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -24,8 +29,11 @@ class LineProgress:
         line = f"{self.desc}: {self.n}/{self.total} {self.unit}"
         if self.total:
             line += f" ({100 * self.n / self.total:.0f}%), {elapsed:.0f} s elapsed"
-            if 0 < self.n < self.total:
-                line += f", ~{elapsed / self.n * (self.total - self.n):.0f} s left"
+            done_here = self.n - self.initial
+            if 0 < done_here and self.n < self.total:
+                line += f", ~{elapsed / done_here * (self.total - self.n):.0f} s left"
+        if self.postfix:
+            line += f", {self.postfix}"
         self.write(line)
 
     def write(self, line: str) -> None:
@@ -48,13 +56,14 @@ class NoProgress(LineProgress):
         pass
 
 
-def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True, stream: IO[str] | None = None):
-    """A context manager with update(n)/write(line)/close(): tqdm on a terminal, LineProgress elsewhere,
-    NoProgress when not enabled."""
+def progress_bar(total: int, desc: str, unit: str, *, enabled: bool = True, stream: IO[str] | None = None,
+                 initial: int = 0, leave: bool = False):
+    """A context manager with update(n)/set_postfix(dict)/write(line)/close() and a count `n`: tqdm on a terminal,
+    LineProgress elsewhere, NoProgress when not enabled."""
     stream = stream or sys.stderr
     if not enabled:
-        return NoProgress(total, desc, unit, stream)
+        return NoProgress(total, desc, unit, stream, initial)
     if stream.isatty():
         from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, file=stream, dynamic_ncols=True)
-    return LineProgress(total, desc, unit, stream)
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=stream, dynamic_ncols=True, initial=initial)
+    return LineProgress(total, desc, unit, stream, initial)

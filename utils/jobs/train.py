@@ -22,6 +22,7 @@ from models.training import TrainConfig, Trainer, state_mismatch
 from utils.errors import RunFailed, UserError
 from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.jobs.train_loop import run_training
+from utils.progress import progress_bar
 from utils.runs.io import write_bytes_atomic, write_text_atomic
 from utils.runs.store import (IterationLogs, RunPaths, check_creatable_dir, check_new_run_id, check_run_writable,
                               create_run, find_run, iteration_logs_up_to, new_run_id, now_iso, package_versions,
@@ -485,22 +486,17 @@ def return_reached(metrics: dict, stop_at_return: float | None) -> bool:
 
 
 def _train_with_progress(trainer: Trainer, run: RunPaths, tracker: Tracker, settings: TrainSettings) -> dict:
-    from tqdm import tqdm
-
     cfg = trainer.cfg
     total = cfg.n_iterations * cfg.n_steps * cfg.n_envs
-    bar = tqdm(total=total, initial=trainer.timesteps, unit="step", disable=settings.quiet, dynamic_ncols=True,
-               desc=f"{cfg.env_id} {run.run_id}")
+    # one throughput only: the bar's own steps/s (a terminal) or the elapsed and remaining time (a log)
+    bar = progress_bar(total, f"{cfg.env_id} {run.run_id}", "step", enabled=not settings.quiet,
+                       initial=trainer.timesteps, leave=True)
 
     def after_iteration(metrics: dict) -> bool:
         """Show and log the iteration; True (stop training) once --stop_at_return is exceeded."""
-        bar.update(metrics["timesteps"] - bar.n)
-        postfix = {}
-        if "fps" in metrics:
-            postfix["fps"] = f"{metrics['fps']:.0f}"
         if trainer.last_eval_return is not None:
-            postfix["eval"] = f"{trainer.last_eval_return:.1f}"
-        bar.set_postfix(postfix, refresh=False)
+            bar.set_postfix({"eval": f"{trainer.last_eval_return:.1f}"}, refresh=False)
+        bar.update(metrics["timesteps"] - bar.n)
         tracker.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=metrics["iteration"])
         return return_reached(metrics, settings.stop_at_return)
 
