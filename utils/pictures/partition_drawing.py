@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from PIL import Image
 
+from utils.pictures.figure_files import figure_bytes as encode_figure
 from utils.pictures.state_planes import PlaneFrame, policy_patterns
 
 EDGE_COLOR = "#2a2a2a"
@@ -38,8 +39,6 @@ STYLE = {
     "axes.linewidth": 0.6,
     "xtick.major.width": 0.6,
     "ytick.major.width": 0.6,
-    "svg.fonttype": "none",
-    "pdf.fonttype": 42,
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -205,23 +204,7 @@ def render_panels(frames: Sequence[PlaneFrame], *, ncols: int | None = None, pan
 
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     """The figure encoded as png, pdf or svg at its own size and dpi."""
-    import matplotlib as mpl
-
-    buf = io.BytesIO()
-    with mpl.rc_context(STYLE):
-        fig.savefig(buf, format=fmt, dpi=fig.dpi, metadata=_metadata(fmt))
-    return buf.getvalue()
-
-
-def _metadata(fmt: str) -> dict:
-    # Fixed metadata keeps files reproducible (no creation dates) and names the producer.
-    if fmt == "png":
-        return {"Software": "deep_rl_regions visualize_hd.py"}
-    if fmt == "pdf":
-        return {"Creator": "deep_rl_regions visualize_hd.py", "CreationDate": None}
-    if fmt == "svg":
-        return {"Creator": "deep_rl_regions visualize_hd.py", "Date": None}
-    return {}
+    return encode_figure(fig, fmt, producer="deep_rl_regions visualize_hd.py", rc=STYLE)
 
 
 def figure_image(fig: Figure) -> Image.Image:
