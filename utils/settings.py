@@ -20,7 +20,8 @@ PROJECT_NAME = "deep_rl_regions"  # the wandb project every command uses unless 
 WANDB_MODES = ("online", "offline", "disabled")
 SEED = int_in(0, 2**32 - 1)  # numpy and gymnasium take non-negative seeds; run-time offsets stay far below 2^63
 BIG = 10**12  # an upper bound for counts of steps, far beyond any run, that keeps arithmetic in int64
-IMAGE_FORMATS = ("png", "pdf", "svg")  # utils.pictures.figure_files.FORMATS: what matplotlib writes for us
+IMAGE_FORMATS = ("png", "pdf", "svg")
+VIEWS = ("visited", "env")  # visualize_hd.py's default box of a 2-D state space (utils.pictures.state_planes)  # utils.pictures.figure_files.FORMATS: what matplotlib writes for us
 PLANE_SCALE = 1.25  # the paper's plane pictures: domain square side / circumcircle diameter of the three states
 
 
@@ -182,6 +183,9 @@ class VisualizeSettings:
     seed: int = flag(0, "seeds the episodes and the choice of the three states", type=SEED)
     scale: float = flag(PLANE_SCALE, "domain square side / circumcircle diameter (high-D)",
                           type=float_in(0, 1e6, low_open=True))
+    view: str = flag("visited", "box of a 2-D state space on axes without --xlim/--ylim: visited = around the drawn "
+                                "checkpoints' deterministic trajectories and the target, plus a 15 percent margin; "
+                                "env = the env's fixed box", choices=VIEWS)
     xlim: tuple[float, float] | None = flag(None, "first state variable's range (2-D state spaces)", type=limits("--xlim"),
                                             metavar="MIN,MAX")
     ylim: tuple[float, float] | None = flag(None, "second state variable's range (2-D state spaces)", type=limits("--ylim"),
