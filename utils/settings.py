@@ -183,9 +183,9 @@ class VisualizeSettings:
     seed: int = flag(0, "seeds the episodes and the choice of the three states", type=SEED)
     scale: float = flag(PLANE_SCALE, "domain square side / circumcircle diameter (high-D)",
                           type=float_in(0, 1e6, low_open=True))
-    view: str = flag("visited", "box of a 2-D state space on axes without --xlim/--ylim: visited = around the drawn "
-                                "checkpoints' deterministic trajectories and the target, plus a 15 percent margin; "
-                                "env = the env's fixed box", choices=VIEWS)
+    view: str = flag("visited", "box of a 2-D state space on axes without --xlim/--ylim: visited = around the run's "
+                                "fixed trajectory (its best checkpoint's; in one image also the drawn one's) and the "
+                                "target, plus a 15 percent margin; env = the env's fixed box", choices=VIEWS)
     xlim: tuple[float, float] | None = flag(None, "first state variable's range (2-D state spaces)", type=limits("--xlim"),
                                             metavar="MIN,MAX")
     ylim: tuple[float, float] | None = flag(None, "second state variable's range (2-D state spaces)", type=limits("--ylim"),
