@@ -13,9 +13,10 @@ states and the same patch of the plane for every checkpoint, which makes frames 
   coordinates, in the reference policy's normalized input units. For the reference policy this is exactly the
   paper's picture; every other checkpoint's plane passes through its own normalized images of the same s1, s2, s3.
 - Two-dimensional state spaces (Car1D, MountainCarContinuous): the plane is the state space; w = the raw state.
-  Its default view (``visited_view``) is the box around the visited states (the drawn checkpoints' deterministic
-  episodes and the target) widened by VIEW_MARGIN of its span on each side: there the regions the agent meets are
-  large enough to see. ``default_state_space_bounds`` gives the env's fixed box instead.
+  Its default view (``visited_view``) is the box around visited states (visualize_hd.py passes the run's fixed
+  trajectory, in one image also the drawn checkpoint's, and the target) widened by VIEW_MARGIN of its span on each
+  side: there the regions the agent meets are large enough to see. ``default_state_space_bounds`` gives the env's
+  fixed box instead.
 
 Observation clipping: policies clip normalized inputs to +-10 (VecNormalize). By default the partition is exact
 for the policy as a function of the raw state, clip included: clipping is itself a ReLU layer,
