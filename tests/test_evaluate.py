@@ -9,6 +9,7 @@ import json
 import math
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -188,6 +189,25 @@ def test_halfcheetah_run(tmp_path):
     assert int(rows[-1]["num_regions_deterministic_current"]) == ref["num_regions"]
 
 
+@pytest.mark.slow
+def test_figures_in_the_chosen_format_without_run_ids_redrawn_only_when_something_changed(store, tmp_path):
+    results = tmp_path / "results"
+    out = results / "S" / "a8"  # a run of sweep S
+    assert _evaluate(store, results, "--run_id=a8", "--format=svg").returncode == 0
+    names = ["normalized_density", "trajectory_length", "region_count", "eval_return"]
+    svgs = [out / f"{name}.svg" for name in names]
+    for path in svgs:
+        root = ET.parse(path).getroot()
+        texts = " ".join(t for node in root.iter() if node.tag.endswith("text") for t in node.itertext())
+        assert "Car1DEnv-v1 · c8,8" in texts and "a8" not in texts  # env and architecture, no run id
+    assert not list(out.glob("*.png"))
+    drawn = [p.stat().st_mtime_ns for p in svgs]
+    assert _evaluate(store, results, "--run_id=a8", "--format=svg").returncode == 0
+    assert [p.stat().st_mtime_ns for p in svgs] == drawn  # nothing new: nothing redrawn
+    assert _evaluate(store, results, "--run_id=a8", "--format=pdf").returncode == 0
+    assert all((out / f"{name}.pdf").read_bytes().startswith(b"%PDF-") for name in names)  # a new format is drawn
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # A sweep with random data
 # ----------------------------------------------------------------------------------------------------------------
@@ -214,9 +234,14 @@ def test_sweep_with_random_lines_and_trajectories(store, tmp_path):
         sweep = list(csv.DictReader(fh))
     assert sorted(r["run_id"] for r in sweep) == ["a8", "b8", "c4"]
     assert {r["architecture"] for r in sweep} == {"c8,8", "c4"}
+    for r in sweep:  # where training ended: the last checkpoint's eval return (every iteration is evaluated here)
+        history = _history(results / "S" / r["run_id"] / "history.csv")
+        assert (r["final_iteration"], r["final_eval_return"]) == (history[-1]["iteration"], history[-1]["eval_return"])
     for name in ["sweep_normalized_density", "sweep_region_count", "sweep_trajectory_length", "sweep_eval_return",
-                 "sweep_regions_vs_neurons"]:
+                 "sweep_random_lines", "sweep_random_trajectories", "sweep_regions_vs_neurons"]:
         assert (results / "S" / f"{name}.png").is_file()
+    for name in ["random_lines", "random_trajectories"]:
+        assert (results / "S" / "c4" / f"{name}.png").is_file()
     settings = EvaluateSettings(sweep_id="S", random_lines=True, random_trajectories=True)
     for run_id in ("a8", "b8", "c4"):
         rows = _history(results / "S" / run_id / "history.csv")

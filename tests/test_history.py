@@ -110,7 +110,8 @@ def test_run_summary_contents(tmp_path):
     assert set(summary) == {"run_id", "env_id", "source", "run_dir", "sweep_id", "policy_dims", "architecture",
                             "depth", "width", "n", "n_params", "seed", "best_iteration", "best_timesteps",
                             "best_eval_return", "num_checkpoints", "num_evaluated", "bad_checkpoints",
-                            "fixed_trajectory", "evaluation_seed", "columns", "best_density"}
+                            "fixed_trajectory", "evaluation_seed", "columns", "best_density", "final_iteration",
+                            "final_timesteps", "final_eval_return"}
 
 
 def test_sweep_csv_has_one_row_per_run_summary(tmp_path):
@@ -124,8 +125,9 @@ def test_sweep_csv_has_one_row_per_run_summary(tmp_path):
     path, _ = write_sweep_csv(tmp_path, summaries)
     lines = path.read_text().splitlines()
     assert lines[0] == ("run_id,architecture,depth,width,n,n_params,seed,env_id,best_iteration,best_timesteps,"
-                        "best_eval_return,num_checkpoints,num_evaluated,best_density,best_zz")
-    assert lines[1:] == ["a,\"c8,8\",,,8,,,,,,,,,1.0,", "b,c4,,,8,,,,,,,,,1.0,2.5"]
+                        "best_eval_return,final_iteration,final_timesteps,final_eval_return,num_checkpoints,num_evaluated,"
+                        "best_density,best_zz")
+    assert lines[1:] == ["a,\"c8,8\",,,8,,,,,,,,,,,,1.0,", "b,c4,,,8,,,,,,,,,,,,1.0,2.5"]
     assert read_sweep_results(tmp_path / "empty") == ([], {})
 
 

@@ -21,8 +21,9 @@ from tests.helpers import TINY_CAR1D, TINY_CHEETAH, assert_one_line_error, run_c
 from tests.reference_regions import plane_partition_ref
 from utils.errors import UserError, run_cli as run_main
 from utils.geometry.planes import plane_partition, plane_through_states
-from utils.pictures.state_planes import choose_three_states, clipped_hidden_layers, sample_states
-from utils.jobs.visualize import plan_job, run_job
+from utils.analysis.trajectories import sample_episode
+from utils.pictures.state_planes import choose_three_states, clipped_hidden_layers, sample_states, visited_view
+from utils.jobs.visualize import _evenly_spaced, plan_job, run_job, sheet_grid, view_suffix
 from utils.settings import PLANE_SCALE, VisualizeSettings
 
 CAR = TINY_CAR1D
@@ -63,10 +64,10 @@ def test_car1d_image_size_and_region_count(store, tmp_path, capfd):
     ckpt = store / "car" / "checkpoints" / "000002.pt"
     out = tmp_path / "plots" / "nested"  # created when missing
     assert visualize_hd.main(["--env=envs:Car1DEnv-v1", f"--policy_path={ckpt}", f"--stats_path={ckpt}",
-                              f"--save_path={out}", "--quiet"]) == 0
+                              f"--save_path={out}", "--view=env", "--quiet"]) == 0
     result = capfd.readouterr()
     (path,) = _written(result.out)
-    assert path.endswith(".png") and (out / "car_it000002_region.png").is_file()
+    assert path.endswith(".png") and (out / "car_it000002_region_envbox.png").is_file()
     with Image.open(path) as im:
         assert im.size == (960, 720)  # 6.4 x 4.8 inches at the default 150 dpi
     policy = load_checkpoint(ckpt)
@@ -289,3 +290,155 @@ def test_each_region_is_painted_in_its_own_patterns_colour(store):
         matched += int(own.all())
     # a few centroids may sit under a marker or label of s1..s3; a wrong colouring would match almost none
     assert matched >= 12, matched
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Views, file names, contact sheets, overlays
+# --------------------------------------------------------------------------------------------------------------
+def test_car1d_default_view_frames_the_trajectory_and_the_target_with_a_margin(store, tmp_path, capfd):
+    ckpt = store / "car" / "checkpoints" / "000001.pt"  # not best.pt: the view frames both trajectories
+    job = plan_job(VisualizeSettings(policy_path=str(ckpt), save_path=tmp_path, quiet=True))
+    points = np.concatenate([sample_episode("Car1DEnv-v1", load_checkpoint(path), stochastic=False, seed=0).states
+                             for path in (ckpt, store / "car" / "best.pt")] + [np.array([[100.0, 0.0]])])
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    span = np.maximum(hi - lo, 0.02 * np.array([200.0, 40.0]))  # at least 2% of Car1D's fixed box
+    center = (lo + hi) / 2
+    (x0, x1), (y0, y1) = job.plane.bounds
+    np.testing.assert_allclose([x0, y0], center - 0.65 * span)  # half the span plus 15% of it on each side
+    np.testing.assert_allclose([x1, y1], center + 0.65 * span)
+    result = run_job(job)
+    assert result.paths == [tmp_path / "car_it000001_region.png"]  # the default view has no suffix
+    expected = _state_space_partition(load_checkpoint(ckpt), (x0, x1), (y0, y1), clip=True).num_regions
+    assert result.frames[0][0].num_regions == expected
+
+
+def test_visited_view_floors_a_flat_span_and_stays_inside_the_observation_bounds():
+    flat = np.array([[0.0, 1.0], [10.0, 1.0]])  # velocity never changes
+    (x0, x1), (y0, y1) = visited_view(flat, reference=((-50.0, 150.0), (-20.0, 20.0)))
+    assert (x0, x1) == pytest.approx((-1.5, 11.5)) and (y0, y1) == pytest.approx((1 - 0.52, 1 + 0.52))
+    (x0, x1), (y0, y1) = visited_view(np.array([[-1.2, -0.07], [0.5, 0.07]]), low=(-1.2, -0.07), high=(0.6, 0.07))
+    assert (x0, x1, y0, y1) == pytest.approx((-1.2, 0.6, -0.07, 0.07))  # a margin never leaves the state space
+    with pytest.raises(UserError, match="--xlim"):
+        visited_view(np.full((3, 2), np.nan))
+
+
+def test_every_non_default_view_option_gets_its_own_file_name(store, tmp_path):
+    best = str(store / "car" / "best.pt")
+    options = [{}, {"unclipped": True}, {"xlim": (-5.0, 20.0)}, {"ylim": (-3.0, 3.0)},
+               {"xlim": (-5.0, 20.0), "ylim": (-3.0, 3.0), "unclipped": True}, {"view": "env"}]
+    names = []
+    for extra in options:
+        job = plan_job(VisualizeSettings(policy_path=best, save_path=tmp_path, dpi=30, quiet=True, **extra))
+        (path,) = run_job(job).paths
+        names.append(path.name)
+    base = f"car_it{load_checkpoint(best).iteration:06d}_region"
+    assert names == [f"{base}{suffix}.png" for suffix in ("", "_unclipped", "_x-5..20", "_y-3..3",
+                                                          "_x-5..20_y-3..3_unclipped", "_envbox")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # none overwrote another
+    assert view_suffix(VisualizeSettings(policy_path=best, scale=2.0)) == "_scale2"  # the high-D plane's zoom
+    assert view_suffix(VisualizeSettings(policy_path=best, view="env", xlim=(0, 1), ylim=(0, 1))) == "_x0..1_y0..1"
+    with pytest.raises(UserError, match="--view"):
+        plan_job(VisualizeSettings(policy_path=str(store / "cheetah" / "best.pt"), save_path=tmp_path,
+                                   view="env", num_episodes=2, quiet=True))
+
+
+@pytest.mark.parametrize("n", range(1, 61))
+def test_contact_sheet_grid_is_full_and_keeps_most_checkpoints(n):
+    rows, cols = sheet_grid(n)
+    assert rows * cols <= n and rows <= 6 and cols <= 5
+    if n <= 5:
+        assert (rows, cols) == (1, n)
+    else:
+        assert cols >= 3
+        best = max(min(n // c, 6) * c for c in range(3, 6))
+        assert rows * cols == best  # no grid without empty cells shows more
+    picks = _evenly_spaced(list(range(n)), rows * cols)
+    assert len(set(picks)) == rows * cols and picks[0] == 0 and picks[-1] == n - 1
+
+
+def _drawn_figures(monkeypatch) -> list:
+    """Record every figure run_job renders (the sheet is the last)."""
+    import utils.pictures.partition_drawing as drawing
+
+    figures, render = [], drawing.render_panels
+
+    def recording(*args, **kwargs):
+        figures.append(render(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(drawing, "render_panels", recording)
+    return figures
+
+
+def _legends(fig) -> list:
+    """Every legend of the figure, its subfigures' and its axes'."""
+    found = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    for sub in fig.subfigs:
+        found += _legends(sub)
+    return found
+
+
+@pytest.mark.slow
+def test_contact_sheet_has_no_empty_cell_one_legend_and_shared_axis_labels(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    train_run(store, "car7", *CAR, "--total_timesteps=1200")  # 6 iterations: 7 checkpoints
+    figures = _drawn_figures(monkeypatch)
+    result = run_job(plan_job(VisualizeSettings(run_id="car7", checkpoints_dir=store, all_checkpoints=True,
+                                                save_path=tmp_path / "out", dpi=30, quiet=True)))
+    assert len(result.frames) == 7 and len(figures) == 7 + 1  # a GIF frame per checkpoint, then the sheet
+    sheet = figures[-1]
+    assert len(sheet.axes) == 6  # 2 rows x 3 columns, every cell a checkpoint (7 would leave 2 of 3 cells empty)
+    titles = [ax.get_title() for ax in sheet.axes]
+    assert titles[0].startswith("it 0 ") and titles[-1].startswith("it 6 ")  # first and last always shown
+    assert all(ax.get_xlabel() == "" and ax.get_ylabel() == "" for ax in sheet.axes)
+    (panels,) = [sub for sub in sheet.subfigs if sub.axes]
+    assert (panels.get_supxlabel(), panels.get_supylabel()) == ("position", "velocity")  # once for the sheet
+    (legend,) = _legends(sheet)
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == len(set(texts)) and {"deterministic trajectory", "start", "target"} <= set(texts)
+
+
+def test_trajectory_stands_out_from_region_edges(store):
+    from matplotlib.colors import to_rgb
+    from matplotlib.patheffects import withStroke
+
+    from utils.pictures.partition_drawing import EDGE_COLOR, TRAJECTORY_COLOR, render_panels
+
+    job = plan_job(VisualizeSettings(policy_path=str(store / "car" / "best.pt"), quiet=True))
+    fig = render_panels([run_job_frames(job)], panel_size=(6.4, 4.8), dpi=50)
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "deterministic trajectory"]
+    assert to_rgb(line.get_color()) == to_rgb(TRAJECTORY_COLOR) != to_rgb(EDGE_COLOR)
+    edges = fig.axes[0].collections[0].get_linewidths()
+    assert line.get_linewidth() >= 5 * max(edges)  # far wider than any region edge
+    (halo,) = [e for e in line.get_path_effects() if isinstance(e, withStroke)]
+    assert halo._gc["foreground"] == "white" and halo._gc["linewidth"] > line.get_linewidth()
+    (legend,) = _legends(fig)  # below the axes, not over the partition
+    renderer = fig.canvas.get_renderer()
+    assert legend.get_window_extent(renderer).y1 <= fig.axes[0].get_window_extent(renderer).y0
+
+
+def run_job_frames(job):
+    """The one frame of a one-checkpoint job."""
+    from utils.jobs.visualize import _frames
+
+    (row,) = _frames(job, progress=False)
+    return row[0]
+
+
+def test_plane_axes_have_ticks_in_normalized_units(store):
+    from utils.pictures.partition_drawing import render_panels
+    from utils.pictures.state_planes import build_frame, plane_through_raw_states
+
+    policy = load_checkpoint(store / "cheetah" / "best.pt")
+    states = choose_three_states(sample_states("HalfCheetah-v5", policy, 1, 3), policy, 3)
+    frame = build_frame(policy, plane_through_raw_states(states, policy, PLANE_SCALE), "HalfCheetah-v5",
+                        clip_inputs=False)
+    fig = render_panels([frame], panel_size=(5.4, 5.4), dpi=40)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = frame.plane.bounds
+    for ticks, labels, (lo, hi) in ((ax.get_xticks(), ax.get_xticklabels(), (x0, x1)),
+                                    (ax.get_yticks(), ax.get_yticklabels(), (y0, y1))):
+        inside = [t for t in ticks if lo <= t <= hi]
+        assert len(inside) >= 3 and any(label.get_text() for label in labels)
+    assert "normalized input units" in ax.get_xlabel() and "normalized input units" in ax.get_ylabel()

@@ -20,6 +20,8 @@ PROJECT_NAME = "deep_rl_regions"  # the wandb project every command uses unless 
 WANDB_MODES = ("online", "offline", "disabled")
 SEED = int_in(0, 2**32 - 1)  # numpy and gymnasium take non-negative seeds; run-time offsets stay far below 2^63
 BIG = 10**12  # an upper bound for counts of steps, far beyond any run, that keeps arithmetic in int64
+IMAGE_FORMATS = ("png", "pdf", "svg")
+VIEWS = ("visited", "env")  # visualize_hd.py's default box of a 2-D state space (utils.pictures.state_planes)  # utils.pictures.figure_files.FORMATS: what matplotlib writes for us
 PLANE_SCALE = 1.25  # the paper's plane pictures: domain square side / circumcircle diameter of the three states
 
 
@@ -111,7 +113,8 @@ class EvaluateSettings:
     device: str = flag("cpu", "where regions are counted", choices=("cpu", "cuda"))
     seed: int = flag(0, "env reset and action-noise seed of sampled episodes", type=SEED)
     overwrite: bool = flag(False, "re-evaluate epochs already in history.csv")
-    no_plots: bool = flag(False, "skip the PNG figures")
+    no_plots: bool = flag(False, "skip the figures")
+    format: str = flag("png", "figure format", choices=IMAGE_FORMATS)
     entity: str | None = flag(None, "wandb entity (for runs not in the local run store)")
     project_name: str = flag(PROJECT_NAME, "wandb project")
     wandb_mode: str | None = flag(None, "default: online when logged in, else offline", choices=WANDB_MODES)
@@ -176,12 +179,15 @@ class VisualizeSettings:
                                      nargs="+", metavar="RUN")
     color: str = flag("region", "region: a stable colour per activation pattern; action: ||action mean||; "
                                 "slope: ||Jacobian of the action mean||", choices=("region", "action", "slope"))
-    format: str = flag("png", "image format (the animation is always a GIF)", choices=("png", "pdf", "svg"))
+    format: str = flag("png", "image format (the animation is always a GIF)", choices=IMAGE_FORMATS)
     num_episodes: int = flag(10, "stochastic episodes of the best policy to draw the three states from (high-D envs)",
                              type=int_in(1, 10**4))
     seed: int = flag(0, "seeds the episodes and the choice of the three states", type=SEED)
     scale: float = flag(PLANE_SCALE, "domain square side / circumcircle diameter (high-D)",
                           type=float_in(0, 1e6, low_open=True))
+    view: str = flag("visited", "box of a 2-D state space on axes without --xlim/--ylim: visited = around the run's "
+                                "fixed trajectory (its best checkpoint's; in one image also the drawn one's) and the "
+                                "target, plus a 15 percent margin; env = the env's fixed box", choices=VIEWS)
     xlim: tuple[float, float] | None = flag(None, "first state variable's range (2-D state spaces)", type=limits("--xlim"),
                                             metavar="MIN,MAX")
     ylim: tuple[float, float] | None = flag(None, "second state variable's range (2-D state spaces)", type=limits("--ylim"),

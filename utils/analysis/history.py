@@ -28,7 +28,8 @@ SUMMARY = "summary.json"
 SWEEP = "sweep.csv"
 STEP_COLUMNS = ("iteration", "timesteps", "eval_return")  # where the checkpoint is in training; not measured here
 SWEEP_COLUMNS = ("run_id", "architecture", "depth", "width", "n", "n_params", "seed", "env_id", "best_iteration",
-                 "best_timesteps", "best_eval_return", "num_checkpoints", "num_evaluated")
+                 "best_timesteps", "best_eval_return", "final_iteration", "final_timesteps", "final_eval_return",
+                 "num_checkpoints", "num_evaluated")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,10 +143,23 @@ def best_metrics(best_row: dict | None, earlier_summary: dict, columns: Iterable
     return {k: v for k, v in earlier_summary.items() if k.startswith("best_")}
 
 
+def final_values(rows: Sequence[dict]) -> dict:
+    """summary.json's final_* values: the training eval return of the last evaluated checkpoint that has one, and
+    that checkpoint's iteration and timesteps (all None when none has). best_eval_return is the highest return
+    during training; this is where training ended up."""
+    for row in reversed(rows):
+        value = row.get("eval_return")
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return {"final_iteration": row.get("iteration"), "final_timesteps": row.get("timesteps"),
+                    "final_eval_return": value}
+    return {"final_iteration": None, "final_timesteps": None, "final_eval_return": None}
+
+
 def run_summary(resolved: ResolvedRun, best: LoadedPolicy, *, num_checkpoints: int, num_evaluated: int,
                 bad_checkpoints: Sequence[UnreadableCheckpoint], fixed_trajectory: dict, evaluation_seed: int,
-                columns: list[str], best_values: dict) -> dict:
-    """summary.json of one run: where it came from, its architecture, best.pt's step and metrics, what was done."""
+                columns: list[str], best_values: dict, final: dict | None = None) -> dict:
+    """summary.json of one run: where it came from, its architecture, best.pt's step and metrics, where training
+    ended (`final`, from final_values), what was done."""
     info, config = resolved.info, resolved.info.get("config", {})
     policy_dims = list(config.get("policy_dims", ()))
     summary = {"run_id": resolved.run_id, "env_id": info.get("env_id"), "source": resolved.source,
@@ -153,7 +167,7 @@ def run_summary(resolved: ResolvedRun, best: LoadedPolicy, *, num_checkpoints: i
                "architecture": "c" + ",".join(str(w) for w in policy_dims), **architecture_summary(best),
                "seed": config.get("seed"), "best_iteration": best.iteration, "best_timesteps": best.timesteps,
                "best_eval_return": best.eval_return if best.eval_return is not None else info.get("best_eval_return"),
-               "num_checkpoints": num_checkpoints, "num_evaluated": num_evaluated,
+               **(final or final_values(())), "num_checkpoints": num_checkpoints, "num_evaluated": num_evaluated,
                "bad_checkpoints": [{"file": b.file, "error": b.error} for b in bad_checkpoints],
                "fixed_trajectory": fixed_trajectory, "evaluation_seed": evaluation_seed, "columns": columns}
     summary.update({k: v for k, v in best_values.items() if k not in summary})

@@ -21,7 +21,7 @@ import numpy as np
 from models.checkpoint import LoadedPolicy, load_checkpoint
 from utils.analysis.checkpoint_metrics import (BEST, CheckpointResult, CheckpointTask, UnreadableCheckpoint,
                                                check_matches_run, evaluate_checkpoint, expected_columns)
-from utils.analysis.history import (HISTORY, SUMMARY, EarlierResults, best_metrics, earlier_results,
+from utils.analysis.history import (HISTORY, SUMMARY, EarlierResults, best_metrics, earlier_results, final_values,
                                     fixed_trajectory_record, read_sweep_results, run_summary, training_eval_returns,
                                     write_history, write_sweep_csv)
 from utils.analysis.random_data import RandomData, load_random_data, random_data_command
@@ -37,9 +37,6 @@ from utils.runs.tracking import choose_mode, start_tracking
 from utils.settings import EvaluateSettings
 
 logger = logging.getLogger("deep_rl_regions")
-RUN_PLOTS = ("normalized_density", "trajectory_length", "region_count", "eval_return")
-SWEEP_PLOTS = ("sweep_normalized_density", "sweep_region_count", "sweep_trajectory_length", "sweep_eval_return",
-               "sweep_regions_vs_neurons")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -235,15 +232,18 @@ def run_history(setup: RunSetup, earlier: EarlierResults, results: list[Checkpoi
 
 def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: EvaluateSettings, *,
               redraw: bool) -> list[Path]:
-    """The run's figures: drawn from the history, or those on disk when nothing changed since they were drawn."""
+    """The run's figures in --format: drawn from the history, or those on disk when nothing changed since they
+    were drawn (same checkpoints, same columns, same format)."""
     if settings.no_plots:
         return []
-    on_disk = [setup.out_dir / f"{name}.png" for name in RUN_PLOTS]
+    from utils.pictures.metric_plots import plot_run, run_figure_names
+
+    columns = history_columns(settings)
+    on_disk = [setup.out_dir / f"{name}.{settings.format}" for name in run_figure_names(columns)]
     if not redraw and all(f.is_file() for f in on_disk):
         return on_disk
-    from utils.pictures.metric_plots import plot_run
-    return plot_run(list(history.rows), setup.out_dir, policy_types=settings.policy_types,
-                    title=f"{setup.run_id} ({setup.env_id}, {summary['architecture']})")
+    return plot_run(list(history.rows), setup.out_dir, columns=columns, fmt=settings.format,
+                    title=f"{setup.env_id} · {summary['architecture']}")
 
 
 def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool = False,
@@ -262,7 +262,8 @@ def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool 
     summary = run_summary(resolved, setup.best, num_checkpoints=len(setup.checkpoints),
                           num_evaluated=len(history.rows), bad_checkpoints=history.unreadable,
                           fixed_trajectory=setup.fixed_trajectory, evaluation_seed=settings.seed, columns=columns,
-                          best_values=best_metrics(history.best_row, earlier.summary, columns))
+                          best_values=best_metrics(history.best_row, earlier.summary, columns),
+                          final=final_values(history.rows))
     changed |= write_text_if_changed(summary_path, json_text(summary))
     files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=changed)]
     evaluated = sum(1 for t in tasks if t.key != BEST)
@@ -339,22 +340,21 @@ def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_w
             bar.update(1)
     sweep_files = ()
     if settings.sweep_id:
-        sweep_files = tuple(write_sweep_results(settings.results_dir / settings.sweep_id, plots=plan.plots))
+        sweep_files = tuple(write_sweep_results(settings.results_dir / settings.sweep_id, plots=plan.plots,
+                                                fmt=settings.format))
     return EvaluationReport(tuple(reports), sweep_files)
 
 
-def write_sweep_results(sweep_dir: Path, *, plots: bool = True) -> list[Path]:
-    """sweep.csv (one row per evaluated run, from every summary.json present) and the per-architecture plots."""
+def write_sweep_results(sweep_dir: Path, *, plots: bool = True, fmt: str = "png") -> list[Path]:
+    """sweep.csv (one row per evaluated run, from every summary.json present) and the per-architecture figures in
+    `fmt`, drawn every time (another process, a SLURM array task, may have added runs) but written only where
+    their bytes changed, like sweep.csv."""
     summaries, histories = read_sweep_results(sweep_dir)
     if not summaries:
         return []
-    sweep_csv, changed = write_sweep_csv(sweep_dir, summaries)
+    sweep_csv, _ = write_sweep_csv(sweep_dir, summaries)
     files = [sweep_csv]
     if plots:
         from utils.pictures.metric_plots import plot_sweep
-        on_disk = [Path(sweep_dir) / f"{name}.png" for name in SWEEP_PLOTS]
-        if changed or not all(p.is_file() for p in on_disk):  # sweep.csv holds everything the figures show
-            files += plot_sweep(summaries, histories, Path(sweep_dir))
-        else:
-            files += on_disk
+        files += plot_sweep(summaries, histories, Path(sweep_dir), fmt=fmt)
     return files

@@ -20,14 +20,16 @@ from utils.errors import UserError
 from utils.flags import check_device
 from utils.runs.io import write_bytes_atomic
 from utils.runs.store import RunPaths, check_writable_dir, find_run
-from utils.pictures.state_planes import (PlaneFrame, StatePlane, build_frame, choose_three_states,
-                                         default_state_space_bounds, env_info, plane_through_raw_states, sample_states,
-                                         state_space_plane)
+from utils.pictures.state_planes import (EnvInfo, PlaneFrame, StatePlane, build_frame, choose_three_states,
+                                         default_state_space_bounds, deterministic_states, env_info,
+                                         plane_through_raw_states, sample_states, state_space_plane, target_state,
+                                         visited_view)
 from utils.settings import VisualizeSettings
 
 SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
-SHEET_PANEL = {"states": (3.2, 3.4), "state_space": (3.8, 3.1)}  # inches per panel, contact sheets
+SHEET_PANEL = {"states": (3.2, 3.6), "state_space": (3.8, 3.1)}  # inches per panel, contact sheets
 SHEET_MAX_COLS = 5
+SHEET_MIN_COLS = 3  # fewer columns would make a tall, narrow sheet
 SHEET_MAX_ROWS = 6  # a contact sheet shows at most this many rows of evenly spaced checkpoints (the GIF has all)
 
 
@@ -54,6 +56,8 @@ class Job:
     series: tuple[Series, ...]
     plane: StatePlane
     animate: bool  # one frame per checkpoint index (GIF + contact sheet) instead of one image
+    # Raw states of the deterministic episode drawn over a 2-D state space, by (series index, checkpoint index).
+    trajectories: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -146,12 +150,23 @@ def plan_job(settings: VisualizeSettings, notify: Callable[[str], None] = lambda
     if info.obs_dim != 2 and (settings.xlim or settings.ylim):
         raise UserError(f"--xlim/--ylim bound a 2-D state space, {resolved.resolved} has {info.obs_dim}; drop them "
                         f"(high-D pictures use the plane through three states)")
+    if info.obs_dim != 2 and settings.view != VisualizeSettings.view:
+        raise UserError(f"--view chooses the box of a 2-D state space, {resolved.resolved} has {info.obs_dim}; drop "
+                        f"it (--scale sizes the plane through three states)")
     check_writable_dir(settings.save_path, "--save_path")
 
+    trajectories = {}
     if info.obs_dim == 2:
+        trajectories = {(j, k): deterministic_states(resolved.resolved, p, settings.seed)
+                        for j, s in enumerate(series) for k, p in enumerate(s.policies)}
         xlim, ylim = settings.xlim, settings.ylim
         if xlim is None or ylim is None:
-            dx, dy = default_state_space_bounds(resolved.resolved)
+            # Frame the run's fixed trajectory (its best checkpoint's) and, in one image, the drawn checkpoints'
+            # own; an animation keeps to the fixed one, so one wild early checkpoint does not zoom every frame out.
+            framed = [deterministic_states(resolved.resolved, s.reference, settings.seed) for s in series]
+            if not settings.all_checkpoints:
+                framed += list(trajectories.values())
+            dx, dy = state_space_view(settings.view, resolved.resolved, info, framed)
             xlim, ylim = xlim or dx, ylim or dy
         plane = state_space_plane(xlim, ylim, info.state_names)
     else:
@@ -160,7 +175,23 @@ def plan_job(settings: VisualizeSettings, notify: Callable[[str], None] = lambda
         states = choose_three_states(pool, reference, settings.seed)
         plane = plane_through_raw_states(states, reference, settings.scale)
         plane = replace(plane, info={**plane.info, "seed": settings.seed, "num_episodes": settings.num_episodes})
-    return Job(settings, resolved.resolved, series, plane, animate=settings.all_checkpoints)
+    return Job(settings, resolved.resolved, series, plane, animate=settings.all_checkpoints,
+               trajectories=trajectories)
+
+
+def state_space_view(view: str, env_id: str, info: EnvInfo, trajectories: list[np.ndarray]
+                     ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(xlim, ylim) of a 2-D state space: the env's fixed box (view 'env'), or the box around the trajectories and
+    the target (view 'visited'; utils.pictures.state_planes.visited_view)."""
+    if view == "env":
+        return default_state_space_bounds(env_id)
+    target = target_state(env_id)
+    points = np.concatenate([*trajectories, np.asarray([target] if target is not None else np.zeros((0, 2)))])
+    try:
+        reference = default_state_space_bounds(env_id)
+    except UserError:  # an unbounded state space without a known box: the margin follows the coordinates
+        reference = None
+    return visited_view(points, reference=reference, low=info.obs_low, high=info.obs_high)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -172,7 +203,6 @@ def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
     n = max(len(s.policies) for s in job.series)
     rows: list[list[PlaneFrame]] = []
     cache: dict[tuple[int, int], PlaneFrame] = {}
-    traj_seed = settings.seed if job.plane.kind == "state_space" else None
     with tqdm(total=n * len(job.series), desc="partitions", unit="frame", disable=not progress, leave=False) as bar:
         for i in range(n):
             row = []
@@ -181,25 +211,53 @@ def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
                 if (j, k) not in cache:
                     cache[(j, k)] = build_frame(s.policies[k], job.plane, job.env_id, color=settings.color,
                                                 label=s.label, clip_inputs=not settings.unclipped,
-                                                device=settings.device, trajectory_seed=traj_seed)
+                                                device=settings.device, trajectory=job.trajectories.get((j, k)))
                 row.append(cache[(j, k)])
                 bar.update(1)
             rows.append(row)
     return rows
 
 
+def view_suffix(settings: VisualizeSettings) -> str:
+    """The file-name suffix naming every non-default view option ('' for the default view), so a picture drawn
+    with other bounds, another box or without the clip never overwrites the default one: e.g.
+    `_x-5..20_y-3..3_unclipped`."""
+    parts = []
+    if settings.xlim:
+        parts.append(f"x{settings.xlim[0]:g}..{settings.xlim[1]:g}")
+    if settings.ylim:
+        parts.append(f"y{settings.ylim[0]:g}..{settings.ylim[1]:g}")
+    if settings.view != VisualizeSettings.view and not (settings.xlim and settings.ylim):
+        parts.append(f"{settings.view}box")
+    if settings.scale != VisualizeSettings.scale:
+        parts.append(f"scale{settings.scale:g}")
+    if settings.unclipped:
+        parts.append("unclipped")
+    return "".join(f"_{p}" for p in parts)
+
+
 def _name(job: Job, kind: str, ext: str) -> Path:
     labels = "-".join(s.label for s in job.series)
     prefix = f"compare_{labels}" if len(job.series) > 1 else labels
-    return job.settings.save_path / f"{prefix}_{kind}_{job.settings.color}.{ext}"
+    return job.settings.save_path / f"{prefix}_{kind}_{job.settings.color}{view_suffix(job.settings)}.{ext}"
 
 
-def _evenly_spaced(items: list, limit: int) -> list:
-    """At most `limit` items, evenly spaced, always keeping the first and the last."""
-    if len(items) <= limit:
+def _evenly_spaced(items: list, count: int) -> list:
+    """`count` items (all when there are no more), evenly spaced, always keeping the first and the last."""
+    if len(items) <= count:
         return list(items)
-    picks = np.unique(np.round(np.linspace(0, len(items) - 1, limit)).astype(int))
+    picks = np.floor(np.linspace(0, len(items) - 1, count) + 0.5).astype(int)  # distinct: the step is >= 1
     return [items[i] for i in picks]
+
+
+def sheet_grid(n: int) -> tuple[int, int]:
+    """(rows, columns) of a full contact sheet for n checkpoints: the grid with no empty cell that shows the most
+    of them (ties: more columns), between SHEET_MIN_COLS and SHEET_MAX_COLS columns and at most SHEET_MAX_ROWS
+    rows; one row when n <= SHEET_MAX_COLS. The checkpoints left out are evenly spaced; the GIF has all."""
+    if n <= SHEET_MAX_COLS:
+        return 1, n
+    shown, cols = max((min(n // c, SHEET_MAX_ROWS) * c, c) for c in range(SHEET_MIN_COLS, SHEET_MAX_COLS + 1))
+    return shown // cols, cols
 
 
 def run_job(job: Job) -> JobResult:
@@ -232,8 +290,11 @@ def run_job(job: Job) -> JobResult:
             images.append(figure_image(fig))
         outputs[_name(job, "evolution", "gif")] = gif_bytes(images, settings.frame_ms,
                                                             last_frame_ms=3 * settings.frame_ms)
-        sheet_cols = ncols if compare else min(len(all_frames), SHEET_MAX_COLS)
-        sheet_rows = _evenly_spaced(rows, SHEET_MAX_ROWS if compare else SHEET_MAX_ROWS * SHEET_MAX_COLS)
+        if compare:  # a row per checkpoint index, a column per run
+            sheet_cols, sheet_rows = ncols, _evenly_spaced(rows, SHEET_MAX_ROWS)
+        else:
+            grid_rows, sheet_cols = sheet_grid(len(rows))
+            sheet_rows = _evenly_spaced(rows, grid_rows * sheet_cols)
         sheet_frames = [f for row in sheet_rows for f in row]
         sheet = render_panels(sheet_frames, ncols=sheet_cols, panel_size=SHEET_PANEL[kind], dpi=settings.dpi,
                               norm=norm, compact=True, suptitle=suptitle or _sheet_title(job), show_label=compare)

@@ -23,9 +23,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from PIL import Image
 
+from utils.pictures.figure_files import figure_bytes as encode_figure
 from utils.pictures.state_planes import PlaneFrame, policy_patterns
 
 EDGE_COLOR = "#2a2a2a"
+TRAJECTORY_COLOR = "#e4002b"  # saturated red: region colours are pastel, edges dark grey
+TRAJECTORY_WIDTH = 2.0  # points, single panels; 3/4 of it in contact sheets and comparisons
+CLIP_LABEL = "clip boundary (±10 std)"
+LEGEND_STRIP = 0.3  # inches below the panels of a multi-panel figure for its one legend
 CMAPS = {"action": "viridis", "slope": "magma"}
 COLORBAR_LABELS = {"action": "‖action mean‖ at region centroid", "slope": "‖Jacobian‖ of action mean (normalized input)"}
 STYLE = {
@@ -38,8 +43,6 @@ STYLE = {
     "axes.linewidth": 0.6,
     "xtick.major.width": 0.6,
     "ytick.major.width": 0.6,
-    "svg.fonttype": "none",
-    "pdf.fonttype": 42,
 }
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -110,9 +113,10 @@ def frame_title(frame: PlaneFrame, compact: bool = False, show_label: bool = Tru
 
 
 def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact: bool = False,
-               panel_inches: float = 5.0, legend: bool = True, show_label: bool = True):
-    """Draw one partition on `ax`: filled polygons with thin edges plus the plane's overlays; returns the
-    PolyCollection (a ScalarMappable for colour bars when the colouring is continuous)."""
+               panel_inches: float = 5.0, show_label: bool = True, axis_labels: bool = True):
+    """Draw one partition on `ax`: filled polygons with thin edges plus the plane's overlays, each overlay labelled
+    for a legend (render_panels draws one per figure); returns the PolyCollection (a ScalarMappable for colour
+    bars when the colouring is continuous). Without `axis_labels` the figure carries them (shared by panels)."""
     part = frame.partition
     verts = part.vertices.cpu().numpy()  # padding repeats the last vertex, which draws nothing
     lw = edge_width(frame.num_regions, panel_inches)
@@ -130,11 +134,9 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     outline = [patheffects.withStroke(linewidth=2.2, foreground="white")]
-    handles = []
     if frame.clip is not None and len(frame.clip) >= 3:
         ax.add_patch(Polygon(frame.clip, closed=True, fill=False, ls=(0, (4, 2.5)), lw=1.0, ec="black", zorder=3,
-                             label="clip boundary (±10 std)"))
-        handles.append(ax.patches[-1])
+                             label=CLIP_LABEL))
     if plane.kind == "states":
         ax.set_aspect("equal")
         c = plane.state_coords
@@ -142,27 +144,24 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
         for i, (u, v) in enumerate(c):
             ax.annotate(f"s{chr(0x2081 + i)}", (u, v), xytext=(5, 4), textcoords="offset points", fontsize=9,
                         fontweight="bold", zorder=6, path_effects=outline)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(plane.axis_labels[0])
-        ax.set_ylabel(plane.axis_labels[1])
     else:
-        ax.set_xlabel(plane.axis_labels[0])
-        ax.set_ylabel(plane.axis_labels[1])
         if frame.trajectory is not None and len(frame.trajectory):
             t = frame.trajectory
-            handles += ax.plot(t[:, 0], t[:, 1], color="black", lw=1.1, alpha=0.9, zorder=4,
-                               path_effects=[patheffects.withStroke(linewidth=2.4, foreground="white", alpha=0.8)],
-                               label="deterministic trajectory")
-            handles.append(ax.scatter(t[:1, 0], t[:1, 1], s=42, marker="o", c="white", edgecolors="black",
-                                      linewidths=1.1, zorder=6, label="start"))
+            width = TRAJECTORY_WIDTH * (0.75 if compact else 1.0)
+            # A saturated colour no region gets (region colours are pastel) on a white halo: it never reads as an
+            # edge of the partition, which is thin and dark grey.
+            ax.plot(t[:, 0], t[:, 1], color=TRAJECTORY_COLOR, lw=width, zorder=4, solid_capstyle="round",
+                    path_effects=[patheffects.withStroke(linewidth=width + 2.6, foreground="white"),
+                                  patheffects.Normal()],
+                    label="deterministic trajectory")
+            ax.scatter(t[:1, 0], t[:1, 1], s=42 if not compact else 26, marker="o", c="white", edgecolors="black",
+                       linewidths=1.1, zorder=6, label="start")
         if frame.target is not None:
-            handles.append(ax.scatter([frame.target[0]], [frame.target[1]], s=140, marker="*", c="#ffcc33",
-                                      edgecolors="black", linewidths=0.9, zorder=7, label="target"))
-    if legend and handles:
-        ax.legend(handles=handles, loc="upper left", frameon=True, framealpha=0.85, borderpad=0.4,
-                  handlelength=1.6, fancybox=False, edgecolor="0.6", fontsize=6 if compact else None,
-                  markerscale=0.7 if compact else 1.0)
+            ax.scatter([frame.target[0]], [frame.target[1]], s=140 if not compact else 80, marker="*", c="#ffcc33",
+                       edgecolors="black", linewidths=0.9, zorder=7, label="target")
+    if axis_labels:
+        ax.set_xlabel(plane.axis_labels[0])
+        ax.set_ylabel(plane.axis_labels[1])
     ax.set_title(frame_title(frame, compact, show_label))
     return coll
 
@@ -173,8 +172,11 @@ def draw_frame(ax, frame: PlaneFrame, *, norm: Normalize | None = None, compact:
 def render_panels(frames: Sequence[PlaneFrame], *, ncols: int | None = None, panel_size: tuple[float, float] = (5.0, 5.0),
                   dpi: int = 150, norm: Normalize | None = None, compact: bool = False,
                   suptitle: str | None = None, show_label: bool = True) -> Figure:
-    """A figure with one panel per frame on a grid (row-major) and, for continuous colourings, one shared colour
-    bar. Its size is exactly ncols * panel_size[0] by nrows * panel_size[1] inches (+ colour bar strip)."""
+    """A figure with one panel per frame on a grid (row-major), one legend of the overlays below the panels and,
+    for continuous colourings, one shared colour bar. Its size is exactly ncols * panel_size[0] by
+    nrows * panel_size[1] inches (+ colour bar strip, + title strip). Several panels show the same plane, so they
+    share the axis labels (once for the figure) and the tick labels (outer panels only). A grid short of panels
+    leaves its last cells empty: pass a multiple of ncols frames for a full sheet."""
     import matplotlib as mpl
 
     n = len(frames)
@@ -184,44 +186,63 @@ def render_panels(frames: Sequence[PlaneFrame], *, ncols: int | None = None, pan
     norm = norm or (shared_norm(frames) if continuous else None)
     width = ncols * panel_size[0] + (0.9 if continuous else 0.0)
     height = nrows * panel_size[1] + (0.4 if suptitle else 0.0)
+    shared = n > 1
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
+        # 'compressed' packs equal-aspect panels (planes through three states) and keeps titles clear of them.
+        fig = Figure(figsize=(width, height), dpi=dpi,
+                     layout="compressed" if frames[0].plane.kind == "states" else "constrained")
         FigureCanvasAgg(fig)
-        axes = fig.subplots(nrows, ncols, squeeze=False)
+        panels, legend_strip = fig, fig
+        if shared and _has_overlays(frames):
+            # The legend gets its own strip below the panels: in one constrained layout a figure legend and the
+            # shared axis labels (or the title) would be placed on top of each other.
+            panels, legend_strip = fig.subfigures(2, 1, height_ratios=[height - LEGEND_STRIP, LEGEND_STRIP])
+        grid = panels.subplots(nrows, ncols, squeeze=False)
+        axes = list(grid.flat)
+        for ax in axes[n:]:
+            ax.remove()
+        axes = axes[:n]
         mappable = None
-        for k, ax in enumerate(axes.flat):
-            if k >= n:
-                ax.set_axis_off()
-                continue
+        for k, ax in enumerate(axes):
             mappable = draw_frame(ax, frames[k], norm=norm, compact=compact, panel_inches=min(panel_size),
-                                  legend=not compact or k == 0, show_label=show_label)
+                                  show_label=show_label, axis_labels=not shared)
+            if shared:  # every panel shows the same plane: tick labels on the outer panels say it once
+                ax.tick_params(labelbottom=k + ncols >= n, labelleft=k % ncols == 0)
+        if shared:
+            plane = frames[0].plane
+            panels.supxlabel(plane.axis_labels[0], fontsize=STYLE["axes.labelsize"])
+            panels.supylabel(plane.axis_labels[1], fontsize=STYLE["axes.labelsize"])
+        handles = _legend_handles(axes)
+        if handles:  # outside the panels, so it covers no region; one row, so it costs little height
+            legend_strip.legend(handles=handles, loc="center" if legend_strip is not fig else "outside lower center",
+                                ncol=len(handles), frameon=False, handlelength=1.8, columnspacing=1.4,
+                                markerscale=0.8 if compact else 1.0)
         if continuous and mappable is not None:
-            fig.colorbar(mappable, ax=axes, shrink=0.85 if nrows == 1 else 0.6, aspect=30, pad=0.02,
-                         label=COLORBAR_LABELS[frames[0].color])
+            panels.colorbar(mappable, ax=axes, shrink=0.85 if nrows == 1 else 0.6, aspect=30, pad=0.02,
+                            label=COLORBAR_LABELS[frames[0].color])
         if suptitle:
-            fig.suptitle(suptitle, fontsize=10.5)
+            panels.suptitle(suptitle, fontsize=10.5)
     return fig
+
+
+def _has_overlays(frames: Sequence[PlaneFrame]) -> bool:
+    """True when some frame draws a labelled overlay (clip boundary, trajectory, target): the legend's entries."""
+    return any((f.clip is not None and len(f.clip) >= 3) or f.plane.kind == "state_space" for f in frames)
+
+
+def _legend_handles(axes) -> list:
+    """One handle per overlay label over all panels, in the order of first appearance (the clip boundary may be
+    in some frames only)."""
+    handles: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    return list(handles.values())
 
 
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     """The figure encoded as png, pdf or svg at its own size and dpi."""
-    import matplotlib as mpl
-
-    buf = io.BytesIO()
-    with mpl.rc_context(STYLE):
-        fig.savefig(buf, format=fmt, dpi=fig.dpi, metadata=_metadata(fmt))
-    return buf.getvalue()
-
-
-def _metadata(fmt: str) -> dict:
-    # Fixed metadata keeps files reproducible (no creation dates) and names the producer.
-    if fmt == "png":
-        return {"Software": "deep_rl_regions visualize_hd.py"}
-    if fmt == "pdf":
-        return {"Creator": "deep_rl_regions visualize_hd.py", "CreationDate": None}
-    if fmt == "svg":
-        return {"Creator": "deep_rl_regions visualize_hd.py", "Date": None}
-    return {}
+    return encode_figure(fig, fmt, producer="deep_rl_regions visualize_hd.py", rc=STYLE)
 
 
 def figure_image(fig: Figure) -> Image.Image:

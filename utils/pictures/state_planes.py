@@ -13,6 +13,10 @@ states and the same patch of the plane for every checkpoint, which makes frames 
   coordinates, in the reference policy's normalized input units. For the reference policy this is exactly the
   paper's picture; every other checkpoint's plane passes through its own normalized images of the same s1, s2, s3.
 - Two-dimensional state spaces (Car1D, MountainCarContinuous): the plane is the state space; w = the raw state.
+  Its default view (``visited_view``) is the box around visited states (visualize_hd.py passes the run's fixed
+  trajectory, in one image also the drawn checkpoint's, and the target) widened by VIEW_MARGIN of its span on each
+  side: there the regions the agent meets are large enough to see. ``default_state_space_bounds`` gives the env's
+  fixed box instead.
 
 Observation clipping: policies clip normalized inputs to +-10 (VecNormalize). By default the partition is exact
 for the policy as a function of the raw state, clip included: clipping is itself a ReLU layer,
@@ -39,12 +43,17 @@ from utils.geometry.regions import input_jacobian, word_offsets
 from utils.analysis.trajectories import sample_episode
 
 COLORINGS = ("region", "action", "slope")
+# Display coordinates of a plane through three states: orthonormal in the reference policy's normalized input space.
+PLANE_AXIS_LABELS = ("plane coordinate 1 (normalized input units)", "plane coordinate 2 (normalized input units)")
 # Toy tasks whose state space is the plane: default bounds (x, then y) and names of the two state variables.
 STATE_SPACE_DEFAULTS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "Car1DEnv-v0": ((-50.0, 150.0), (-20.0, 20.0)),
     "Car1DEnv-v1": ((-50.0, 150.0), (-20.0, 20.0)),
     "MountainCarContinuous-v0": ((-1.2, 0.6), (-0.07, 0.07)),
 }
+VIEW_MARGIN = 0.15  # the automatic view: the visited box widened by this fraction of its span on each side ...
+MIN_VIEW_SPAN = 0.02  # ... each side at least this fraction of the env's fixed box (a constant coordinate, a
+# trajectory that never moves, still gets a band of the state space around it)
 _TARGETS = {"Car1DEnv-v0": (100.0, 0.0), "Car1DEnv-v1": (100.0, 0.0), "MountainCarContinuous-v0": (0.45, 0.0)}
 
 
@@ -58,20 +67,24 @@ class EnvInfo:
     env_id: str
     obs_dim: int
     state_names: tuple[str, ...]
+    obs_low: tuple[float, ...] = ()  # the observation space's bounds (+-inf where unbounded)
+    obs_high: tuple[float, ...] = ()
 
 
 def env_info(env_id: str) -> EnvInfo:
-    """Observation size and state names of an already resolved env id."""
+    """Observation size, state names and observation bounds of an already resolved env id."""
     env = make_env(env_id)
     try:
         obs_dim = int(np.prod(env.observation_space.shape))
+        low = tuple(float(v) for v in np.ravel(env.observation_space.low))
+        high = tuple(float(v) for v in np.ravel(env.observation_space.high))
         names = getattr(env.unwrapped, "state_names", None)
         if names is None and env_id.startswith("MountainCarContinuous"):
             names = ("position", "velocity")
         names = tuple(names) if names is not None and len(names) == obs_dim else tuple(f"s{i}" for i in range(obs_dim))
     finally:
         env.close()
-    return EnvInfo(env_id, obs_dim, names)
+    return EnvInfo(env_id, obs_dim, names, low, high)
 
 
 def default_state_space_bounds(env_id: str) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -84,6 +97,30 @@ def default_state_space_bounds(env_id: str) -> tuple[tuple[float, float], tuple[
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         raise UserError(f"{env_id} has an unbounded state space; pass --xlim=MIN,MAX and --ylim=MIN,MAX")
     return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
+
+
+def visited_view(states: np.ndarray, *, reference: tuple[tuple[float, float], tuple[float, float]] | None = None,
+                 low: Sequence[float] = (), high: Sequence[float] = ()
+                 ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(xlim, ylim) around raw 2-D states (N, 2): their bounding box widened by VIEW_MARGIN of its span on each
+    side, each side at least MIN_VIEW_SPAN of the `reference` box's (else of the largest coordinate's magnitude),
+    and cut to the observation bounds `low`, `high` where they are finite."""
+    states = np.asarray(states, dtype=np.float64).reshape(-1, 2)
+    states = states[np.all(np.isfinite(states), axis=1)]
+    if not len(states):
+        raise UserError("no finite visited states to frame; pass --xlim=MIN,MAX and --ylim=MIN,MAX")
+    lo, hi = states.min(axis=0), states.max(axis=0)
+    if reference is not None:
+        floor = MIN_VIEW_SPAN * np.array([reference[0][1] - reference[0][0], reference[1][1] - reference[1][0]])
+    else:
+        floor = MIN_VIEW_SPAN * np.maximum(np.abs(states).max(axis=0), 1e-6)
+    center, half = (lo + hi) / 2, np.maximum(hi - lo, floor) * (0.5 + VIEW_MARGIN)
+    lo, hi = center - half, center + half
+    if len(low) == 2 and len(high) == 2:
+        bound_lo, bound_hi = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        lo = np.where(np.isfinite(bound_lo), np.maximum(lo, bound_lo), lo)
+        hi = np.where(np.isfinite(bound_hi), np.minimum(hi, bound_hi), hi)
+    return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
 
 
 def target_state(env_id: str) -> tuple[float, float] | None:
@@ -138,7 +175,7 @@ def plane_through_raw_states(states: np.ndarray, reference: LoadedPolicy, scale:
     plane = plane_through_states(x[0], x[1], x[2], scale)
     origin = plane.origin.numpy() * std + mean
     basis = plane.basis.numpy() * std
-    return StatePlane(origin, basis, plane.domain.numpy(), "states", ("plane coordinate 1", "plane coordinate 2"),
+    return StatePlane(origin, basis, plane.domain.numpy(), "states", PLANE_AXIS_LABELS,
                       states=states, state_coords=plane.state_coords.numpy(),
                       info={"scale": scale, "reference": str(reference.path)})
 
@@ -269,15 +306,24 @@ class PlaneFrame:
         return int(self.partition.num_regions)
 
 
+def deterministic_states(env_id: str, policy: LoadedPolicy, seed: int) -> np.ndarray:
+    """Raw states (T, d) of the policy's deterministic episode from `seed`: the trajectory drawn over a state space."""
+    return sample_episode(env_id, policy, stochastic=False, seed=seed).states
+
+
 def build_frame(policy: LoadedPolicy, plane: StatePlane, env_id: str, *, color: str = "region", label: str = "",
-                clip_inputs: bool = True, device: str = "cpu", trajectory_seed: int | None = None) -> PlaneFrame:
-    """Partition, colour values and overlays of one checkpoint on the plane; for a state-space plane with
-    `trajectory_seed` set, also the policy's deterministic episode from that seed."""
+                clip_inputs: bool = True, device: str = "cpu", trajectory_seed: int | None = None,
+                trajectory: np.ndarray | None = None) -> PlaneFrame:
+    """Partition, colour values and overlays of one checkpoint on the plane; for a state-space plane also a
+    trajectory: the raw states `trajectory` when given, else the policy's deterministic episode from
+    `trajectory_seed` when that is set."""
     part = partition_on_plane(policy, plane, clip_inputs=clip_inputs, device=device)
     traj = target = None
     if plane.kind == "state_space":
         target = target_state(env_id)
-        if trajectory_seed is not None:
-            traj = plane.to_display(sample_episode(env_id, policy, stochastic=False, seed=trajectory_seed).states)
+        if trajectory is None and trajectory_seed is not None:
+            trajectory = deterministic_states(env_id, policy, trajectory_seed)
+        if trajectory is not None:
+            traj = plane.to_display(trajectory)
     return PlaneFrame(policy, plane, part, color, region_values(policy, part, color), clip_polygon(policy, plane),
                       env_id, label, traj, target)

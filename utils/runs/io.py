@@ -62,10 +62,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_text_if_changed(path: Path, text: str) -> bool:
-    """Write text atomically unless the file already holds exactly it; True when written. A re-run that computes
-    the same results leaves files (and their times) alone, so tools watching them see no change."""
+    """Write text (UTF-8) atomically unless the file already holds exactly it; True when written."""
+    return write_bytes_if_changed(path, text.encode("utf-8"))
+
+
+def write_bytes_if_changed(path: Path, data: bytes) -> bool:
+    """Write bytes atomically unless the file already holds exactly them; True when written. A re-run that
+    computes the same results leaves files (and their times) alone, so tools watching them see no change."""
     path = Path(path)
-    data = text.encode("utf-8")
     try:
         if path.is_file() and path.read_bytes() == data:
             return False
