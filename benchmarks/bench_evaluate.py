@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.analysis.sources import ResolvedRun  # noqa: E402
 from utils.analysis.trajectories import cached_episode  # noqa: E402
-from utils.jobs.evaluate import EvaluationPlan, evaluate_run  # noqa: E402
+from utils.jobs.evaluate import EvaluationPlan, evaluate_run, run_setup  # noqa: E402
 from utils.runs.store import RunPaths, read_run_info  # noqa: E402
 from utils.settings import EvaluateSettings  # noqa: E402
 
@@ -62,7 +62,7 @@ def main() -> None:
                                     no_plots=True, no_wandb_log=True)
         plan = EvaluationPlan(settings, wandb_mode="disabled", wandb_log=False, workers=1)
         t = time.perf_counter()
-        result = evaluate_run(ResolvedRun(run, info), plan)
+        result = evaluate_run(run_setup(ResolvedRun(run, info), settings), plan)
         counting_s = time.perf_counter() - t
         states = sum(1 for _ in checkpoints)
     figures = {"checkpoints": states, "policy": "c64,64", "env": info["env_id"],

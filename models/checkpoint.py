@@ -46,6 +46,15 @@ def read_checkpoint(path: Path | str) -> dict:
     if not zipfile.is_zipfile(path):  # torch.save always writes a zip archive; anything else is not ours
         raise UserError(f"{path} is not a checkpoint written by train.py (truncated, corrupt or another format); "
                         f"pass a .pt file from a run's checkpoints/ directory")
+    # torch.load does not check the archive's checksums: a flipped bit in the weights would load silently
+    try:
+        with zipfile.ZipFile(path) as archive:
+            failing_member = archive.testzip()
+    except Exception as err:  # a damaged zip directory fails in many ways inside zipfile; all mean "corrupt"
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
+                        f"use another checkpoint of the run or re-train") from None
+    if failing_member is not None:
+        raise _damaged(path, f"its archive member {failing_member} fails its checksum")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -55,9 +64,46 @@ def read_checkpoint(path: Path | str) -> dict:
     except Exception as err:  # a damaged archive can fail in many ways inside torch; all mean the same to the user
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "
                         f"use another checkpoint of the run or re-train") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or any(k not in state for k in _REQUIRED):
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a deep_rl_regions checkpoint; pass a .pt file written by train.py")
+    problem = _header_problem(state)
+    if problem is not None:
+        raise _damaged(path, problem)
     return state
+
+
+def _damaged(path: Path, problem: str) -> UserError:
+    return UserError(f"checkpoint {path} is damaged ({problem}); use another checkpoint of the run or re-train")
+
+
+def _header_problem(state: dict) -> str | None:
+    """What is wrong with the plain values of a checkpoint in our format, None when nothing is."""
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for key in ("iteration", "timesteps"):
+        if not _is_whole(state[key]) or state[key] < 0:
+            return f"{key} is {_what(state[key])}, not a whole number >= 0"
+    for key in ("config", "policy", "normalizer"):
+        if not isinstance(state[key], dict):
+            return f"{key} is {_what(state[key])}, not a dict"
+    eval_return = state.get("eval_return")
+    if eval_return is not None and (isinstance(eval_return, bool) or not isinstance(eval_return, (int, float))):
+        return f"eval_return is {_what(eval_return)}, not a number"
+    return None
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _what(value) -> str:
+    """A value as an error message shows it: small scalars as themselves, anything else by its type."""
+    if isinstance(value, (int, float, str)) and len(repr(value)) <= 30:
+        return repr(value)
+    if isinstance(value, torch.Tensor):
+        return f"a {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')} tensor"
+    return f"a {type(value).__name__}"
 
 
 @dataclass
@@ -136,21 +182,54 @@ class LoadedPolicy:
 
 
 def policy_from_state(path: Path, state: dict) -> LoadedPolicy:
-    """Build a LoadedPolicy from a raw checkpoint dict."""
-    policy = state["policy"]
-    n_linear = len([k for k in policy if k.startswith("mean_net.") and k.endswith(".weight")])
-    try:
-        # nn.Sequential numbering: Linear at 0, 2, 4, ... (ReLUs in between)
-        linears = [(policy[f"mean_net.{2 * i}.weight"].double(), policy[f"mean_net.{2 * i}.bias"].double())
-                   for i in range(n_linear)]
-        norm = state["normalizer"]
-        obs_mean, obs_var = norm["obs_mean"].double().numpy(), norm["obs_var"].double().numpy()
-        log_std = policy["log_std"].double()
-    except KeyError as err:
-        raise UserError(f"{path} lacks {err} and is not a complete policy checkpoint; use one written by train.py") from None
-    return LoadedPolicy(Path(path), int(state["iteration"]), int(state["timesteps"]), dict(state["config"]),
-                        linears[:-1], linears[-1], log_std, obs_mean, obs_var, norm.get("mode", "running") != "off",
+    """Build a LoadedPolicy from a raw checkpoint dict (as read_checkpoint returns it); a policy that is not a
+    chain of float (W, b) layers, or normalization statistics of another size, is a UserError naming the file."""
+    policy, norm = state["policy"], state["normalizer"]
+    linears = _mean_net_layers(path, policy)
+    obs_dim, act_dim = int(linears[0][0].shape[1]), int(linears[-1][0].shape[0])
+    log_std = _float_tensor(path, policy, "log_std", (act_dim,), "policy")
+    obs_mean = _float_tensor(path, norm, "obs_mean", (obs_dim,), "normalizer").numpy()
+    obs_var = _float_tensor(path, norm, "obs_var", (obs_dim,), "normalizer").numpy()
+    if not (np.isfinite(obs_mean).all() and np.isfinite(obs_var).all() and (obs_var >= 0).all()):
+        raise _damaged(path, "its normalization statistics are not finite, or a variance is negative")
+    mode = norm.get("mode", "running")
+    if not isinstance(mode, str):
+        raise _damaged(path, f"normalizer mode is {_what(mode)}, not a string")
+    return LoadedPolicy(Path(path), state["iteration"], state["timesteps"], dict(state["config"]),
+                        linears[:-1], linears[-1], log_std, obs_mean, obs_var, mode != "off",
                         state.get("eval_return"), state)
+
+
+def _mean_net_layers(path: Path, policy: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The (W, b) float64 pairs of the action-mean network, hidden layers then the head, each layer's input the
+    previous one's output."""
+    # nn.Sequential numbering: Linear at 0, 2, 4, ... (ReLUs in between)
+    n_linear = len([k for k in policy if isinstance(k, str) and k.startswith("mean_net.") and k.endswith(".weight")])
+    if n_linear < 2:
+        raise _damaged(path, f"its policy holds {'no layers' if n_linear == 0 else 'only an output layer'}")
+    linears = []
+    for i in range(n_linear):
+        weight = _float_tensor(path, policy, f"mean_net.{2 * i}.weight", None, "policy")
+        inputs = int(linears[-1][0].shape[0]) if linears else None  # the previous layer's outputs
+        if weight.dim() != 2 or min(weight.shape) < 1 or (inputs is not None and weight.shape[1] != inputs):
+            takes = f"the previous layer's {inputs} outputs" if inputs is not None else "an observation"
+            raise _damaged(path, f"policy mean_net.{2 * i}.weight has shape {tuple(weight.shape)}, which does not "
+                                 f"take {takes}")
+        bias = _float_tensor(path, policy, f"mean_net.{2 * i}.bias", (int(weight.shape[0]),), "policy")
+        linears.append((weight, bias))
+    return linears
+
+
+def _float_tensor(path: Path, mapping: dict, key: str, shape: tuple[int, ...] | None, where: str) -> torch.Tensor:
+    """mapping[key] as a float64 tensor, checked to be a floating-point tensor (of `shape`, unless None)."""
+    if key not in mapping:
+        raise _damaged(path, f"its {where} has no {key}")
+    value = mapping[key]
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise _damaged(path, f"{where} {key} is {_what(value)}, not a float tensor")
+    if shape is not None and tuple(value.shape) != shape:
+        raise _damaged(path, f"{where} {key} has shape {tuple(value.shape)}, not {shape}")
+    return value.double()
 
 
 def load_checkpoint(path: Path | str) -> LoadedPolicy:

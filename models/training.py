@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -77,9 +77,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        kwargs["policy_dims"], kwargs["value_dims"] = tuple(kwargs["policy_dims"]), tuple(kwargs["value_dims"])
+        """The config `to_dict` wrote (other keys are ignored); a missing field or a value of another type is a
+        ValueError naming the field."""
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in data:
+                if f.default is MISSING:
+                    raise ValueError(f"config has no {f.name!r}")
+                continue
+            value = data[f.name]
+            if not _holds(f.type, value):
+                raise ValueError(f"config's {f.name!r} is {value!r:.40}, not {_FIELD_KINDS[f.type]}")
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
         return cls(**kwargs)
 
 
@@ -125,6 +134,18 @@ def _shape(value) -> tuple[int, ...] | None:
 
 def _shapes(state_dict) -> dict | None:
     return {key: _shape(value) for key, value in state_dict.items()} if isinstance(state_dict, dict) else None
+_FIELD_KINDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
+                "tuple[int, ...]": "a list of whole numbers"}
+
+
+def _holds(annotation: str, value) -> bool:
+    """True when a JSON value fits a TrainConfig field's annotation (a bool is never a number)."""
+    if annotation == "tuple[int, ...]":
+        return isinstance(value, list) and all(_holds("int", w) for w in value)
+    if annotation == "bool":
+        return isinstance(value, bool)
+    allowed = {"str": (str,), "int": (int,), "float": (int, float)}[annotation]
+    return isinstance(value, allowed) and not isinstance(value, bool)
 
 
 def evaluate_policy(policy_layers: list, env_list: list, normalize: Callable[[np.ndarray], np.ndarray],

@@ -470,12 +470,14 @@ def test_random_trajectories_with_inconsistent_lengths_are_refused(tmp_path):
     from utils.runs.io import save_npz_atomic
     from utils.analysis.random_data import load_random_data, trajectories_path
     path = trajectories_path(tmp_path, "S", "Car1DEnv-v1")
-    for lengths in (np.array([3, 3]), np.array([0, 10]), None):
+    recorded = {"seed": np.int64(0), "env_id": np.str_("Car1DEnv-v1")}  # as generate_random_data writes them
+    for lengths, problem in ((np.array([3, 3]), "do not add up"), (np.array([0, 10]), "do not add up"),
+                             (None, "no trajectory lengths")):
         arrays = {"states": np.zeros((10, 2))} | ({} if lengths is None else {"lengths": lengths})
-        save_npz_atomic(path, **arrays)
-        with pytest.raises(UserError, match="do not add up"):
+        save_npz_atomic(path, **arrays, **recorded)
+        with pytest.raises(UserError, match=problem):
             load_random_data(tmp_path, "S", "Car1DEnv-v1", 2, lines=False, trajectories=True, fix_command="make it")
-    save_npz_atomic(path, states=np.zeros((10, 2)), lengths=np.array([4, 6]))
+    save_npz_atomic(path, states=np.zeros((10, 2)), lengths=np.array([4, 6]), **recorded)
     data = load_random_data(tmp_path, "S", "Car1DEnv-v1", 2, lines=False, trajectories=True, fix_command="x")
     assert [len(t) for t in data.trajectories] == [4, 6]
 

@@ -11,6 +11,7 @@ from utils.analysis.checkpoint_metrics import UnreadableCheckpoint, expected_col
 from utils.analysis.history import (EarlierResults, best_metrics, earlier_results, is_complete, metric_columns,
                                     read_history, read_sweep_results, run_summary, write_history, write_sweep_csv)
 from utils.analysis.sources import ResolvedRun
+from utils.errors import UserError
 from utils.runs.store import RunPaths
 
 COLUMNS = ["iteration", "timesteps", "eval_return", "num_regions_deterministic_fixed", "density"]
@@ -64,16 +65,25 @@ def test_expected_columns_begin_with_the_step_columns():
     assert more[:len(cols)] == cols and len(set(more)) == len(more)
 
 
+def _summary_values(**values) -> dict:
+    """Every key run_summary writes (made-up values), overridden by `values`."""
+    return {"run_id": "r", "env_id": "Car1DEnv-v1", "source": "local", "run_dir": "store/r", "sweep_id": None,
+            "policy_dims": [8], "architecture": "c8", "depth": 1, "width": 8, "n": 8, "n_params": 41, "seed": 0,
+            "best_iteration": 2, "best_timesteps": 200, "best_eval_return": None, "num_checkpoints": 3,
+            "num_evaluated": 3, "bad_checkpoints": [], "fixed_trajectory": {}, "evaluation_seed": 0,
+            "columns": COLUMNS, **values}
+
+
 def _summary(out_dir, fixed: dict, **values) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps({"fixed_trajectory": fixed, **values}))
+    (out_dir / "summary.json").write_text(json.dumps(_summary_values(fixed_trajectory=fixed, **values)))
 
 
 def test_earlier_rows_are_reused_only_for_the_same_fixed_trajectory(tmp_path):
     out = tmp_path / "out"
     fixed = {"digest": "abc", "seed": 0, "random_data": None}
     write_history(out / "history.csv", [_row(0), _row(1, density="")], COLUMNS)
-    _summary(out, fixed, best_density=0.5, best_num_regions_deterministic_fixed=7)
+    _summary(out, fixed, best_density=0.5, best_num_regions_deterministic_fixed=7, num_evaluated=2)
     earlier = earlier_results(out, fixed, overwrite=False)
     assert sorted(earlier.rows) == [0, 1]
     assert earlier.has_row(0, COLUMNS) and not earlier.has_row(1, COLUMNS) and not earlier.has_row(2, COLUMNS)
@@ -82,8 +92,10 @@ def test_earlier_rows_are_reused_only_for_the_same_fixed_trajectory(tmp_path):
     assert other.rows == {} and not other.has_best(COLUMNS)
     assert other.summary["best_density"] == 0.5  # the summary is still read (best_* carried over when kept)
     assert earlier_results(out, fixed, overwrite=True) == EarlierResults({}, {})
-    (out / "summary.json").write_text("{not json")
-    assert earlier_results(out, fixed, overwrite=False) == EarlierResults({}, {})
+    (out / "summary.json").write_text("{not json")  # damage is named, never taken for "no earlier results"
+    with pytest.raises(UserError, match="summary.json is damaged.*--overwrite"):
+        earlier_results(out, fixed, overwrite=False)
+    assert earlier_results(out, fixed, overwrite=True) == EarlierResults({}, {})  # --overwrite reads nothing
 
 
 def test_best_metrics_come_from_the_new_row_else_from_the_earlier_summary():
@@ -117,8 +129,8 @@ def test_run_summary_contents(tmp_path):
 def test_sweep_csv_has_one_row_per_run_summary(tmp_path):
     for run_id, arch, value in (("b", "c4", 2.5), ("a", "c8,8", None)):
         (tmp_path / run_id).mkdir()
-        (tmp_path / run_id / "summary.json").write_text(json.dumps(
-            {"run_id": run_id, "architecture": arch, "n": 8, "best_zz": value, "best_density": 1.0, "other": 1}))
+        (tmp_path / run_id / "summary.json").write_text(json.dumps(_summary_values(
+            run_id=run_id, architecture=arch, n=8, best_zz=value, best_density=1.0, other=1)))
         write_history(tmp_path / run_id / "history.csv", [_row(0)], COLUMNS)
     summaries, histories = read_sweep_results(tmp_path)
     assert [s["run_id"] for s in summaries] == ["a", "b"] and histories["b"][0]["iteration"] == 0
@@ -127,7 +139,7 @@ def test_sweep_csv_has_one_row_per_run_summary(tmp_path):
     assert lines[0] == ("run_id,architecture,depth,width,n,n_params,seed,env_id,best_iteration,best_timesteps,"
                         "best_eval_return,final_iteration,final_timesteps,final_eval_return,num_checkpoints,num_evaluated,"
                         "best_density,best_zz")
-    assert lines[1:] == ["a,\"c8,8\",,,8,,,,,,,,,,,,1.0,", "b,c4,,,8,,,,,,,,,,,,1.0,2.5"]
+    assert lines[1:] == ["a,\"c8,8\",1,8,8,41,0,Car1DEnv-v1,2,200,,,,,3,3,1.0,", "b,c4,1,8,8,41,0,Car1DEnv-v1,2,200,,,,,3,3,1.0,2.5"]
     assert read_sweep_results(tmp_path / "empty") == ([], {})
 
 

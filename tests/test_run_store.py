@@ -18,9 +18,13 @@ from utils.runs.store import (RunPaths, check_writable_dir, create_run, find_run
                               update_run_info, write_iteration_logs, write_run_info)
 
 
+# The keys every reader of run.json relies on (train.py writes many more).
+MINIMAL_INFO = {"env_id": "Car1DEnv-v1", "obs_dim": 2, "config": {"policy_dims": [8, 8]}}
+
+
 def make_run(save_dir: Path, run_id: str, **info) -> RunPaths:
     run = create_run(save_dir, run_id)
-    write_run_info(run, {"run_id": run_id, "status": "running", **info})
+    write_run_info(run, {"run_id": run_id, "status": "running", **MINIMAL_INFO, **info})
     return run
 
 
@@ -96,7 +100,7 @@ def test_list_checkpoints_in_iteration_order_ignoring_other_files(tmp_path):
 
 def test_run_info_round_trip_and_update(tmp_path):
     run = create_run(tmp_path, "r")
-    write_run_info(run, {"run_id": "r", "status": "running", "config": {"policy_dims": [8, 8]}})
+    write_run_info(run, {"run_id": "r", "status": "running", **MINIMAL_INFO})
     info = read_run_info(run)
     assert info["status"] == "running" and info["config"] == {"policy_dims": [8, 8]}
     datetime.fromisoformat(info["updated"])  # stamped on every write
@@ -109,7 +113,7 @@ def test_run_info_round_trip_and_update(tmp_path):
 
 
 def test_run_info_is_replaced_atomically(tmp_path, monkeypatch):
-    run = make_run(tmp_path, "r", config={"seed": 1})
+    run = make_run(tmp_path, "r", config={"seed": 1, "policy_dims": [4]})
     before = run.run_json.read_bytes()
     with pytest.raises(TypeError):  # not JSON: nothing is written
         update_run_info(run, status=object())

@@ -14,10 +14,11 @@ from utils.runs.store import RunPaths
 
 
 def _run(store: Path, run_id: str, **info) -> Path:
-    """A run directory with only a run.json (all that resolving a local run reads)."""
+    """A run directory with only a run.json holding what its readers rely on (all that resolving a local run reads)."""
     root = store / run_id
     root.mkdir(parents=True)
-    (root / "run.json").write_text(json.dumps({"run_id": run_id, "env_id": "Car1DEnv-v1", **info}))
+    (root / "run.json").write_text(json.dumps({"run_id": run_id, "env_id": "Car1DEnv-v1", "obs_dim": 2,
+                                               "config": {"policy_dims": [8]}, **info}))
     return root
 
 
@@ -115,7 +116,8 @@ def test_a_wandb_run_is_downloaded_once_into_the_cache(tmp_path):
             downloads.append(self.id)
             return [_Artifact(self.id, i, p) for i, p in enumerate(sources)]
 
-    remote = Remote(id="wr", name="nice-name", state="finished", config={"env_id": "Car1DEnv-v1", "obs_dim": 2})
+    remote = Remote(id="wr", name="nice-name", state="finished", config={"env_id": "Car1DEnv-v1", "obs_dim": 2,
+                                                                              "policy_dims": [8]})
     api = SimpleNamespace(run=lambda path: remote)
     store = tmp_path / "store"
     (found,) = resolve_runs(store, run_id="wr", entity="me", wandb_online=True, api_factory=lambda: api)

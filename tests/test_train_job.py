@@ -34,7 +34,8 @@ def store(tmp_path):
     trainer = small_trainer()
     for run_id, status in (("r", "running"), ("done", "finished")):
         run = create_run(save_dir, run_id)
-        write_run_info(run, {"run_id": run_id, "status": status, "config": trainer.cfg.to_dict(),
+        write_run_info(run, {"run_id": run_id, "status": status, "env_id": trainer.cfg.env_id,
+                             "obs_dim": trainer.cfg.obs_dim, "config": trainer.cfg.to_dict(),
                              "flags": {"stop_at_return": 250.0, "run_name": "named"},
                              "wandb": {"project": "stored-project", "entity": "stored-entity"}})
         save_checkpoint(run.checkpoint(0), trainer.state_dict())
@@ -46,8 +47,8 @@ def _bad_settings(store, tmp_path) -> list[tuple[list[str], tuple[str, ...]]]:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     broken = create_run(store, "broken")  # holds a checkpoint it did not write, which a resume would overwrite
-    write_run_info(broken, {"run_id": "broken", "status": "running", "config": json.loads(
-        (store / "r" / "run.json").read_text())["config"]})
+    write_run_info(broken, {**json.loads((store / "r" / "run.json").read_text()), "run_id": "broken",
+                            "status": "running"})
     broken.checkpoint(0).write_bytes((store / "r" / "checkpoints" / "000000.pt").read_bytes()[:100])
     cases = [
         (["--env=HalfCheeta-v5"], ("unknown env id",)),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,9 @@ from utils.analysis.checkpoint_metrics import UnreadableCheckpoint
 from utils.analysis.metrics import architecture_summary
 from utils.analysis.random_data import RandomData
 from utils.analysis.sources import ResolvedRun
-from utils.runs.io import read_jsonl, write_text_if_changed
+from utils.errors import UserError
+from utils.runs.io import (INTEGER, LIST, NUMBER, OBJECT, TEXT, field_problem, numbered_jsonl, read_json_object,
+                           write_text_if_changed)
 from utils.runs.store import RunPaths
 
 HISTORY = "history.csv"
@@ -35,12 +36,43 @@ SWEEP_COLUMNS = ("run_id", "architecture", "depth", "width", "n", "n_params", "s
 # ----------------------------------------------------------------------------------------------------------------
 # history.csv
 # ----------------------------------------------------------------------------------------------------------------
+RESULTS_FIX = "evaluate again with --overwrite to re-make it, or delete it"
+
+
 def read_history(path: Path) -> list[dict]:
-    """The rows of a history.csv (numbers parsed back to int/float), [] when there is none."""
-    if not Path(path).is_file():
+    """The rows of a history.csv (numbers parsed back to int/float, empty cells ""), [] when there is none.
+
+    A file that is not what write_history writes (UTF-8 CSV, a header with iteration and timesteps, a number or
+    nothing in every cell, one row per iteration) is a UserError naming it. Reading never changes it.
+    """
+    path = Path(path)
+    if not path.is_file():
         return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    try:
+        text = path.read_bytes().decode("utf-8")
+        table = list(csv.reader(io.StringIO(text, newline="")))
+    except UnicodeDecodeError as err:
+        raise _damaged_history(path, f"not UTF-8 text at byte {err.start}") from None
+    except csv.Error as err:
+        raise _damaged_history(path, f"not CSV: {err}") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror}); {RESULTS_FIX}") from None
+    if not table:
+        raise _damaged_history(path, "empty")
+    if not text.endswith("\n"):  # write_history ends every line, the last one too
+        raise _damaged_history(path, "its last line is cut short")
+    header, rows = table[0], []
+    if not {"iteration", "timesteps"} <= set(header) or len(set(header)) != len(header):
+        raise _damaged_history(path, "its header is not the columns evaluate.py writes")
+    for line, cells in enumerate(table[1:], start=2):
+        row = dict(zip(header, (_number(cell) for cell in cells)))
+        problem = _history_row_problem(row, len(cells), len(header))
+        if problem is not None:
+            raise _damaged_history(path, f"line {line}: {problem}")
+        rows.append(row)
+    if len({r["iteration"] for r in rows}) != len(rows):
+        raise _damaged_history(path, "an iteration has two rows")
+    return rows
 
 
 def _number(text: str):
@@ -49,6 +81,22 @@ def _number(text: str):
     except (TypeError, ValueError):
         return text
     return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def _damaged_history(path: Path, problem: str) -> UserError:
+    return UserError(f"{path} is damaged ({problem}); {RESULTS_FIX}")
+
+
+def _history_row_problem(row: dict, n_cells: int, n_columns: int) -> str | None:
+    if n_cells != n_columns:
+        return f"{n_cells} cells under {n_columns} columns"
+    text = next((k for k, v in row.items() if isinstance(v, str) and v != ""), None)
+    if text is not None:
+        return f"{text} is {row[text][:30]!r}, not a number"
+    for key in ("iteration", "timesteps"):
+        if not (isinstance(row[key], int) and row[key] >= 0):
+            return f"{key} is {row[key]!r}, not a whole number >= 0"
+    return None
 
 
 def write_history(path: Path, rows: list[dict], columns: list[str]) -> bool:
@@ -81,9 +129,21 @@ def metric_columns(columns: Iterable[str]) -> list[str]:
 
 
 def training_eval_returns(run: RunPaths) -> dict[int, float]:
-    """{iteration: mean deterministic eval return} from the run's metrics.jsonl (the eval_return column)."""
-    return {int(r["iteration"]): float(r["eval_return"]) for r in read_jsonl(run.metrics)
-            if r.get("eval_return") is not None and "iteration" in r}
+    """{iteration: mean deterministic eval return} from the run's metrics.jsonl (the eval_return column).
+
+    Every line must carry its iteration and a number or null as eval_return; anything else is a UserError naming
+    the file and the line (a line torn by a kill at the end is skipped, as read_jsonl does).
+    """
+    fix = "restore metrics.jsonl from a backup, or delete that line"
+    returns = {}
+    for number, record in numbered_jsonl(run.metrics, fix):
+        problem = field_problem(record, {"iteration": INTEGER}) or field_problem(
+            record, {"eval_return": NUMBER.or_null}, required=False)
+        if problem is not None:
+            raise UserError(f"{run.metrics} line {number} is damaged ({problem}); {fix}")
+        if record.get("eval_return") is not None:
+            returns[record["iteration"]] = float(record["eval_return"])
+    return returns
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -96,14 +156,29 @@ def fixed_trajectory_record(best: LoadedPolicy, seed: int, random_data: RandomDa
             "digest": best.weights_digest, "random_data": random_data.digest() if random_data is not None else None}
 
 
+# Every key run_summary writes, with its kind; every other key is a best_<metric> value (a number or null).
+SUMMARY_FIELDS = {"run_id": TEXT, "env_id": TEXT.or_null, "source": TEXT, "run_dir": TEXT, "sweep_id": TEXT.or_null,
+                  "policy_dims": LIST, "architecture": TEXT, "depth": INTEGER, "width": INTEGER, "n": INTEGER,
+                  "n_params": INTEGER, "seed": INTEGER.or_null, "best_iteration": INTEGER,
+                  "best_timesteps": INTEGER, "best_eval_return": NUMBER.or_null, "num_checkpoints": INTEGER,
+                  "num_evaluated": INTEGER, "bad_checkpoints": LIST, "fixed_trajectory": OBJECT,
+                  "evaluation_seed": INTEGER, "columns": LIST}
+
+
 def read_summary(path: Path) -> dict:
-    """A summary.json's contents, {} when it is missing or unreadable (it is then simply written afresh)."""
-    if not Path(path).is_file():
+    """A summary.json's contents, {} when there is none; a file that is not what run_summary writes is a
+    UserError naming it. Reading never changes it."""
+    path = Path(path)
+    if not path.exists():
         return {}
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
+    summary = read_json_object(path, RESULTS_FIX)
+    problem = field_problem(summary, SUMMARY_FIELDS) or field_problem(
+        summary, {k: NUMBER.or_null for k in summary if k.startswith("best_") and k not in SUMMARY_FIELDS})
+    if problem is None and not all(isinstance(c, str) for c in summary["columns"]):
+        problem = "'columns' is not a list of column names"
+    if problem is not None:
+        raise UserError(f"{path} is damaged ({problem}); {RESULTS_FIX}")
+    return summary
 
 
 @dataclass(frozen=True)
@@ -126,10 +201,15 @@ def earlier_results(out_dir: Path, fixed_trajectory: dict, *, overwrite: bool) -
     """An earlier evaluation's results in out_dir: none when overwriting, no rows when `fixed_trajectory` changed."""
     if overwrite:
         return EarlierResults({}, {})
-    summary = read_summary(Path(out_dir) / SUMMARY)
+    summary, history = read_summary(Path(out_dir) / SUMMARY), Path(out_dir) / HISTORY
     rows = {}
-    if summary.get("fixed_trajectory") == fixed_trajectory:
-        rows = {int(r["iteration"]): r for r in read_history(Path(out_dir) / HISTORY) if "iteration" in r}
+    if summary.get("fixed_trajectory") == fixed_trajectory and history.is_file():
+        listed = read_history(history)
+        # both files are written together; a history.csv cut short at a line end still parses
+        if len(listed) != summary["num_evaluated"]:
+            raise _damaged_history(history, f"{len(listed)} rows, but summary.json counts "
+                                            f"{summary['num_evaluated']} evaluated checkpoints")
+        rows = {r["iteration"]: r for r in listed}
     return EarlierResults(summary, rows)
 
 
@@ -177,11 +257,15 @@ def run_summary(resolved: ResolvedRun, best: LoadedPolicy, *, num_checkpoints: i
 # ----------------------------------------------------------------------------------------------------------------
 # sweep.csv
 # ----------------------------------------------------------------------------------------------------------------
-def read_sweep_results(sweep_dir: Path) -> tuple[list[dict], dict[str, list[dict]]]:
-    """Every run's summary.json under sweep_dir (sorted by directory) and {run_id: its history rows}."""
+def read_sweep_results(sweep_dir: Path, *, skip: Iterable[str] = ()) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Every run's summary.json under sweep_dir (sorted by directory, except the run folders named in `skip`) and
+    {run_id: its history rows}; a damaged file is a UserError naming it."""
     summaries, histories = [], {}
+    skipped = set(skip)
     for summary_path in sorted(Path(sweep_dir).glob(f"*/{SUMMARY}")):
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary_path.parent.name in skipped:
+            continue
+        summary = read_summary(summary_path)
         summaries.append(summary)
         histories[summary["run_id"]] = read_history(summary_path.parent / HISTORY)
     return summaries, histories

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from models.checkpoint import load_checkpoint
+from models.checkpoint import LoadedPolicy, load_checkpoint
 from utils.errors import UserError
 from utils.runs.io import load_npz, save_npz_atomic
 from utils.runs.store import RunPaths, read_run_info
@@ -65,9 +65,13 @@ def generate_random_data(runs: Sequence[RunPaths], save_dir: Path, data_id: str,
                          progress: Callable[[str], None] = lambda msg: None) -> list[Path]:
     """Write random line points and random-action trajectories for every env among `runs`; returns the files.
     `progress` gets one line per step: `[k/n] what is being done`."""
-    by_env: dict[str, list[RunPaths]] = {}
+    # Every run.json and best.pt is read before the first file is written, so a damaged one changes nothing.
+    by_env: dict[str, list[tuple[RunPaths, LoadedPolicy]]] = {}
     for run in runs:
-        by_env.setdefault(read_run_info(run)["env_id"], []).append(run)
+        env_id = read_run_info(run)["env_id"]
+        if not run.best.is_file():
+            raise UserError(f"run {run.run_id} has no best.pt in {run.root}; train it to the end or drop it")
+        by_env.setdefault(env_id, []).append((run, load_checkpoint(run.best)))
     written = []
     steps, total = 0, len(runs) + len(by_env)
 
@@ -78,11 +82,8 @@ def generate_random_data(runs: Sequence[RunPaths], save_dir: Path, data_id: str,
 
     for env_id, env_runs in sorted(by_env.items()):
         pools = []
-        for run in env_runs:
+        for run, policy in env_runs:
             step(f"best trajectory of {run.run_id}")
-            if not run.best.is_file():
-                raise UserError(f"run {run.run_id} has no best.pt in {run.root}; train it to the end or drop it")
-            policy = load_checkpoint(run.best)
             # Same seed and cache as evaluate.py's fixed trajectory, so nothing is sampled twice.
             pools.append(cached_episode(run.trajectories_dir, "best", policy, env_id, stochastic=False,
                                         seed=seed).states)
@@ -104,30 +105,57 @@ def generate_random_data(runs: Sequence[RunPaths], save_dir: Path, data_id: str,
 
 def load_random_data(data_dir: Path, data_id: str, env_id: str, obs_dim: int, *, lines: bool, trajectories: bool,
                      fix_command: str) -> RandomData:
-    """Load the random data evaluate.py was asked for; missing or foreign files stop with the command that makes them."""
+    """Load the random data evaluate.py was asked for; missing, damaged or foreign files stop with the command that
+    makes them (a UserError naming the file). Reading changes nothing."""
     out = RandomData(None, None)
-    for wanted, path in ((lines, lines_path(data_dir, data_id, env_id)),
-                         (trajectories, trajectories_path(data_dir, data_id, env_id))):
-        if not wanted:
-            continue
-        if not path.is_file():
-            raise UserError(f"random data {path} is missing; create it with `{fix_command}`")
-        try:
-            data = load_npz(path)
-            key = "points" if path.name.endswith("_lines.npz") else "states"
-            states = data[key]
-        except (OSError, ValueError, KeyError) as err:
-            raise UserError(f"random data {path} is unreadable ({type(err).__name__}); re-create it with "
-                            f"`{fix_command}`") from None
-        if states.ndim != 2 or states.shape[1] != obs_dim or not np.isfinite(states).all():
-            raise UserError(f"random data {path} holds states of shape {states.shape}, the run observes {obs_dim} "
-                            f"numbers; re-create it with `{fix_command}`")
-        if key == "points":
-            out.line_points = states
-        else:
-            lengths = data.get("lengths")
-            if lengths is None or lengths.ndim != 1 or (lengths < 1).any() or lengths.sum() != len(states):
-                raise UserError(f"random data {path} has trajectory lengths that do not add up to its "
-                                f"{len(states)} states; re-create it with `{fix_command}`")
-            out.trajectories = np.split(states, np.cumsum(lengths)[:-1])
+    if lines:
+        out.line_points = _random_data_arrays(lines_path(data_dir, data_id, env_id), "points", env_id, obs_dim,
+                                              fix_command)["points"]
+    if trajectories:
+        data = _random_data_arrays(trajectories_path(data_dir, data_id, env_id), "states", env_id, obs_dim,
+                                   fix_command)
+        out.trajectories = np.split(data["states"], np.cumsum(data["lengths"])[:-1])
     return out
+
+
+def _random_data_arrays(path: Path, key: str, env_id: str, obs_dim: int, fix_command: str) -> dict[str, np.ndarray]:
+    """The arrays of one random-data file, checked against what generate_random_data writes: `key` (points or
+    states) as finite float64 raw states of this env's size, its env id and seed, and for trajectories the
+    episode lengths that split the states."""
+    fix = f"re-create it with `{fix_command}`"
+    if not path.is_file():
+        raise UserError(f"random data {path} is missing; create it with `{fix_command}`")
+    try:
+        data = load_npz(path)
+    except ValueError as err:
+        raise UserError(f"random data {err}; {fix}") from None
+    problem = _random_data_problem(data, key, env_id, obs_dim)
+    if problem is not None:
+        raise UserError(f"random data {path} is damaged ({problem}); {fix}")
+    return data
+
+
+def _random_data_problem(data: dict[str, np.ndarray], key: str, env_id: str, obs_dim: int) -> str | None:
+    """What is wrong with a random-data file's arrays, None when nothing is."""
+    states = data.get(key)
+    if states is None:
+        return f"it holds no {key}"
+    if states.dtype != np.float64 or states.ndim != 2 or len(states) == 0:
+        return f"its {key} are not a float64 array of states"
+    if states.shape[1] != obs_dim:
+        return f"its {key} have {states.shape[1]} numbers each, the run observes {obs_dim}"
+    if not np.isfinite(states).all():
+        return f"its {key} are not all finite"
+    recorded = data.get("env_id")
+    if recorded is None or recorded.shape != () or recorded.dtype.kind != "U" or str(recorded) != env_id:
+        return f"it records env {recorded!s}, not {env_id}" if recorded is not None else "it records no env id"
+    seed = data.get("seed")
+    if seed is None or seed.shape != () or seed.dtype.kind not in "iu":
+        return "it records no seed"
+    if key == "states":
+        lengths = data.get("lengths")
+        if lengths is None or lengths.dtype.kind not in "iu" or lengths.ndim != 1:
+            return "it holds no trajectory lengths (whole numbers)"
+        if len(lengths) == 0 or (lengths < 1).any() or lengths.sum() != len(states):
+            return f"its trajectory lengths do not add up to its {len(states)} states"
+    return None

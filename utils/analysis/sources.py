@@ -14,7 +14,7 @@ from typing import Any, Callable
 from models.checkpoint import read_checkpoint
 from utils.errors import UserError
 from utils.runs.io import write_bytes_atomic, write_json_atomic
-from utils.runs.store import RunPaths, list_run_ids, read_run_info
+from utils.runs.store import RunPaths, list_run_ids, read_run_info, run_info_problem
 from utils.settings import PROJECT_NAME
 
 WANDB_CACHE = ".wandb_cache"  # under the checkpoints dir: runs downloaded from wandb, laid out like the run store
@@ -131,6 +131,10 @@ def download_wandb_run(remote, checkpoints_dir: Path, *, sweep_id: str | None, e
             "obs_dim": config.get("obs_dim"), "act_dim": config.get("act_dim"), "config": config,
             "sweep_id": sweep_id or config.get("sweep_id"), "status": getattr(remote, "state", None),
             "source": f"wandb:{entity}/{project}/{remote.id}"}
+    problem = run_info_problem(info)
+    if problem is not None:  # checked before anything is downloaded
+        raise UserError(f"wandb run {entity}/{project}/{remote.id} is not a train.py run this can evaluate (its "
+                        f"record: {problem}); pass a run trained with train.py")
     if not (run.root / DOWNLOAD_COMPLETE).is_file():  # a download cut short is done again, never half used
         download_checkpoints(remote, run)
         write_json_atomic(run.root / DOWNLOAD_COMPLETE, {"checkpoints": len(run.list_checkpoints())})

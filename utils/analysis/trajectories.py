@@ -10,8 +10,10 @@ so re-sampling gives exactly the same states, and a cache is only an optimizatio
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from models.mlp import numpy_layers, numpy_mlp
 from utils.runs.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")
+logger = logging.getLogger("deep_rl_regions")
 
 
 @dataclass
@@ -81,25 +84,58 @@ def cache_path(trajectories_dir: Path, checkpoint_key: str, policy_type: str, se
 
 
 def cached_episode(trajectories_dir: Path, checkpoint_key: str, policy: LoadedPolicy, env_id: str, *,
-                   stochastic: bool, seed: int) -> Trajectory:
-    """The policy's episode from the cache when it was sampled from this very checkpoint, else sampled and cached."""
+                   stochastic: bool, seed: int, notify: Callable[[str], None] = logger.warning) -> Trajectory:
+    """The policy's episode from the cache when it was sampled from this very checkpoint, else sampled and cached.
+
+    Sampling is seeded, so the cache is only an optimization: a file sampled from other weights or another env is
+    re-sampled silently, an unreadable or damaged one with a notice (`notify`), never an error.
+    """
     policy_type = "stochastic" if stochastic else "deterministic"
     path = cache_path(trajectories_dir, checkpoint_key, policy_type, seed)
     if path.is_file():
         try:
-            data = load_npz(path)
+            cached = _cache_entry(path, load_npz(path), policy)
+        except ValueError as err:  # load_npz and _cache_entry name the file and what is wrong with it
+            notify(f"notice: trajectory cache {err}; the episode is sampled again and the cache re-made")
+        else:
             # best.pt moves while a run trains, and a resume that could not restore its envs re-trains an
             # iteration: a cache sampled from other weights is stale.
-            if (str(data.get("digest", "")) == policy.weights_digest and str(data["env_id"]) == env_id
-                    and data["states"].shape[1:] == (policy.obs_dim,)):
-                return Trajectory(data["states"], data["actions"], data["rewards"])
-        except (OSError, ValueError, KeyError):
-            pass  # an unreadable cache is re-sampled (sampling is seeded, so the states are the same)
+            if cached.digest == policy.weights_digest and cached.env_id == env_id:
+                return cached.trajectory
     traj = sample_episode(env_id, policy, stochastic=stochastic, seed=seed)
     save_npz_atomic(path, states=traj.states, actions=traj.actions, rewards=traj.rewards,
                     iteration=np.int64(policy.iteration), timesteps=np.int64(policy.timesteps),
                     env_id=np.str_(env_id), seed=np.int64(seed), digest=np.str_(policy.weights_digest))
     return traj
+
+
+@dataclass(frozen=True)
+class _CacheEntry:
+    trajectory: Trajectory
+    env_id: str
+    digest: str  # LoadedPolicy.weights_digest of the checkpoint it was sampled from
+
+
+def _cache_entry(path: Path, data: dict[str, np.ndarray], policy: LoadedPolicy) -> _CacheEntry:
+    """A trajectory cache file's contents, checked: one episode of states (T, obs_dim), actions (T, act_dim) and
+    rewards (T,) as finite float64 arrays, T >= 1, with its env id and weights digest; else a ValueError
+    "<path> is damaged (...)"."""
+    def damaged(problem: str) -> ValueError:
+        return ValueError(f"{path} is damaged ({problem})")
+
+    for key in ("env_id", "digest"):
+        if key not in data or data[key].shape != () or data[key].dtype.kind != "U":
+            raise damaged(f"no {key} string")
+    states, actions, rewards = (data.get(key) for key in ("states", "actions", "rewards"))
+    steps = states.shape[0] if states is not None and states.ndim == 2 else -1
+    for key, array, shape, named in (("states", states, (steps, policy.obs_dim), f"(T, {policy.obs_dim})"),
+                                     ("actions", actions, (steps, policy.act_dim), f"(T, {policy.act_dim})"),
+                                     ("rewards", rewards, (steps,), "(T,)")):
+        if array is None or array.dtype != np.float64 or array.shape != shape or not np.isfinite(array).all():
+            raise damaged(f"its {key} are not finite float64 numbers of shape {named}")
+    if steps < 1:
+        raise damaged("an episode of no steps")
+    return _CacheEntry(Trajectory(states, actions, rewards), str(data["env_id"]), str(data["digest"]))
 
 
 def random_action_episodes(env_id: str, num: int, seed: int) -> list[Trajectory]:

@@ -97,6 +97,8 @@ class RunSetup:
     out_dir: Path                               # <results_dir>/<run or sweep id>/<run_id>/
     random_data: RandomData | None
     fixed_trajectory: dict                      # what earlier results depend on (summary.json)
+    earlier: EarlierResults                     # what an earlier evaluation left in out_dir (none: --overwrite)
+    eval_returns: dict[int, float]              # training's mean deterministic eval return per iteration
 
     @property
     def run_id(self) -> str:
@@ -126,7 +128,8 @@ class RunReport:
 
 
 def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
-    """The run's checkpoints, best policy and random data, checked; a UserError names what is missing and the fix."""
+    """The run's checkpoints, best policy, random data, training log and earlier results, all read and checked
+    before anything is written; a UserError names what is missing or damaged and the fix."""
     run, info = resolved.run, resolved.info
     checkpoints = run.list_checkpoints()
     if not checkpoints:
@@ -135,16 +138,16 @@ def run_setup(resolved: ResolvedRun, settings: EvaluateSettings) -> RunSetup:
     if not run.best.is_file():
         raise UserError(f"run {run.run_id} has no best.pt in {run.root}; it is written at the first evaluation "
                         f"during training: let the run finish or resume it with train.py --resume={run.run_id}")
-    env_id, config = info.get("env_id"), info.get("config", {})
-    policy_dims = tuple(config.get("policy_dims", ()))
-    obs_dim = int(info.get("obs_dim") or config.get("obs_dim"))
+    env_id, policy_dims, obs_dim = info["env_id"], tuple(info["config"]["policy_dims"]), info["obs_dim"]
     best = load_checkpoint(run.best)  # a corrupt best.pt is fatal: it defines the fixed trajectory
     check_matches_run(best, run.best, run.run_id, env_id, obs_dim, policy_dims)
     group = result_group(settings, info.get("sweep_id"))
     random_data = requested_random_data(settings, group, env_id, obs_dim)
-    return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best,
-                    settings.results_dir / group / run.run_id, random_data,
-                    fixed_trajectory_record(best, settings.seed, random_data))
+    out_dir = settings.results_dir / group / run.run_id
+    fixed_trajectory = fixed_trajectory_record(best, settings.seed, random_data)
+    return RunSetup(resolved, env_id, obs_dim, policy_dims, tuple(checkpoints), best, out_dir, random_data,
+                    fixed_trajectory, earlier_results(out_dir, fixed_trajectory, overwrite=settings.overwrite),
+                    training_eval_returns(run))
 
 
 def result_group(settings: EvaluateSettings, run_sweep_id: str | None) -> str:
@@ -177,9 +180,9 @@ def fixed_trajectories(setup: RunSetup, settings: EvaluateSettings) -> dict[str,
             for p in settings.policy_types}
 
 
-def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings, earlier: EarlierResults) -> list[CheckpointTask]:
+def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings) -> list[CheckpointTask]:
     """One task per checkpoint without valid earlier results, then best.pt's unless its metrics are in the summary."""
-    columns = history_columns(settings)
+    columns, earlier = history_columns(settings), setup.earlier
     fixed = fixed_trajectories(setup, settings)
 
     def task(key: str, path: Path) -> CheckpointTask:
@@ -213,10 +216,10 @@ def _collect(results: Iterable[CheckpointResult], on_done: Callable[[], None]) -
     return collected
 
 
-def run_history(setup: RunSetup, earlier: EarlierResults, results: list[CheckpointResult]) -> RunHistory:
+def run_history(setup: RunSetup, results: list[CheckpointResult]) -> RunHistory:
     """Earlier rows updated with the new results (eval_return from training's log), for checkpoints that exist."""
-    eval_returns = training_eval_returns(setup.resolved.run)
-    rows, best_row, unreadable = dict(earlier.rows), None, []
+    eval_returns = setup.eval_returns
+    rows, best_row, unreadable = dict(setup.earlier.rows), None, []
     for result in results:
         if isinstance(result, UnreadableCheckpoint):
             unreadable.append(result)
@@ -246,23 +249,22 @@ def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: Eva
                     title=f"{setup.env_id} · {summary['architecture']}")
 
 
-def evaluate_run(resolved: ResolvedRun, plan: EvaluationPlan, *, progress: bool = False,
+def evaluate_run(setup: RunSetup, plan: EvaluationPlan, *, progress: bool = False,
                  notify: Callable[[str], None] = logger.warning) -> RunReport:
-    """Evaluate every checkpoint of one run; writes history.csv, summary.json and plots; returns what was written."""
-    settings = plan.settings
-    setup = run_setup(resolved, settings)
+    """Evaluate every checkpoint of one set-up run; writes history.csv, summary.json and plots; returns what was
+    written."""
+    settings, resolved = plan.settings, setup.resolved
     columns = history_columns(settings)
-    earlier = earlier_results(setup.out_dir, setup.fixed_trajectory, overwrite=settings.overwrite)
-    tasks = checkpoint_tasks(setup, settings, earlier)
+    tasks = checkpoint_tasks(setup, settings)
     with progress_bar(len(tasks), f"checkpoints of {setup.run_id}", "ckpt", enabled=progress and bool(tasks)) as bar:
         results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
-    history = run_history(setup, earlier, results)
+    history = run_history(setup, results)
     history_path, summary_path = setup.out_dir / HISTORY, setup.out_dir / SUMMARY
     changed = write_history(history_path, list(history.rows), columns)
     summary = run_summary(resolved, setup.best, num_checkpoints=len(setup.checkpoints),
                           num_evaluated=len(history.rows), bad_checkpoints=history.unreadable,
                           fixed_trajectory=setup.fixed_trajectory, evaluation_seed=settings.seed, columns=columns,
-                          best_values=best_metrics(history.best_row, earlier.summary, columns),
+                          best_values=best_metrics(history.best_row, setup.earlier.summary, columns),
                           final=final_values(history.rows))
     changed |= write_text_if_changed(summary_path, json_text(summary))
     files = [history_path, summary_path, *run_plots(setup, history, summary, settings, redraw=changed)]
@@ -331,12 +333,17 @@ def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_w
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
                         api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
+    # Every file the evaluation reads is read before the first one is written, so damage changes nothing on disk.
+    setups = [run_setup(resolved, settings) for resolved in runs]
+    if settings.sweep_id:  # the other runs' results, aggregated at the end (this process rewrites its own)
+        read_sweep_results(settings.results_dir / settings.sweep_id,
+                           skip=[s.run_id for s in setups if settings.overwrite])
     for line in plan.notices:
         notify(line)
     reports = []
-    with progress_bar(len(runs), "runs", "run", enabled=progress and len(runs) > 1) as bar:
-        for resolved in runs:
-            reports.append(evaluate_run(resolved, plan, progress=progress, notify=notify))
+    with progress_bar(len(setups), "runs", "run", enabled=progress and len(setups) > 1) as bar:
+        for setup in setups:
+            reports.append(evaluate_run(setup, plan, progress=progress, notify=notify))
             bar.update(1)
     sweep_files = ()
     if settings.sweep_id:

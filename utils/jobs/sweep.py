@@ -10,7 +10,6 @@ and logs/<run_id>.<attempt>.log (one per train.py process the sweep started, num
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from typing import Callable, Iterator
 
 from utils.errors import UserError
 from utils.flags import NAME_RULE, flag_names, is_name
-from utils.runs.io import write_json_atomic
+from utils.runs.io import LIST, TEXT, describe_value, field_problem, read_json_object, write_json_atomic
 from utils.runs.store import (RunPaths, check_creatable_dir, check_writable_dir, exclusive_lock, is_locked,
                               is_run_locked, new_run_id, now_iso, read_run_info)
 from utils.runs.sweep_files import SweepSpec, config_to_args, expand_grid, load_sweep_file, sample_random
@@ -79,7 +78,9 @@ def prepare_sweep(settings: SweepSettings) -> SweepRecord:
     with the run id of each configuration (open_sweep records it)."""
     save_dir = Path(settings.save_dir)
     if settings.resume:
-        return load_sweep(save_dir, settings.resume)
+        record = load_sweep(save_dir, settings.resume)
+        check_sweep_runs(record, save_dir)
+        return record
     spec, configs = sweep_configurations(settings)
     sweep_id = settings.sweep_id or new_run_id()
     _check_sweep_id(sweep_id)
@@ -133,18 +134,48 @@ def _check_new_sweep_id(save_dir: Path, sweep_id: str) -> None:
         raise UserError(f"sweep {sweep_id} already exists in {save_dir}; continue it with --resume={sweep_id}")
 
 
+SWEEP_RECORD_FIELDS = {"sweep_id": TEXT, "file": TEXT, "method": TEXT, "configs": LIST, "run_ids": LIST,
+                       "extra_args": LIST, "created": TEXT}
+
+
 def load_sweep(save_dir: Path, sweep_id: str) -> SweepRecord:
-    """A sweep recorded by open_sweep."""
+    """A sweep recorded by open_sweep; a damaged sweep.json is a UserError naming it. Reading changes nothing."""
     path = Path(save_dir) / SWEEPS_DIR / sweep_id / "sweep.json"
     if not path.is_file():
         known = sorted(p.name for p in (Path(save_dir) / SWEEPS_DIR).glob("*") if (p / "sweep.json").is_file()) \
             if (Path(save_dir) / SWEEPS_DIR).is_dir() else []
         raise UserError(f"no sweep '{sweep_id}' in {save_dir} (sweeps there: {', '.join(known) or 'none'}); "
                         f"pass an existing sweep id with --resume, or --save_dir where it lives")
-    try:
-        return SweepRecord(**json.loads(path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__}); start a new sweep from its YAML file") from None
+    fix = "restore it from a backup, or start a new sweep from its YAML file"
+    raw = read_json_object(path, fix)
+    problem = field_problem(raw, SWEEP_RECORD_FIELDS) or _sweep_record_problem(raw, sweep_id)
+    if problem is not None:
+        raise UserError(f"{path} is damaged ({problem}); {fix}")
+    return SweepRecord(**{key: raw[key] for key in SWEEP_RECORD_FIELDS})
+
+
+def _sweep_record_problem(raw: dict, sweep_id: str) -> str | None:
+    """What is wrong with a sweep.json's values (its keys have the right kinds), None when nothing is."""
+    if raw["sweep_id"] != sweep_id:
+        return f"it is the record of sweep {describe_value(raw['sweep_id'])}, in the folder of sweep {sweep_id!r}"
+    if not all(isinstance(c, dict) and all(isinstance(k, str) for k in c) for c in raw["configs"]):
+        return "'configs' is not a list of objects"
+    # run ids become folder names that a restart may delete (an empty run): never a path
+    if not all(isinstance(r, str) and is_name(r) for r in raw["run_ids"]) or len(set(raw["run_ids"])) != len(
+            raw["run_ids"]):
+        return "'run_ids' is not a list of distinct run ids"
+    if len(raw["run_ids"]) != len(raw["configs"]):
+        return f"{len(raw['configs'])} configurations but {len(raw['run_ids'])} run ids"
+    if not all(isinstance(a, str) for a in raw["extra_args"]):
+        return "'extra_args' is not a list of strings"
+    return None
+
+
+def check_sweep_runs(record: SweepRecord, save_dir: Path) -> None:
+    """Read the run.json of every run the sweep has started, so a damaged one stops the sweep before any training
+    (a UserError naming it) instead of being taken for a run to restart."""
+    for run_id in record.run_ids:
+        run_state(save_dir, run_id)
 
 
 def attempt_logs(logs: Path, run_id: str) -> list[Path]:
@@ -167,16 +198,17 @@ def _numbered_attempt_logs(logs: Path, run_id: str) -> list[tuple[int, Path]]:
 
 
 def run_state(save_dir: Path, run_id: str) -> str:
-    """'finished', 'busy' (another process trains it), 'resumable' (has checkpoints), 'empty' or 'missing'."""
+    """'finished', 'busy' (another process trains it), 'resumable' (has checkpoints), 'empty' or 'missing'.
+
+    A run.json that is not there yet (killed between creating the folder and writing it) means nothing finished;
+    a damaged one is a UserError naming it.
+    """
     run = RunPaths(Path(save_dir) / run_id)
     if not run.root.exists():
         return "missing"
     if is_run_locked(run):
         return "busy"
-    try:
-        status = read_run_info(run).get("status")
-    except UserError:  # run.json not written yet or damaged: nothing finished here
-        status = None
+    status = read_run_info(run).get("status") if run.run_json.exists() else None
     if status == "finished":
         return "finished"
     return "resumable" if run.list_checkpoints() else "empty"

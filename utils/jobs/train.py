@@ -24,9 +24,10 @@ from utils.flags import NAME_RULE, available_cpus, check_device, is_name
 from utils.jobs.train_loop import run_training
 from utils.progress import progress_bar
 from utils.runs.io import write_bytes_atomic, write_text_atomic
-from utils.runs.store import (IterationLogs, RunPaths, check_creatable_dir, check_new_run_id, check_run_writable,
-                              create_run, find_run, iteration_logs_up_to, new_run_id, now_iso, package_versions,
-                              read_run_info, run_lock, update_run_info, write_iteration_logs, write_run_info)
+from utils.runs.store import (RUN_JSON_FIX, IterationLogs, RunPaths, check_creatable_dir, check_new_run_id,
+                              check_run_writable, create_run, find_run, iteration_logs_up_to, new_run_id, now_iso,
+                              package_versions, read_run_info, run_lock, update_run_info, write_iteration_logs,
+                              write_run_info)
 from utils.runs.tracking import Tracker, choose_mode, start_tracking
 from utils.settings import TrainSettings
 
@@ -122,7 +123,10 @@ def prepare_run(settings: TrainSettings, environ: Mapping[str, str] = os.environ
 def _plan_resume(settings: TrainSettings, environ: Mapping[str, str], given: frozenset[str]) -> TrainPlan:
     run = find_run(Path(settings.save_dir), settings.resume)
     info = read_run_info(run)
-    config = TrainConfig.from_dict(info["config"])
+    try:
+        config = TrainConfig.from_dict(info["config"])
+    except ValueError as err:
+        raise UserError(f"{run.run_json} is damaged ({err}); {RUN_JSON_FIX}") from None
     stored_flags = info.get("flags", {})
     # like every other flag, the run's own --stop_at_return holds on resume unless this command sets one
     stop_at_return = settings.stop_at_return if settings.stop_at_return is not None \
@@ -234,6 +238,29 @@ def _check_compatible(loaded: LoadedPolicy, cfg: TrainConfig, flag: str, weights
         raise UserError(f"{flag}={loaded.path} has policy dims {other.get('policy_dims')} and value dims "
                         f"{other.get('value_dims')}, this run asks for {list(cfg.policy_dims)} and "
                         f"{list(cfg.value_dims)}; pass matching --policy_dims/--value_dims")
+    _check_loads_into(loaded, cfg, flag, weights)
+
+
+def _check_loads_into(loaded: LoadedPolicy, cfg: TrainConfig, flag: str, weights: bool) -> None:
+    """Load the checkpoint into throwaway networks (weights) or a normalizer (statistics) of this run, as training
+    will: a checkpoint whose contents do not match what its config says is refused now, before the run exists."""
+    from models.networks import GaussianPolicy, ValueNet
+    from models.normalization import Normalizer
+    try:
+        if weights:
+            GaussianPolicy(cfg.obs_dim, cfg.act_dim, cfg.policy_dims, cfg.log_std_init).load_state_dict(
+                loaded.raw["policy"])
+            if "value" in loaded.raw:
+                ValueNet(cfg.obs_dim, cfg.value_dims).load_state_dict(loaded.raw["value"])
+        else:
+            normalizer = Normalizer(cfg.obs_dim, cfg.n_envs, cfg.gamma, cfg.obs_norm)
+            normalizer.load_state_dict(loaded.raw["normalizer"], statistics_only=True)
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as err:  # how load_state_dict refuses
+        # torch's message is a title line, then one indented line per problem: show the title and the first one
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        first = " ".join(lines[:2])[:200] if lines else type(err).__name__
+        raise UserError(f"{flag}={loaded.path} is damaged: its {'weights' if weights else 'statistics'} do not "
+                        f"load ({first}); pass another checkpoint written by train.py") from None
 
 
 def _probe_dims(env_id: str) -> tuple[int, int]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from utils.errors import UserError
-from utils.runs.io import read_jsonl, write_json_atomic, write_text_atomic
+from utils.runs.io import (INTEGER, NUMBER, OBJECT, TEXT, describe_value, field_problem, read_json_object, read_jsonl,
+                          write_json_atomic, write_text_atomic)
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CKPT_RE = re.compile(r"^(\d{6,})\.pt$")
@@ -202,12 +203,40 @@ def list_run_ids(save_dir: Path) -> list[str]:
     return sorted(p.name for p in save_dir.iterdir() if (p / "run.json").is_file())
 
 
+# What every reader of run.json relies on (train.py writes all of it; a run downloaded from wandb too), and the
+# kinds of the optional keys when they are there.
+RUN_INFO_FIELDS = {"run_id": TEXT, "env_id": TEXT, "obs_dim": INTEGER, "config": OBJECT}
+RUN_INFO_OPTIONAL_FIELDS = {"status": TEXT.or_null, "sweep_id": TEXT.or_null, "wandb_sweep_id": TEXT.or_null,
+                            "flags": OBJECT, "wandb": OBJECT.or_null, "best_eval_return": NUMBER.or_null}
+RUN_JSON_FIX = "restore run.json from a backup, or remove the run's directory"
+
+
 def read_run_info(run: RunPaths) -> dict:
-    """The parsed run.json of a run."""
-    try:
-        return json.loads(run.run_json.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"{run.run_json} is unreadable ({type(err).__name__}); the run directory is damaged") from None
+    """The parsed run.json of a run, with every key its readers rely on; anything else is a UserError naming the
+    file. Reading never changes it."""
+    info = read_json_object(run.run_json, RUN_JSON_FIX)
+    problem = run_info_problem(info)
+    if problem is not None:
+        raise UserError(f"{run.run_json} is damaged ({problem}); {RUN_JSON_FIX}")
+    return info
+
+
+def run_info_problem(info: dict) -> str | None:
+    """What a run record lacks that its readers rely on (RUN_INFO_FIELDS, positive obs_dim, the policy's widths in
+    its config) or holds of the wrong kind; None when nothing."""
+    problem = (field_problem(info, RUN_INFO_FIELDS) or field_problem(info, RUN_INFO_OPTIONAL_FIELDS, required=False)
+               or _config_problem(info["config"]))
+    if problem is None and info["obs_dim"] < 1:
+        problem = f"'obs_dim' is {info['obs_dim']}, not a positive number"
+    return problem
+
+
+def _config_problem(config: dict) -> str | None:
+    """What is wrong with run.json's config for its readers (the policy's widths), None when nothing is."""
+    dims = config.get("policy_dims")
+    if not isinstance(dims, list) or not dims or not all(INTEGER.holds(w) and w >= 1 for w in dims):
+        return f"config's 'policy_dims' is {describe_value(dims)}, not a list of positive whole numbers"
+    return None
 
 
 def write_run_info(run: RunPaths, info: dict) -> None:

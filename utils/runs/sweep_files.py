@@ -23,6 +23,7 @@ _TOP_LEVEL = {"program", "method", "parameters", "command", "metric", "name", "d
 _DISTRIBUTIONS = {"constant", "categorical", "uniform", "int_uniform", "q_uniform", "log_uniform_values"}
 # Flags sweep.py sets itself for every run: a sweep file must not set them.
 _RESERVED = {"save_dir", "run_id", "resume", "sweep_id"}
+MAX_RUNS = 10**6  # the most configurations a random sweep draws (sweep.py --count has the same bound)
 
 
 @dataclass
@@ -40,7 +41,13 @@ def load_sweep_file(path: Path, valid_flags: set[str]) -> SweepSpec:
     if not path.is_file():
         raise UserError(f"sweep file not found: {path}; pass a YAML file such as sweeps/car1d_widths.yaml")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror}); pass a readable YAML file") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -48,10 +55,13 @@ def load_sweep_file(path: Path, valid_flags: set[str]) -> SweepSpec:
         raise UserError(f"{path} is not valid YAML{where} ({problem}); fix the syntax there") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must be a mapping with program, method and parameters keys")
-    unknown_top = sorted(set(raw) - _TOP_LEVEL)
+    unknown_top = sorted(str(key) for key in set(raw) - _TOP_LEVEL)
     if unknown_top:
         raise UserError(f"{path}: unknown top-level key(s) {', '.join(unknown_top)}; "
                         f"valid keys are {', '.join(sorted(_TOP_LEVEL))}")
+    run_cap = raw.get("run_cap", 10)
+    if not (isinstance(run_cap, int) and not isinstance(run_cap, bool) and 1 <= run_cap <= MAX_RUNS):
+        raise UserError(f"{path}: run_cap is {run_cap!r}; give it a whole number of runs from 1 to {MAX_RUNS}")
     program = str(raw.get("program", ""))
     if Path(program).name != "train.py":
         raise UserError(f"{path}: program is {program!r}; sweeps run train.py, so set `program: train.py`")
@@ -80,17 +90,41 @@ def _check_parameter(path: Path, name: str, spec: Any, valid_flags: set[str], me
                             f"give it at least one value")
     dist = spec.get("distribution")
     if dist is not None:
-        if dist not in _DISTRIBUTIONS:
+        if not isinstance(dist, str) or dist not in _DISTRIBUTIONS:
             raise UserError(f"{path}: parameter {name!r} has distribution {dist!r}; supported: "
                             f"{', '.join(sorted(_DISTRIBUTIONS))}")
         if dist not in ("constant", "categorical") and method == "grid":
             raise UserError(f"{path}: parameter {name!r} has a continuous distribution, which a grid cannot "
                             f"enumerate; use `method: random` or list `values`")
         if dist in ("uniform", "int_uniform", "q_uniform", "log_uniform_values"):
-            if "min" not in spec or "max" not in spec or not float(spec["min"]) < float(spec["max"]):
-                raise UserError(f"{path}: parameter {name!r} needs numeric `min` < `max` for {dist}")
-        if dist == "log_uniform_values" and float(spec["min"]) <= 0:
-            raise UserError(f"{path}: parameter {name!r}: log_uniform_values needs min > 0")
+            _check_bounds(path, name, spec, dist)
+
+
+def _check_bounds(path: Path, name: str, spec: dict, dist: str) -> None:
+    """`min` < `max`, both finite numbers (whole numbers for int_uniform), `q` > 0, `min` > 0 for a log scale."""
+    whole = dist == "int_uniform"
+    low, high = (_number(spec.get(key), whole) for key in ("min", "max"))
+    kind = "whole numbers" if whole else "numbers"
+    if low is None or high is None or not low < high:
+        raise UserError(f"{path}: parameter {name!r} needs `min` < `max`, both {kind}, for {dist} "
+                        f"(it has min: {spec.get('min')!r}, max: {spec.get('max')!r})")
+    if dist == "q_uniform" and "q" in spec and not ((q := _number(spec["q"], False)) is not None and q > 0):
+        raise UserError(f"{path}: parameter {name!r} has q: {spec['q']!r}; q_uniform needs a number q > 0")
+    if dist == "log_uniform_values" and low <= 0:
+        raise UserError(f"{path}: parameter {name!r}: log_uniform_values needs min > 0")
+
+
+def _number(value: Any, whole: bool) -> float | int | None:
+    """A finite number from a YAML value (PyYAML reads 1e-4 without a dot as a string), None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value) if whole and not isinstance(value, float) else float(value)
+    except (TypeError, ValueError):
+        return None
+    if whole and isinstance(value, float) and not value.is_integer():
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _choices(spec: dict) -> list:
@@ -120,14 +154,14 @@ def sample_random(spec: SweepSpec, count: int, seed: int) -> list[dict]:
                 options = _choices(p)
                 config[name] = options[int(rng.integers(len(options)))]
             elif dist == "uniform":
-                config[name] = float(rng.uniform(float(p["min"]), float(p["max"])))
+                config[name] = float(rng.uniform(_number(p["min"], False), _number(p["max"], False)))
             elif dist == "int_uniform":
-                config[name] = int(rng.integers(int(p["min"]), int(p["max"]) + 1))
+                config[name] = int(rng.integers(_number(p["min"], True), _number(p["max"], True) + 1))
             elif dist == "q_uniform":
-                q = float(p.get("q", 1.0))
-                config[name] = float(np.round(rng.uniform(float(p["min"]), float(p["max"])) / q) * q)
+                q = _number(p.get("q", 1.0), False)
+                config[name] = float(np.round(rng.uniform(_number(p["min"], False), _number(p["max"], False)) / q) * q)
             elif dist == "log_uniform_values":
-                lo, hi = math.log(float(p["min"])), math.log(float(p["max"]))
+                lo, hi = math.log(_number(p["min"], False)), math.log(_number(p["max"], False))
                 config[name] = float(math.exp(rng.uniform(lo, hi)))
         configs.append(config)
     return configs
