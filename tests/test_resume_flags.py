@@ -85,3 +85,17 @@ def test_a_run_stopped_by_stop_at_return_says_so(tmp_path):
     assert "run s stopped early at iteration 0" in out and "--stop_at_return=-1e+09" in out
     info = json.loads((tmp_path / "s" / "run.json").read_text())
     assert info["status"] == "finished" and info["stopped_early"] is True
+
+
+def test_the_runs_own_wandb_mode_holds_unless_one_is_given(runs, tmp_path):
+    from tests.test_resume_hostile import killed_copy
+
+    run = killed_copy(runs["short"], tmp_path, last_checkpoint=1)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "flags": {**info["flags"], "wandb_mode": "disabled"}}))
+    environ = {"WANDB_API_KEY": "x" * 40}  # logged in: the default would be online
+    base = TrainSettings(resume="r", save_dir=str(tmp_path))
+    assert prepare_run(base, environ, given={"resume", "save_dir"}).wandb.mode == "disabled"
+    chosen = prepare_run(TrainSettings(resume="r", save_dir=str(tmp_path), wandb_mode="offline"), environ,
+                         given={"resume", "save_dir", "wandb_mode"})
+    assert chosen.wandb.mode == "offline"

@@ -157,7 +157,11 @@ def _plan_resume(settings: TrainSettings, environ: Mapping[str, str], given: fro
     if resume.checkpoint is None:  # starting again: from what the run first started from
         pretrained = _reload_initial(run, stored_flags, config, "pretrained_path", weights=True)
         statistics = _reload_initial(run, stored_flags, config, "stats_path", weights=False)
-    mode, mode_notice = choose_mode(settings.wandb_mode, settings.unobserve, environ)
+    # like the run's other flags, its wandb mode holds unless this command gives one
+    if {"wandb_mode", "unobserve"} & given:
+        mode, mode_notice = choose_mode(settings.wandb_mode, settings.unobserve, environ)
+    else:
+        mode, mode_notice = choose_mode(stored_flags.get("wandb_mode"), bool(stored_flags.get("unobserve")), environ)
     stored = info.get("wandb") or {}
     wandb = WandbTarget(mode, stored.get("project", settings.project_name), stored.get("entity", settings.entity),
                         stored_flags.get("run_name"))
