@@ -297,3 +297,24 @@ def test_refusals_through_the_real_command_line(reference, tmp_path):
         result = run_cli("train.py", "--resume=r", f"--save_dir={save_dir}", "--quiet")
         assert_one_line_error(result, f"checkpoints/000002.pt (run {foreign.parents[1].name})", "move it out")
         assert tree_digest(save_dir) == before
+
+
+def test_a_run_another_process_trains_is_busy_before_anything_else_is_said(reference, tmp_path):
+    from utils.runs.store import RunPaths, run_lock
+
+    run = killed_copy(reference["r"], tmp_path, last_checkpoint=1)
+    (run / "metrics.jsonl").write_bytes(b"\xff\xfe half-written by the other process\n{}\n")
+    with run_lock(RunPaths(run)):
+        refuse_resume(run, "being trained by another process")
+
+
+def test_a_folder_a_killed_process_left_empty_does_not_take_the_id(tmp_path):
+    (tmp_path / "x" / "checkpoints").mkdir(parents=True)  # killed between making the folder and writing run.json
+    (tmp_path / "x" / ".lock").touch()
+    run = train_run(tmp_path, "x", *TINY_CAR1D)
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    (tmp_path / "y" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "y" / "checkpoints" / "mine.txt").write_text("something a user put there")
+    before = tree_digest(tmp_path / "y")
+    assert_user_error(train.main, [*TINY_CAR1D, f"--save_dir={tmp_path}", "--run_id=y"], "already exists")
+    assert tree_digest(tmp_path / "y") == before

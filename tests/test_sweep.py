@@ -358,3 +358,16 @@ def test_a_resumed_sweep_logs_a_new_attempt_and_keeps_the_old_log(tmp_path):
     for log in logs.iterdir():
         text = log.read_text()
         assert text.count("\n$ ") == 1 and "--policy_dims" in text and "error: " in text
+
+
+def test_a_sweep_folder_a_killed_process_left_empty_does_not_take_the_id(tmp_path):
+    path = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
+    store = tmp_path / "store"
+    (store / "_sweeps" / "s1" / "logs").mkdir(parents=True)  # killed between mkdir and writing sweep.json
+    (store / "_sweeps" / "s1" / ".lock").touch()
+    with open_sweep(SweepSettings(file=str(path), sweep_id="s1", save_dir=str(store))) as record:
+        assert record.run_ids == ["s1-000"]
+    assert json.loads((store / "_sweeps" / "s1" / "sweep.json").read_text())["sweep_id"] == "s1"
+    (store / "_sweeps" / "s2" / "logs").mkdir(parents=True)
+    (store / "_sweeps" / "s2" / "logs" / "s2-000.1.log").write_text("a log of an attempt")
+    assert_user_error(sweep.main, [str(path), "--sweep_id=s2", f"--save_dir={store}"], "already exists")

@@ -24,8 +24,8 @@ from typing import Callable, Iterator
 from utils.errors import UserError
 from utils.flags import NAME_RULE, flag_names, is_name
 from utils.runs.io import LIST, TEXT, describe_value, field_problem, read_json_object, write_json_atomic
-from utils.runs.store import (RunPaths, check_creatable_dir, check_writable_dir, exclusive_lock, is_locked,
-                              is_run_locked, new_run_id, now_iso, read_run_info)
+from utils.runs.store import (RunPaths, check_creatable_dir, check_writable_dir, exclusive_lock, is_abandoned_start,
+                              is_locked, is_run_locked, new_run_id, now_iso, read_run_info)
 from utils.runs.sweep_files import SweepSpec, config_to_args, expand_grid, load_sweep_file, sample_random
 from utils.settings import SweepSettings, TrainSettings
 
@@ -106,11 +106,11 @@ def open_sweep(settings: SweepSettings) -> Iterator[SweepRecord]:
         try:
             directory.mkdir()  # atomic: of two new sweeps with one id, exactly one gets here
         except FileExistsError:
-            _check_new_sweep_id(save_dir, record.sweep_id)
-            raise
+            _check_new_sweep_id(save_dir, record.sweep_id)  # taken (or running): a UserError
+            # else a killed process left it empty: take it over (the lock below keeps it to one writer)
     with exclusive_lock(directory / LOCK_FILE, _sweep_busy(record.sweep_id)):
         if not settings.resume:
-            (directory / "logs").mkdir()
+            (directory / "logs").mkdir(exist_ok=True)
             write_json_atomic(directory / "sweep.json", asdict(record))
         yield record
 
@@ -130,7 +130,7 @@ def _check_new_sweep_id(save_dir: Path, sweep_id: str) -> None:
     directory = Path(save_dir) / SWEEPS_DIR / sweep_id
     if is_locked(directory / LOCK_FILE):
         raise UserError(_sweep_busy(sweep_id))
-    if directory.exists():
+    if directory.exists() and not is_abandoned_start(directory, allowed=("logs",)):
         raise UserError(f"sweep {sweep_id} already exists in {save_dir}; continue it with --resume={sweep_id}")
 
 

@@ -25,9 +25,9 @@ from utils.jobs.train_loop import run_training
 from utils.progress import progress_bar
 from utils.runs.io import write_bytes_atomic, write_text_atomic
 from utils.runs.store import (RUN_JSON_FIX, IterationLogs, RunPaths, check_creatable_dir, check_new_run_id,
-                              check_run_writable, create_run, find_run, iteration_logs_up_to, new_run_id, now_iso,
-                              package_versions, read_run_info, run_lock, update_run_info, write_iteration_logs,
-                              write_run_info)
+                              check_run_not_locked, check_run_writable, create_run, find_run, iteration_logs_up_to,
+                              new_run_id, now_iso, package_versions, read_run_info, run_lock, update_run_info,
+                              write_iteration_logs, write_run_info)
 from utils.runs.tracking import Tracker, choose_mode, start_tracking
 from utils.settings import TrainSettings
 
@@ -122,6 +122,7 @@ def prepare_run(settings: TrainSettings, environ: Mapping[str, str] = os.environ
 
 def _plan_resume(settings: TrainSettings, environ: Mapping[str, str], given: frozenset[str]) -> TrainPlan:
     run = find_run(Path(settings.save_dir), settings.resume)
+    check_run_not_locked(run)
     info = read_run_info(run)
     try:
         config = TrainConfig.from_dict(info["config"])

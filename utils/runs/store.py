@@ -124,10 +124,21 @@ def is_locked(path: Path) -> bool:
         return False
 
 
+def _run_busy(run: RunPaths) -> str:
+    return (f"run {run.run_id} is being trained by another process right now; wait for it to finish (or stop it) "
+            f"before resuming")
+
+
 def run_lock(run: RunPaths) -> AbstractContextManager[None]:
     """Hold <run>/.lock for as long as one process trains this run; a second one gets a UserError."""
-    return exclusive_lock(run.lock, f"run {run.run_id} is being trained by another process right now; "
-                                    f"wait for it to finish (or stop it) before resuming")
+    return exclusive_lock(run.lock, _run_busy(run))
+
+
+def check_run_not_locked(run: RunPaths) -> None:
+    """The UserError run_lock would raise, said first: a run another process trains is busy, whatever its files
+    look like half-way through that process's writes."""
+    if is_run_locked(run):
+        raise UserError(_run_busy(run))
 
 
 def is_run_locked(run: RunPaths) -> bool:
@@ -167,20 +178,41 @@ def _run_exists(save_dir: Path, run_id: str) -> UserError:
                      f"or pick another id")
 
 
+def is_abandoned_start(root: Path, allowed: tuple[str, ...] = ("checkpoints",)) -> bool:
+    """True for a directory that a process made and was killed in before writing anything into it: it holds
+    nothing but empty `allowed` sub-directories (and an unlocked .lock). Such an id is free again."""
+    root = Path(root)
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        if entry.name == ".lock" and entry.is_file() and not is_locked(entry):
+            continue
+        if entry.name in allowed and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        return False
+    return True
+
+
 def check_new_run_id(save_dir: Path, run_id: str) -> None:
-    """Refuse a run id that is already taken in `save_dir` (the same error create_run raises)."""
-    if (Path(save_dir) / run_id).exists():
+    """Refuse a run id that is already taken in `save_dir` (the same error create_run raises); a directory a
+    killed process left empty does not take it."""
+    root = Path(save_dir) / run_id
+    if root.exists() and not is_abandoned_start(root):
         raise _run_exists(save_dir, run_id)
 
 
 def create_run(save_dir: Path, run_id: str) -> RunPaths:
-    """Make a new, empty run directory; refuses to reuse an existing run id."""
+    """Make a new, empty run directory; refuses to reuse an existing run id (but takes over a directory a killed
+    process left empty, so a kill between making the folder and writing run.json leaves no dead id)."""
     root = Path(save_dir) / run_id
     try:
         root.mkdir(parents=True, exist_ok=False)
     except FileExistsError:
-        raise _run_exists(save_dir, run_id) from None
-    (root / "checkpoints").mkdir()
+        if not is_abandoned_start(root):
+            raise _run_exists(save_dir, run_id) from None
+    (root / "checkpoints").mkdir(exist_ok=True)
     return RunPaths(root)
 
 
