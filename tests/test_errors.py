@@ -69,6 +69,11 @@ def main(argv):
         raise UserError("--x=1 is too big; pass --x=0")
     if kind == "segfault":
         faulthandler._sigsegv()
+    if kind == "disk_full":
+        raise OSError(28, "No space left on device", "/store/run/checkpoints/000003.pt")
+    if kind == "lots_of_output":
+        for i in range(200000):
+            print(f"line {{i}}")
     return 0
 
 
@@ -113,6 +118,25 @@ def test_run_failed_user_error_and_success_as_a_process(tmp_path, kind, code, li
     result = _run(tmp_path, kind)
     assert result.returncode == code and _stderr_lines(result) == ([line] if line else [])
     assert not (tmp_path / "crashes").exists()  # only a bug writes a crash log
+
+
+def test_a_full_disk_is_one_line_naming_the_file_not_a_bug(tmp_path):
+    result = _run(tmp_path, "disk_full")
+    assert result.returncode == 1
+    [line] = _stderr_lines(result)
+    assert line.startswith("error: cannot write /store/run/checkpoints/000003.pt: No space left on device; ")
+    assert "--resume" in line and not (tmp_path / "crashes").exists()
+
+
+def test_a_reader_that_goes_away_is_not_a_bug(tmp_path):
+    """`python evaluate.py ... | head`: the closed pipe ends the command quietly (exit 141, as a shell says)."""
+    script = tmp_path / "cli.py"
+    script.write_text(CLI.format(root=str(ROOT)))
+    env = {**os.environ, CRASH_DIR_ENV: str(tmp_path / "crashes")}
+    command = f"{sys.executable} {script} lots_of_output | head -n 1; echo ${{PIPESTATUS[0]}} >&2"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, env=env)
+    assert result.stdout == "line 0\n" and _stderr_lines(result) == ["141"]
+    assert not (tmp_path / "crashes").exists()
 
 
 def test_a_native_crash_is_not_silent(tmp_path):

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import errno
 import faulthandler
 import os
 import sys
@@ -14,7 +15,7 @@ import tempfile
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 CRASH_DIR_ENV = "DEEP_RL_REGIONS_CRASH_DIR"  # where crash logs go; default <system temp dir>/deep_rl_regions-crashes
 
@@ -68,14 +69,43 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as err:  # a bug: keep the traceback for the report, show the user one line
-        prog = Path(sys.argv[0]).stem or "deep_rl_regions"
-        summary = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
-        try:
-            where = f"the traceback is in {save_crash_log(prog, traceback.format_exc())}"
-        except OSError:
-            traceback.print_exc()
-            where = "the traceback is above"
-        print(f"internal error ({summary}); this is a bug, {where}; please report it", file=sys.stderr)
+    except BrokenPipeError:  # the reader of our output went away (`... | head`): not a bug, nothing to say
+        _silence_stdout()
+        sys.exit(141)  # 128 + SIGPIPE, as a shell reports it
+    except OSError as err:
+        if err.errno not in _DISK_ERRNOS:
+            _report_bug(err)
+        # the machine, not the input or the code: a full disk, a quota, a read-only or forbidden folder
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot write{where}: {err.strerror}; free space or fix the folder's permissions, then run "
+              f"the command again (train.py --resume=RUN_ID continues a run from its last checkpoint)",
+              file=sys.stderr)
         sys.exit(1)
+    except Exception as err:  # a bug: keep the traceback for the report, show the user one line
+        _report_bug(err)
     sys.exit(code or 0)
+
+
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _report_bug(err: BaseException) -> NoReturn:
+    """One line naming the crash log that holds the traceback (printed instead if no log can be written); exit 1."""
+    prog = Path(sys.argv[0]).stem or "deep_rl_regions"
+    summary = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+    try:
+        where = f"the traceback is in {save_crash_log(prog, traceback.format_exc())}"
+    except OSError:
+        traceback.print_exc()
+        where = "the traceback is above"
+    print(f"internal error ({summary}); this is a bug, {where}; please report it", file=sys.stderr)
+    sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
