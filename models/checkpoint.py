@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,20 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     torch_save_atomic(path, {"format": FORMAT, "format_version": FORMAT_VERSION, **payload})
 
 
+_GLOBAL_RE = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _unsafe_content(err: Exception) -> str:
+    """What torch's safe loader refused, in a few words: torch's message runs to a paragraph of advice (with
+    terminal escapes) about loading the file unsafely, which is exactly what we must not suggest."""
+    text = _ANSI_RE.sub("", str(err))
+    found = _GLOBAL_RE.search(text)
+    if found:
+        return f"it holds the Python object {found.group(1)}, which loading would have to import or run"
+    return "it holds Python objects beyond tensors and plain values"
+
+
 def read_checkpoint(path: Path | str) -> dict:
     """The raw checkpoint dict; refuses files that are missing, truncated, not ours, or would need unsafe pickle."""
     path = Path(path)
@@ -58,8 +73,7 @@ def read_checkpoint(path: Path | str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise UserError(f"refusing to load {path}: it is not a plain-tensor checkpoint ({first[:120]}); "
+        raise UserError(f"refusing to load {path}: it is not a plain-tensor checkpoint ({_unsafe_content(err)}); "
                         f"only checkpoints written by train.py can be loaded") from None
     except Exception as err:  # a damaged archive can fail in many ways inside torch; all mean the same to the user
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}); "

@@ -52,9 +52,18 @@ def test_refuses_pickle_that_runs_code(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"format": "deep_rl_regions.checkpoint", "payload": _Evil(marker)}, path)
-    with pytest.raises(UserError, match="refusing to load"):
+    with pytest.raises(UserError, match="refusing to load") as err:
         load_checkpoint(path)
     assert not marker.exists()
+    # the message names what was refused, in plain text: no terminal escapes, no advice to load it unsafely
+    message = str(err.value)
+    assert "posix.system" in message and "\x1b" not in message and "weights_only" not in message
+    assert len(message) < 300 and "\n" not in message
+    odd = tmp_path / "odd.pt"
+    torch.save({"format": "deep_rl_regions.checkpoint", "when": __import__("datetime").date(2020, 1, 1)}, odd)
+    with pytest.raises(UserError, match="datetime.date") as err:
+        load_checkpoint(odd)
+    assert "\x1b" not in str(err.value)
     raw = tmp_path / "raw.pkl"
     raw.write_bytes(pickle.dumps(_Evil(marker)))
     with pytest.raises(UserError):
