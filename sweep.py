@@ -39,14 +39,23 @@ def main(argv: list[str] | None = None) -> int:
 
         outcomes = run_sweep(record, settings, on_update)
         bar.close()
-    print(f"{'run':<16} {'status':<9} configuration")
+    print(f"{'run':<16} {'status':<11} configuration")
     for o in outcomes:
         config = " ".join(f"{k}={v}" for k, v in record.configs[o.index].items())
-        print(f"{o.run_id:<16} {o.status:<9} {config}")
+        print(f"{o.run_id:<16} {o.status:<11} {config}")
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         print(f"failed: {o.run_id}, log {o.log_path}", file=sys.stderr)
-    print(f"next: python evaluate.py --sweep_id={record.sweep_id} --checkpoints_dir={settings.save_dir}")
+    unfinished = [o for o in outcomes if o.status not in ("finished", "skipped")]
+    if any(o.status == "interrupted" for o in outcomes):
+        print(f"interrupted: continue with python sweep.py --resume={record.sweep_id} --save_dir={settings.save_dir}")
+        return 130
+    if unfinished:  # evaluating now would miss them: say what is left first
+        busy = sum(o.status == "busy" for o in unfinished)
+        print(f"{len(unfinished)} runs are not finished ({busy} being trained by another process); when they are: "
+              f"python evaluate.py --sweep_id={record.sweep_id} --checkpoints_dir={settings.save_dir}")
+    else:
+        print(f"next: python evaluate.py --sweep_id={record.sweep_id} --checkpoints_dir={settings.save_dir}")
     return 1 if failed else 0
 
 

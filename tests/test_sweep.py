@@ -371,3 +371,48 @@ def test_a_sweep_folder_a_killed_process_left_empty_does_not_take_the_id(tmp_pat
     (store / "_sweeps" / "s2" / "logs").mkdir(parents=True)
     (store / "_sweeps" / "s2" / "logs" / "s2-000.1.log").write_text("a log of an attempt")
     assert_user_error(sweep.main, [str(path), "--sweep_id=s2", f"--save_dir={store}"], "already exists")
+
+
+def test_count_is_for_random_sweeps_and_a_grid_refuses_it(tmp_path):
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n  seed: {values: [1, 2]}\n")
+    assert_user_error(sweep.main, [str(path), "--count=5", "--dry_run"], "--count=5", "grid", "method: random")
+    random = write(tmp_path, "program: train.py\nmethod: random\nparameters:\n  seed: {values: [1, 2, 3]}\n",
+                   name="random.yaml")
+    _, configs = sweep_configurations(SweepSettings(file=str(random)))
+    assert len(configs) == 10  # no --count and no run_cap: the documented default
+
+
+def test_a_resumed_sweep_keeps_the_files_parameter_order(tmp_path):
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n  seed: {values: [1]}\n"
+                           "  policy_dims: {values: [c4]}\n  env: {value: Car1DEnv-v1}\n")
+    store = tmp_path / "store"
+    with open_sweep(SweepSettings(file=str(path), sweep_id="o", save_dir=str(store))) as record:
+        assert list(record.configs[0]) == ["seed", "policy_dims", "env"]
+    reloaded = prepare_sweep(SweepSettings(resume="o", save_dir=str(store)))
+    assert list(reloaded.configs[0]) == ["seed", "policy_dims", "env"]
+
+
+def test_a_run_stopped_by_ctrl_c_is_interrupted_not_failed(tmp_path, monkeypatch):
+    import utils.jobs.sweep as sweep_job
+
+    path = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
+    store = tmp_path / "store"
+    settings = SweepSettings(file=str(path), sweep_id="c", save_dir=str(store))
+    monkeypatch.setattr(sweep_job.subprocess, "call", lambda *args, **kwargs: 130)  # train.py after Ctrl-C
+    seen = []
+    with open_sweep(settings) as record:
+        (outcome,) = sweep_job.run_sweep(record, settings, lambda o, counts: seen.append(dict(counts)))
+    assert outcome.status == "interrupted" and seen[-1]["failed"] == 0 and seen[-1]["interrupted"] == 1
+
+
+def test_a_started_run_without_checkpoints_is_resumed_not_deleted(tmp_path):
+    path = write(tmp_path, "program: train.py\nparameters:\n" + TINY_PARAMS)
+    store = tmp_path / "store"
+    with open_sweep(SweepSettings(file=str(path), sweep_id="e", save_dir=str(store))) as record:
+        run = store / record.run_ids[0]
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({  # started (killed before checkpoint 0)
+            "run_id": record.run_ids[0], "env_id": "Car1DEnv-v1", "obs_dim": 2, "config": {"policy_dims": [4]},
+            "status": "running"}))
+        command = train_command(record, 0, store)
+    assert f"--resume={record.run_ids[0]}" in command and run.is_dir()

@@ -216,7 +216,8 @@ class SweepSettings:
 
     file: str | None = flag(None, "sweep YAML in the wandb sweep format", positional=True)
     workers: int = flag(1, "runs trained at the same time (>= 1)", type=int_in(1, 1024))
-    count: int | None = flag(None, "configurations to draw for method: random", type=int_in(1, 10**6))
+    count: int | None = flag(None, "configurations to draw for method: random (default: the file's run_cap, else 10; "
+                                   "a grid runs every combination and refuses --count)", type=int_in(1, 10**6))
     seed: int = flag(0, "seed for method: random", type=SEED)
     save_dir: str = flag("checkpoints", "the run store (as train.py's --save_dir)", type=non_empty)
     sweep_id: str | None = flag(None, "id for the new sweep (default: a fresh random id)", type=name)

@@ -11,7 +11,7 @@ and logs/<run_id>.<attempt>.log (one per train.py process the sweep started, num
 from __future__ import annotations
 
 import re
-import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +31,8 @@ from utils.settings import SweepSettings, TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: utils/jobs/sweep.py
 SWEEPS_DIR = "_sweeps"
+INTERRUPTED = (130, -signal.SIGINT, -signal.SIGTERM)  # train.py's exit code after Ctrl-C, or killed by the signal
+DEFAULT_RANDOM_COUNT = 10  # configurations a random sweep draws without --count or the file's run_cap
 LOCK_FILE = ".lock"  # in the sweep's directory, held by the one sweep.py process running the sweep
 
 
@@ -52,7 +54,7 @@ class SweepRecord:
 class RunOutcome:
     index: int
     run_id: str
-    status: str          # finished, failed, skipped (already finished), busy (trained by another process)
+    status: str          # finished, failed, interrupted, skipped (already finished), busy (trained by another process)
     log_path: Path | None  # this attempt's log; for a run not started now, its latest attempt's log (if any)
     returncode: int | None = None
 
@@ -69,7 +71,11 @@ def sweep_configurations(settings: SweepSettings) -> tuple[SweepSpec, list[dict]
             raise UserError(f"{spec.path}: parameters {' and '.join(keys)} both set train.py's --{field_name}; "
                             f"keep one of them")
     if spec.method == "random":
-        return spec, sample_random(spec, settings.count or int(spec.raw.get("run_cap", 10)), settings.seed)
+        return spec, sample_random(spec, settings.count or int(spec.raw.get("run_cap", DEFAULT_RANDOM_COUNT)),
+                                   settings.seed)
+    if settings.count is not None:
+        raise UserError(f"--count={settings.count} draws configurations of a `method: random` sweep; {spec.path} is "
+                        f"a grid, which runs every combination: drop --count, or set `method: random`")
     return spec, expand_grid(spec)
 
 
@@ -111,7 +117,8 @@ def open_sweep(settings: SweepSettings) -> Iterator[SweepRecord]:
     with exclusive_lock(directory / LOCK_FILE, _sweep_busy(record.sweep_id)):
         if not settings.resume:
             (directory / "logs").mkdir(exist_ok=True)
-            write_json_atomic(directory / "sweep.json", asdict(record))
+            # unsorted: each configuration keeps the sweep file's parameter order, which the tables show
+            write_json_atomic(directory / "sweep.json", asdict(record), sort_keys=False)
         yield record
 
 
@@ -198,20 +205,20 @@ def _numbered_attempt_logs(logs: Path, run_id: str) -> list[tuple[int, Path]]:
 
 
 def run_state(save_dir: Path, run_id: str) -> str:
-    """'finished', 'busy' (another process trains it), 'resumable' (has checkpoints), 'empty' or 'missing'.
+    """'finished', 'busy' (another process trains it), 'resumable' (started: train.py --resume continues it, or
+    starts it again when it has no checkpoint yet), 'empty' (a folder without run.json) or 'missing'.
 
-    A run.json that is not there yet (killed between creating the folder and writing it) means nothing finished;
-    a damaged one is a UserError naming it.
+    A run.json that is not there yet (killed between creating the folder and writing it) means nothing started;
+    train.py takes such an empty folder over. A damaged run.json is a UserError naming it.
     """
     run = RunPaths(Path(save_dir) / run_id)
     if not run.root.exists():
         return "missing"
     if is_run_locked(run):
         return "busy"
-    status = read_run_info(run).get("status") if run.run_json.exists() else None
-    if status == "finished":
-        return "finished"
-    return "resumable" if run.list_checkpoints() else "empty"
+    if not run.run_json.exists():
+        return "empty"
+    return "finished" if read_run_info(run).get("status") == "finished" else "resumable"
 
 
 def train_command(record: SweepRecord, index: int, save_dir: Path) -> list[str]:
@@ -231,12 +238,13 @@ def run_sweep(record: SweepRecord, settings: SweepSettings,
     logs = record.directory(save_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     lock = threading.Lock()
-    counts = {"done": 0, "running": 0, "failed": 0, "total": len(record.configs)}
+    counts = {"done": 0, "running": 0, "failed": 0, "interrupted": 0, "total": len(record.configs)}
 
     def run_one(index: int) -> RunOutcome:
         run_id = record.run_ids[index]
         state = run_state(save_dir, run_id)
-        if state in ("finished", "busy"):  # busy: another process (a train.py --resume of it) is training it now
+        if state in ("finished", "busy"):  # busy: another process (a train.py --resume of it) is training it now,
+            # and the run's lock keeps it there; this sweep leaves it alone and reports it
             previous = attempt_logs(logs, run_id)
             outcome = RunOutcome(index, run_id, "skipped" if state == "finished" else "busy",
                                  previous[-1] if previous else None)
@@ -244,8 +252,6 @@ def run_sweep(record: SweepRecord, settings: SweepSettings,
                 counts["done"] += 1
                 on_update(outcome, dict(counts))
             return outcome
-        if state == "empty":  # killed before its first checkpoint: nothing worth keeping, start it again
-            shutil.rmtree(save_dir / run_id)
         cmd = train_command(record, index, save_dir)
         with lock:
             counts["running"] += 1
@@ -256,10 +262,11 @@ def run_sweep(record: SweepRecord, settings: SweepSettings,
             log.flush()
             returncode = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          cwd=ROOT)
-        outcome = RunOutcome(index, run_id, "finished" if returncode == 0 else "failed", log_path, returncode)
+        status = "finished" if returncode == 0 else "interrupted" if returncode in INTERRUPTED else "failed"
+        outcome = RunOutcome(index, run_id, status, log_path, returncode)
         with lock:
             counts["running"] -= 1
-            counts["done" if returncode == 0 else "failed"] += 1
+            counts["done" if status == "finished" else "failed" if status == "failed" else "interrupted"] += 1
             on_update(outcome, dict(counts))
         return outcome
 

@@ -84,9 +84,9 @@ def write_bytes_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON to `path` atomically."""
-    write_text_atomic(path, json_text(obj))
+def write_json_atomic(path: Path, obj: Any, *, sort_keys: bool = True) -> None:
+    """Write `obj` as indented JSON to `path` atomically (keys sorted, unless their order means something)."""
+    write_text_atomic(path, json_text(obj, sort_keys=sort_keys))
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -262,9 +262,9 @@ def _first_line(err: Exception) -> str:
     return f"{name}: {text}" if text else name
 
 
-def json_text(obj: Any) -> str:
-    """`obj` as the indented, key-sorted JSON every JSON file of ours holds."""
-    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+def json_text(obj: Any, *, sort_keys: bool = True) -> str:
+    """`obj` as the indented JSON every JSON file of ours holds, keys sorted unless sort_keys=False."""
+    return json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n"
 
 
 def _json_default(obj: Any) -> Any:
