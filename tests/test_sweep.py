@@ -117,7 +117,15 @@ BAD_SWEEP_FILES = [
     ("program: other.py\nparameters:\n  seed: {value: 1}\n", ("program", "train.py")),
     ("program: train.py\nmethod: bayes\nparameters:\n  seed: {value: 1}\n", ("bayes",)),
     ("program: train.py\nparameters:\n  save_dir: {value: x}\n", ("save_dir", "sweep.py")),
+    ("program: train.py\nparameters:\n  help: {value: 1}\n", ("unknown parameter 'help'",)),
 ]
+
+
+def test_the_list_of_valid_keys_holds_only_train_flags(tmp_path):
+    message = assert_user_error(sweep.main, [str(write(tmp_path, "program: train.py\nparameters:\n  sed: {value: 1}\n"))],
+                                "unknown parameter 'sed'")
+    listed = message.split("valid train.py flags are ")[1].split(";")[0].split(", ")
+    assert "help" not in listed and "seed" in listed and set(listed) <= set(flag_names(TrainSettings))
 
 
 @pytest.mark.parametrize("text,needles", BAD_SWEEP_FILES)
