@@ -134,6 +134,8 @@ def _shape(value) -> tuple[int, ...] | None:
 
 def _shapes(state_dict) -> dict | None:
     return {key: _shape(value) for key, value in state_dict.items()} if isinstance(state_dict, dict) else None
+
+
 _FIELD_KINDS = {"str": "a string", "int": "a whole number", "float": "a number", "bool": "true or false",
                 "tuple[int, ...]": "a list of whole numbers"}
 
