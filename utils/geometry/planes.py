@@ -119,6 +119,21 @@ def _grow(a, need):
 
 
 @njit(cache=True)
+def _may_cut(xy, start, n, c, gx, gy, tol):
+    """Whether the line c + gx u_0 + gy u_1 = 0 may cut polygon xy[start:start + n]: a cheap test, without the
+    square root and divisions of ``_distances``, that passes every line ``_distances`` finds cutting (it compares
+    squared distances with tol^2 shrunk by 1e-9, far more than their rounding)."""
+    limit = tol * tol * (gx * gx + gy * gy) * (1.0 - 1e-9)
+    above = below = False
+    for i in range(n):
+        z = c + gx * xy[start + i, 0] + gy * xy[start + i, 1]
+        if z * z > limit:
+            above |= z > 0.0
+            below |= z < 0.0
+    return above and below and limit > 0.0
+
+
+@njit(cache=True)
 def _distances(xy, start, n, c, gx, gy, tol, s):
     """Signed distances s[:n] of vertices xy[start:start + n] from the line c + gx u_0 + gy u_1 = 0 (zero within tol,
     the same float operations as tests/reference_regions.py); whether the line cuts the polygon: a vertex farther
@@ -160,54 +175,74 @@ def _append_part(xy, start, n, s, sign, top):
 @njit(cache=True)
 def _cut_layer(xy, first, z0, gx, gy, tol):
     """Cut every polygon by the zero lines of one layer's neurons, one neuron at a time in neuron order (a line cuts a
-    polygon iff a vertex lies farther than tol on each side). Returns the pieces (xy, first), each piece's parent
-    polygon, and its pattern on the layer (R', w): pre-activation > 0 at the piece's vertex centroid."""
+    polygon iff a vertex lies farther than tol on each side). Returns the pieces (xy, first) in the order cutting
+    leaves them (the parts of a cut piece take its place, positive side first), each piece's parent polygon, and
+    its pattern on the layer (R', w): pre-activation > 0 at the piece's vertex centroid."""
     R, w = z0.shape
     out_xy = np.empty((2 * xy.shape[0], 2))
     out_first = np.zeros(R + 1, np.int64)
     parent = np.empty(R, np.int64)
-    pool = np.empty((64, 2))  # one polygon's pieces; a split appends both parts and abandons the old rows
+    # One polygon's pieces, a linked list in order: piece j has vertices pool[start[j]:start[j] + count[j]] and
+    # is followed by piece after[j] (-1 at the end). A cut appends both parts to the pool and abandons the old rows.
+    pool = np.empty((64, 2))
     start = np.empty(16, np.int64)
     count = np.empty(16, np.int64)
+    after = np.empty(16, np.int64)
     s = np.empty(64)
     cutting = np.empty(w, np.int64)
+    hi, lo = np.empty(w), np.empty(w)
     n_out = 0
     for r in range(R):
         a, n = first[r], first[r + 1] - first[r]
         s = _grow(s, n)
-        # The lines that cut polygon r (a line that misses a polygon misses every part of it).
+        # The lines that cut polygon r (a line that misses a polygon misses every part of it). The extreme values
+        # of every neuron over the vertices first (a loop over neurons, which the compiler vectorizes), then the
+        # exact test for the neurons whose zero may lie inside, as in _may_cut.
+        hi[:] = -np.inf
+        lo[:] = np.inf
+        for i in range(a, a + n):
+            for k in range(w):
+                z = z0[r, k] + gx[r, k] * xy[i, 0] + gy[r, k] * xy[i, 1]
+                hi[k] = max(hi[k], z)
+                lo[k] = min(lo[k], z)
         m = 0
         for k in range(w):
-            if _distances(xy, a, n, z0[r, k], gx[r, k], gy[r, k], tol, s):
+            limit = tol * tol * (gx[r, k] * gx[r, k] + gy[r, k] * gy[r, k]) * (1.0 - 1e-9)
+            if hi[k] > 0.0 and hi[k] * hi[k] > limit and lo[k] < 0.0 and lo[k] * lo[k] > limit and \
+                    _distances(xy, a, n, z0[r, k], gx[r, k], gy[r, k], tol, s):
                 cutting[m] = k
                 m += 1
         pool = _grow(pool, n)
         pool[:n] = xy[a : a + n]
-        start[0], count[0], pieces, top = 0, n, 1, n
+        start[0], count[0], after[0], pieces, top = 0, n, -1, 1, n
         for c in range(m):
             k = cutting[c]
-            for j in range(pieces):  # parts made by this line are not cut by it again
-                nj = count[j]
+            j = 0
+            while j >= 0:
+                nj, following = count[j], after[j]
                 s = _grow(s, nj)
-                if _distances(pool, start[j], nj, z0[r, k], gx[r, k], gy[r, k], tol, s):
+                if _may_cut(pool, start[j], nj, z0[r, k], gx[r, k], gy[r, k], tol) and \
+                        _distances(pool, start[j], nj, z0[r, k], gx[r, k], gy[r, k], tol, s):
                     pool = _grow(pool, top + 4 * nj)
                     n_pos = _append_part(pool, start[j], nj, s, 1.0, top)
                     n_neg = _append_part(pool, start[j], nj, s, -1.0, top + n_pos)
-                    start = _grow(start, pieces + 1)
-                    count = _grow(count, pieces + 1)
-                    start[j], count[j] = top, n_pos
-                    start[pieces], count[pieces] = top + n_pos, n_neg
+                    start, count, after = _grow(start, pieces + 1), _grow(count, pieces + 1), _grow(after, pieces + 1)
+                    start[j], count[j], after[j] = top, n_pos, pieces
+                    start[pieces], count[pieces], after[pieces] = top + n_pos, n_neg, following
                     pieces += 1
                     top += n_pos + n_neg
+                j = following  # parts made by this line are not cut by it again
         out_first = _grow(out_first, n_out + pieces + 1)
         parent = _grow(parent, n_out + pieces)
         out_xy = _grow(out_xy, out_first[n_out] + top)
-        for j in range(pieces):
+        j = 0
+        while j >= 0:
             v = out_first[n_out]
             out_xy[v : v + count[j]] = pool[start[j] : start[j] + count[j]]
             out_first[n_out + 1] = v + count[j]
             parent[n_out] = r
             n_out += 1
+            j = after[j]
     on = np.empty((n_out, w), np.bool_)
     for i in range(n_out):
         r, v, n = parent[i], out_first[i], out_first[i + 1] - out_first[i]
@@ -223,23 +258,43 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
 
 @njit(cache=True)
 def _fold_layer(on, parent, z0, gx, gy, Wt, b):
-    """The next affine map on every piece: with the layer's pattern fixed, its output on piece i is on[i] * z[parent[i]]
-    (affine in u), so the next layer's (or the head's) values are b + (on[i] * z0[p]) @ Wt at u = 0 and
-    (on[i] * gx[p]) @ Wt, (on[i] * gy[p]) @ Wt per unit of u. Rows of Wt are added only for neurons that are on."""
+    """The next affine map on every piece. With the layer's pattern fixed, the layer's output on piece i is
+    on[i] * z[parent[i]], affine in u, so the next layer's (or the head's) values are
+        z_next[i] = b + (on[i] * z0[p]) @ Wt at u = 0,  gx_next[i] = (on[i] * gx[p]) @ Wt,  gy_next likewise.
+    A piece of the same parent as the piece before it (cutting leaves neighbours next to each other) starts from
+    that piece's result and adds the rows of Wt of the neurons whose state differs, when they are fewer than its
+    neurons that are on."""
     R, w = on.shape
     w2 = Wt.shape[1]
-    z_next, gx_next, gy_next = np.empty((R, w2)), np.zeros((R, w2)), np.zeros((R, w2))
+    z_next, gx_next, gy_next = np.empty((R, w2)), np.empty((R, w2)), np.empty((R, w2))
     for i in range(R):
         p = parent[i]
-        z_next[i] = b
+        n_on = n_diff = 0
         for k in range(w):
-            if on[i, k]:
-                zk, xk, yk = z0[p, k], gx[p, k], gy[p, k]
-                for j in range(w2):
-                    z_next[i, j] += zk * Wt[k, j]
-                    gx_next[i, j] += xk * Wt[k, j]
-                    gy_next[i, j] += yk * Wt[k, j]
+            n_on += on[i, k]
+            if i > 0:
+                n_diff += on[i, k] != on[i - 1, k]
+        if i > 0 and parent[i - 1] == p and n_diff < n_on:
+            z_next[i], gx_next[i], gy_next[i] = z_next[i - 1], gx_next[i - 1], gy_next[i - 1]
+            for k in range(w):
+                if on[i, k] != on[i - 1, k]:
+                    sign = 1.0 if on[i, k] else -1.0
+                    _add_row(z_next[i], gx_next[i], gy_next[i], sign * z0[p, k], sign * gx[p, k], sign * gy[p, k], Wt[k])
+        else:
+            z_next[i], gx_next[i], gy_next[i] = b, 0.0, 0.0
+            for k in range(w):
+                if on[i, k]:
+                    _add_row(z_next[i], gx_next[i], gy_next[i], z0[p, k], gx[p, k], gy[p, k], Wt[k])
     return z_next, gx_next, gy_next
+
+
+@njit(cache=True)
+def _add_row(z, x, y, zk, xk, yk, row):
+    """z += zk row, x += xk row, y += yk row."""
+    for j in range(row.shape[0]):
+        z[j] += zk * row[j]
+        x[j] += xk * row[j]
+        y[j] += yk * row[j]
 
 
 def _partition_arrays(layers, origin, basis, dom, tol, head):
