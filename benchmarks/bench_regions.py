@@ -7,14 +7,23 @@ training, so first-layer hyperplanes do not all pass through the origin (the sta
 (a) 1-D: pieces along the 999 segments of the trajectory. (b) 2-D: partition of the plane through states 100,
 500 and 900 (domain: square 1.25 x the circumcircle). The vectorized code's time is the best of 3 runs after a
 warm-up; the loop implementation runs once. Last line: JSON with speedups and whether all counts agree.
+(c) Wide 2-D rows: nets c128,128 and c256,256 (same initialization) on the plane through states 100, 500 and 900
+of a 1,000-state standardized random walk in 17 dimensions (seed 0): absolute times, and the ratio to the code of
+the baseline commit BASELINE (git archive of utils/, run in a subprocess in the same run), whose region count and
+pattern set must be the same. (d) Busy: the 2-D timings again with a CPU-bound process running beside the
+benchmark; ratio busy / quiet per net (the kernel is single-threaded, so this should stay near 1 when a core is
+free for it).
 
-Run: .venv/bin/python benchmarks/bench_regions.py
+Run: .venv/bin/python benchmarks/bench_regions.py [--no-baseline] [--no-busy]
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -28,6 +37,9 @@ from utils.geometry.regions import path_pieces  # noqa: E402
 from utils.settings import PLANE_SCALE  # noqa: E402
 
 NETS = [(16, 16), (32, 32), (64, 64)]
+WIDE_NETS = [(128, 128), (256, 256)]
+BASELINE = "8b06d6e"  # the commit before issue 15's kernels
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STATES = 1000
 BIAS_STD = 0.1
 ACT_DIM = 6
@@ -73,6 +85,97 @@ def best_time(fn, repeats: int = 3):
     return best, out
 
 
+def random_walk(num_states: int, dim: int = 17, seed: int = 0) -> np.ndarray:
+    """A standardized Gaussian random walk (num_states, dim)."""
+    x = np.cumsum(np.random.default_rng(seed).normal(size=(num_states, dim)), 0)
+    return (x - x.mean(0)) / x.std(0)
+
+
+def pattern_digest(patterns: np.ndarray) -> str:
+    """sha256 of the sorted distinct rows of packed patterns (R, W): equal digests, equal pattern sets."""
+    return hashlib.sha256(np.unique(np.ascontiguousarray(patterns, dtype=np.int64), axis=0).tobytes()).hexdigest()
+
+
+# Run in a subprocess against a copy of the baseline commit's utils/ (PYTHONPATH): times plane_partition on the nets
+# in the npz given and prints one JSON line per net.
+_BASELINE_SCRIPT = """
+import hashlib, json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+from utils.geometry.planes import plane_partition
+data = np.load(sys.argv[1])
+for name in sys.argv[2:]:
+    layers = [(data[f"{name}_W{i}"], data[f"{name}_b{i}"]) for i in range(int(data[f"{name}_depth"]))]
+    head = (data[f"{name}_Wout"], data[f"{name}_bout"])
+    plane = (data["origin"], data["basis"])
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        part = plane_partition(layers, head, plane, data["domain"])
+        best = min(best, time.perf_counter() - t)
+    rows = np.unique(part.patterns.numpy(), axis=0)
+    print(json.dumps({"net": name, "seconds": best, "num_regions": part.num_regions,
+                      "digest": hashlib.sha256(rows.tobytes()).hexdigest()}), flush=True)
+"""
+
+
+def time_baseline(nets: dict, plane, commit: str = BASELINE) -> dict:
+    """{net: {seconds, num_regions, digest}} of plane_partition at ``commit`` (best of 2), in a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", ROOT, "archive", commit, "utils"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        arrays = {"origin": plane.origin.numpy(), "basis": plane.basis.numpy(), "domain": plane.domain.numpy()}
+        for name, (layers, head) in nets.items():
+            arrays[f"{name}_depth"] = np.array(len(layers))
+            for i, (W, b) in enumerate(layers):
+                arrays[f"{name}_W{i}"], arrays[f"{name}_b{i}"] = W.numpy(), b.numpy()
+            arrays[f"{name}_Wout"], arrays[f"{name}_bout"] = head[0].numpy(), head[1].numpy()
+        np.savez(os.path.join(tmp, "nets.npz"), **arrays)
+        out = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT, os.path.join(tmp, "nets.npz"), *nets],
+                             check=True, capture_output=True, text=True, cwd=tmp, env={**os.environ, "PYTHONPATH": tmp})
+    return {row["net"]: row for row in map(json.loads, out.stdout.splitlines())}
+
+
+def wide_rows(summary: dict, quiet_2d: dict, baseline: bool) -> bool:
+    """The wide 2-D rows (c): times, and ratio to the baseline commit with equal counts and pattern sets."""
+    x = random_walk(NUM_STATES)
+    plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
+    nets = {"c" + ",".join(map(str, w)): he_net(w, x.shape[1], seed=i) for i, w in enumerate(WIDE_NETS)}
+    old = time_baseline(nets, plane) if baseline else {}
+    equal = True
+    summary["wide_2d_seconds"], summary["wide_2d_vs_baseline"] = {}, {}
+    for name, (layers, head) in nets.items():
+        t_new, part = best_time(lambda: plane_partition(layers, head, plane))
+        quiet_2d[name + " wide"] = (t_new, lambda layers=layers, head=head: plane_partition(layers, head, plane))
+        summary["wide_2d_seconds"][name] = round(t_new, 3)
+        line = f"{name} 2-D wide: regions {part.num_regions}, kernel {t_new:.3f} s"
+        if name in old:
+            same = (old[name]["num_regions"] == part.num_regions
+                    and old[name]["digest"] == pattern_digest(part.patterns.numpy()))
+            equal &= same
+            summary["wide_2d_vs_baseline"][name] = round(old[name]["seconds"] / t_new, 1)
+            line += (f"; baseline {BASELINE}: regions {old[name]['num_regions']}, same patterns {same}, "
+                     f"{old[name]['seconds']:.3f} s, x{old[name]['seconds'] / t_new:.1f}")
+        print(line)
+    return equal
+
+
+def busy_ratios(quiet_2d: dict) -> dict:
+    """Each 2-D call timed again (best of 3) while a CPU-bound process spins beside it: {net: busy / quiet}."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        ratios = {}
+        for name, (t_quiet, call) in quiet_2d.items():
+            t_busy, _ = best_time(call)
+            ratios[name] = round(t_busy / t_quiet, 2)
+            print(f"{name} 2-D busy: {t_busy * 1e3:.1f} ms, quiet {t_quiet * 1e3:.1f} ms, x{t_busy / t_quiet:.2f}")
+    finally:
+        spinner.kill()
+        spinner.wait()
+    return ratios
+
+
 def main() -> None:
     torch.set_num_threads(1)  # small tensors: one thread avoids scheduling overhead (docs/design.md, pitfalls)
     x = halfcheetah_states(NUM_STATES)
@@ -80,6 +183,7 @@ def main() -> None:
     origin, basis, domain = plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy()
     summary: dict = {"speedup_1d": {}, "speedup_2d": {}}
     all_equal = True
+    quiet_2d: dict = {}  # net -> (quiet seconds, the call) for the busy measurement
     for i, widths in enumerate(NETS):
         name = "c" + ",".join(map(str, widths))
         layers, head = he_net(widths, x.shape[1], seed=i)
@@ -107,9 +211,14 @@ def main() -> None:
         equal = part.num_regions == ref2["num_regions"] and pats_vec == pats_ref
         all_equal &= equal
         summary["speedup_2d"][name] = round(t_ref / t_vec, 1)
+        quiet_2d[name] = (t_vec, lambda layers=layers, head=head: plane_partition(layers, head, plane))
         print(f"{name} 2-D: regions {part.num_regions} (loop {ref2['num_regions']}), same patterns {pats_vec == pats_ref}, "
               f"area error {abs(float(part.areas.sum()) - part.domain_area) / part.domain_area:.1e}; "
-              f"vectorized {t_vec * 1e3:.1f} ms, loop {t_ref * 1e3:.0f} ms, x{t_ref / t_vec:.0f}")
+              f"kernel {t_vec * 1e3:.1f} ms, loop {t_ref * 1e3:.0f} ms, x{t_ref / t_vec:.0f}")
+
+    all_equal &= wide_rows(summary, quiet_2d, baseline="--no-baseline" not in sys.argv)
+    if "--no-busy" not in sys.argv:
+        summary["busy_over_quiet_2d"] = busy_ratios(quiet_2d)
     summary["counts_equal"] = bool(all_equal)
     print(json.dumps(summary))
 

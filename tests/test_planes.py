@@ -232,7 +232,7 @@ def test_cuda_matches_cpu():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Degenerate arrangements, the sequential fallback and the torch code path
+# Degenerate arrangements and the kernel's growing buffers
 # --------------------------------------------------------------------------------------------------------------
 SQUARE = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
 XY_PLANE = (np.zeros(2), np.eye(2))
@@ -259,24 +259,8 @@ def lines_through(point, angles, offset_sign: float = 1.0):
     return W, -(W @ np.asarray(point)) * offset_sign
 
 
-@pytest.fixture
-def count_fallback(monkeypatch):
-    """Counts the polygons handed to the sequential fallback."""
-    import utils.geometry.planes as planes
-
-    seen = []
-    original = planes._cut_layer
-
-    def spy(verts, *args):
-        seen.append(int(verts.shape[0]))
-        return original(verts, *args)
-
-    monkeypatch.setattr(planes, "_cut_layer", spy)
-    return seen
-
-
 @pytest.mark.parametrize("n_lines", [3, 4, 5, 7])
-def test_several_lines_through_one_interior_point(n_lines, count_fallback):
+def test_several_lines_through_one_interior_point(n_lines):
     rng = np.random.default_rng(10 + n_lines)
     angles = np.sort(rng.uniform(0, np.pi, n_lines))
     W, b = lines_through([0.3, -0.2], angles)
@@ -284,9 +268,7 @@ def test_several_lines_through_one_interior_point(n_lines, count_fallback):
     layers = [(W, b), (rng.normal(size=(6, n_lines)), rng.normal(size=6) * 0.3)]
     first = assert_matches_reference(layers[:1], XY_PLANE, SQUARE, rng)
     assert first.num_regions == 2 * n_lines  # n concurrent lines: 2n wedges
-    # Up to four lines through a point are handled by the arrangement; more go to the fallback.
-    assert (sum(count_fallback) > 0) == (n_lines > 4)
-    # (In wedges where one first-layer neuron is on, all second-layer lines are parallel: fallback again.)
+    # (In wedges where one first-layer neuron is on, all second-layer lines are parallel.)
     assert_matches_reference(layers, XY_PLANE, SQUARE, rng)
 
 
@@ -304,15 +286,14 @@ def test_lines_through_a_vertex_crossing_other_lines():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_zero_bias_nets_on_a_plane_through_the_origin(seed, count_fallback):
+def test_zero_bias_nets_on_a_plane_through_the_origin(seed):
     rng = np.random.default_rng(30 + seed)
     d = 6
     layers, _ = random_net(rng, d, [12, 10, 8], bias_std=0.0)
-    # Through the input origin every first-layer line meets at u = 0 (12 > _MAX_ZEROS lines: fallback), and so do
-    # the later layers' lines, at a vertex of every polygon.
+    # Through the input origin every first-layer line meets at u = 0, and so do the later layers' lines, at a vertex
+    # of every polygon.
     basis = np.linalg.qr(rng.normal(size=(d, 2)))[0].T
     assert_matches_reference(layers, (np.zeros(d), basis), SQUARE * 2.0, rng)
-    assert sum(count_fallback) > 0
 
 
 def test_zero_bias_nets_on_a_general_plane():
@@ -324,62 +305,30 @@ def test_zero_bias_nets_on_a_general_plane():
         assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
 
 
-def test_sequential_fallback_alone_matches_reference(monkeypatch, count_fallback):
-    import utils.geometry.planes as planes
-
-    # A huge ambiguity band sends every polygon that a line cuts to the fallback.
-    monkeypatch.setattr(planes, "_BAND", 1e30)
+def test_domain_with_many_vertices_matches_reference():
+    # A 150-gon: more vertices than the kernel's first buffers hold for one polygon.
     rng = np.random.default_rng(50)
-    for _ in range(15):
-        layers, _, plane = random_plane_case(rng)
-        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
-    assert sum(count_fallback) > 0
+    angles = np.linspace(0, 2 * np.pi, 150, endpoint=False)
+    polygon = 1.5 * np.stack([np.cos(angles), np.sin(angles)], 1)
+    # First layer: six lines cutting small caps off the 150-gon, so its middle piece keeps over 64 vertices.
+    W1, b1 = lines_through([0.0, 0.0], rng.uniform(0, 2 * np.pi, 6))
+    b1 = b1 - 1.48
+    first = assert_matches_reference([(W1, b1)], XY_PLANE, polygon, rng)
+    assert int(first.num_vertices.max()) > 64
+    assert_matches_reference([(W1, b1), (rng.normal(size=(6, 6)), rng.normal(size=6))], XY_PLANE, polygon, rng)
 
 
-def test_torch_ops_path_matches_numpy_path(monkeypatch):
-    import utils.geometry.planes as planes
-
+def test_layers_wider_than_one_pattern_word_match_reference():
+    # 70 and 130 neurons: a layer's bits span two and three int64 words.
     rng = np.random.default_rng(60)
-    cases = [random_plane_case(rng) for _ in range(12)]
-    cases.append((*random_net(rng, 5, [9, 9], bias_std=0.0),
-                  plane_through_states(*rng.normal(size=(3, 5)), scale=PLANE_SCALE)))
-    expected = [plane_partition(layers, head, plane) for layers, head, plane in cases]
-    monkeypatch.setattr(planes, "_ops_for", lambda device: planes._TorchOps)
-    for (layers, head, plane), want in zip(cases, expected):
-        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
-        got = plane_partition(layers, head, plane)
-        assert got.num_regions == want.num_regions
-        assert torch.equal(got.num_vertices, want.num_vertices) and torch.equal(got.patterns, want.patterns)
-        torch.testing.assert_close(got.vertices, want.vertices, rtol=0, atol=1e-12)
-        torch.testing.assert_close(got.action_slope, want.action_slope, rtol=1e-12, atol=1e-12)
-
-
-def test_crossed_polygons_processed_in_buckets_match_reference(monkeypatch):
-    import utils.geometry.planes as planes
-
-    # A tiny pass cost makes every layer split its crossed polygons into buckets by number of crossing lines.
-    monkeypatch.setattr(planes, "_PASS_COST", 1)
-    sizes = []
-    original = planes._buckets
-    monkeypatch.setattr(planes, "_buckets", lambda *a: sizes.append(len(b := original(*a))) or b)
-    rng = np.random.default_rng(70)
-    cases = [random_plane_case(rng) for _ in range(8)]
-    cases.append((*random_net(rng, 8, [24, 24]),
-                  plane_through_states(*rng.normal(size=(3, 8)), scale=PLANE_SCALE)))
-    for layers, _, plane in cases:
-        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
-    assert max(sizes) > 1
-
-
-@pytest.mark.parametrize("torch_ops", [False, True])
-def test_sign_keys_spanning_several_words_match_reference(monkeypatch, torch_ops):
-    import utils.geometry.planes as planes
-
-    # 3 bits per key word: every layer's sign keys span several words (the multi-word zero expansion and lexsort).
-    monkeypatch.setattr(planes, "_WORD", 3)
-    if torch_ops:
-        monkeypatch.setattr(planes, "_ops_for", lambda device: planes._TorchOps)
-    rng = np.random.default_rng(80)
-    for _ in range(6):
-        layers, _, plane = random_plane_case(rng)
-        assert_matches_reference(layers, plane, plane.domain.numpy(), rng)
+    layers, head = random_net(rng, 5, [70, 130])
+    plane = plane_through_states(*rng.normal(size=(3, 5)), scale=PLANE_SCALE)
+    domain = plane.domain.numpy() * 0.1  # a few hundred regions keep the simple reference fast
+    part = assert_matches_reference(layers, plane, domain, rng)
+    assert part.patterns.shape[1] == 2 + 3
+    uv, owner = points_inside(part, rng, 2)
+    x = plane.to_input(torch.as_tensor(uv)).numpy()
+    with_head = plane_partition(layers, head, plane, domain)
+    assert torch.equal(with_head.patterns, part.patterns)
+    got = np.einsum("rac,rc->ra", with_head.action_slope.numpy()[owner], uv) + with_head.action_offset.numpy()[owner]
+    np.testing.assert_allclose(got, forward(layers, head, x), rtol=1e-9, atol=1e-9)

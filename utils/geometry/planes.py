@@ -42,7 +42,6 @@ from utils.geometry.polygons import (
     RANK_EPS,
     SPAN_RTOL,
     linearly_independent,
-    signed_areas,
 )
 
 
@@ -86,21 +85,23 @@ class PlanePartition:
 # --------------------------------------------------------------------------------------------------------------
 # Polygons
 # --------------------------------------------------------------------------------------------------------------
-def _validate_domain(domain: ArrayLike) -> tuple[np.ndarray, float]:
-    """The domain as a counter-clockwise float64 (V, 2) array and its largest absolute coordinate."""
+def _validate_domain(domain: ArrayLike) -> tuple[np.ndarray, float, float]:
+    """The domain as a counter-clockwise float64 (V, 2) array, its area and its largest absolute coordinate. A
+    handful of vertices: plain Python floats are cheaper here than array operations."""
     d = as_float64(domain, "cpu", "domain").numpy()
     if d.ndim != 2 or d.shape[1] != 2 or d.shape[0] < 3:
         raise UserError(f"domain must be a convex polygon of shape (V >= 3, 2) in plane coordinates, got {d.shape}")
-    area = float(signed_areas(d[None])[0])
+    p = d.tolist()
+    n = len(p)
+    area = 0.5 * sum(p[i][0] * p[i - n + 1][1] - p[i - n + 1][0] * p[i][1] for i in range(n))
     if area < 0:
-        d = d[::-1]  # make it counter-clockwise
-    edges = np.concatenate([d[1:], d[:1]]) - d
-    nxt = np.concatenate([edges[1:], edges[:1]])
-    turn = edges[:, 0] * nxt[:, 1] - edges[:, 1] * nxt[:, 0]
-    scale = float(np.abs(d).max())
-    if abs(area) <= CROSS_RTOL * scale * scale or bool((turn < -CROSS_RTOL * scale * scale).any()):
+        d, p = d[::-1], p[::-1]  # make it counter-clockwise
+    edges = [(p[i - n + 1][0] - p[i][0], p[i - n + 1][1] - p[i][1]) for i in range(n)]
+    turns = [edges[i][0] * edges[i - n + 1][1] - edges[i][1] * edges[i - n + 1][0] for i in range(n)]
+    scale = max(abs(c) for v in p for c in v)
+    if abs(area) <= CROSS_RTOL * scale * scale or min(turns) < -CROSS_RTOL * scale * scale:
         raise UserError("domain must be a convex polygon with nonzero area, vertices in order around it")
-    return np.ascontiguousarray(d), scale
+    return np.ascontiguousarray(d), abs(area), scale
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -116,21 +117,6 @@ def _grow(a, need):
     out = np.empty((2 * need,) + a.shape[1:], a.dtype)
     out[: a.shape[0]] = a
     return out
-
-
-@njit(cache=True)
-def _may_cut(xy, start, n, c, gx, gy, tol):
-    """Whether the line c + gx u_0 + gy u_1 = 0 may cut polygon xy[start:start + n]: a cheap test, without the
-    square root and divisions of ``_distances``, that passes every line ``_distances`` finds cutting (it compares
-    squared distances with tol^2 shrunk by 1e-9, far more than their rounding)."""
-    limit = tol * tol * (gx * gx + gy * gy) * (1.0 - 1e-9)
-    above = below = False
-    for i in range(n):
-        z = c + gx * xy[start + i, 0] + gy * xy[start + i, 1]
-        if z * z > limit:
-            above |= z > 0.0
-            below |= z < 0.0
-    return above and below and limit > 0.0
 
 
 @njit(cache=True)
@@ -156,20 +142,50 @@ def _distances(xy, start, n, c, gx, gy, tol, s):
 def _append_part(xy, start, n, s, sign, top):
     """Append the part of polygon xy[start:start + n] where sign * s >= 0 at row ``top`` of xy (as split_polygon in
     tests/reference_regions.py: its vertices on that side in order, plus the crossing point of every edge whose ends
-    have strictly opposite signs); returns its vertex count. xy must have room for 2 n rows after top."""
+    have strictly opposite signs); returns its vertex count, at most 2 n."""
     m = 0
     for i in range(n):
         j = i + 1 if i + 1 < n else 0
         sp, sq = s[i], s[j]
         if sign * sp >= 0.0:
-            xy[top + m] = xy[start + i]
+            xy[top + m, 0], xy[top + m, 1] = xy[start + i, 0], xy[start + i, 1]
             m += 1
         if sp * sq < 0.0:
             f = sp / (sp - sq)
-            for c in range(2):
-                xy[top + m, c] = xy[start + i, c] + f * (xy[start + j, c] - xy[start + i, c])
+            xy[top + m, 0] = xy[start + i, 0] + f * (xy[start + j, 0] - xy[start + i, 0])
+            xy[top + m, 1] = xy[start + i, 1] + f * (xy[start + j, 1] - xy[start + i, 1])
             m += 1
     return m
+
+
+@njit(cache=True)
+def _cut_pieces(pool, s, start, count, after, pieces, top, c, gx, gy, tol):
+    """Cut every piece of one polygon's list that the line c + gx u_0 + gy u_1 = 0 cuts into its two parts, which
+    take its place in the list, positive side first; returns the new numbers of pieces and of pool rows. Piece j has
+    vertices pool[start[j]:start[j] + count[j]] and is followed by piece after[j] (-1 at the end). The caller
+    leaves room for every piece to be cut."""
+    # A cheap test first, without the square root and divisions of _distances: it passes every piece _distances
+    # finds cut (squared values against tol^2 |grad|^2 shrunk by 1e-9, far more than their rounding). Written out
+    # here rather than called: a call per piece would count references to the arrays, costing more than the test.
+    limit = tol * tol * (gx * gx + gy * gy) * (1.0 - 1e-9)
+    j = 0
+    while j >= 0:
+        a, n, following = start[j], count[j], after[j]
+        above = below = False
+        for i in range(a, a + n):
+            z = c + gx * pool[i, 0] + gy * pool[i, 1]
+            if z * z > limit:
+                above |= z > 0.0
+                below |= z < 0.0
+        if above and below and _distances(pool, a, n, c, gx, gy, tol, s):
+            n_pos = _append_part(pool, a, n, s, 1.0, top)
+            n_neg = _append_part(pool, a, n, s, -1.0, top + n_pos)
+            start[j], count[j], after[j] = top, n_pos, pieces
+            start[pieces], count[pieces], after[pieces] = top + n_pos, n_neg, following
+            pieces += 1
+            top += n_pos + n_neg
+        j = following  # parts made by this line are not cut by it again
+    return pieces, top
 
 
 @njit(cache=True)
@@ -177,7 +193,8 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
     """Cut every polygon by the zero lines of one layer's neurons, one neuron at a time in neuron order (a line cuts a
     polygon iff a vertex lies farther than tol on each side). Returns the pieces (xy, first) in the order cutting
     leaves them (the parts of a cut piece take its place, positive side first), each piece's parent polygon, and
-    its pattern on the layer (R', w): pre-activation > 0 at the piece's vertex centroid."""
+    its pattern on the layer: pre-activation > 0 at the piece's vertex centroid, as booleans (R', w) and packed
+    into int64 words (R', ceil(w / 64))."""
     R, w = z0.shape
     out_xy = np.empty((2 * xy.shape[0], 2))
     out_first = np.zeros(R + 1, np.int64)
@@ -188,16 +205,18 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
     start = np.empty(16, np.int64)
     count = np.empty(16, np.int64)
     after = np.empty(16, np.int64)
-    s = np.empty(64)
+    s = np.empty(64)  # signed distances of one piece's vertices; never shorter than the pool
     cutting = np.empty(w, np.int64)
     hi, lo = np.empty(w), np.empty(w)
     n_out = 0
     for r in range(R):
         a, n = first[r], first[r + 1] - first[r]
-        s = _grow(s, n)
+        if n > pool.shape[0]:
+            pool = _grow(pool, n)
+            s = _grow(s, pool.shape[0])
         # The lines that cut polygon r (a line that misses a polygon misses every part of it). The extreme values
         # of every neuron over the vertices first (a loop over neurons, which the compiler vectorizes), then the
-        # exact test for the neurons whose zero may lie inside, as in _may_cut.
+        # exact test for the neurons whose zero may lie inside, as in _cut_pieces.
         hi[:] = -np.inf
         lo[:] = np.inf
         for i in range(a, a + n):
@@ -212,38 +231,33 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
                     _distances(xy, a, n, z0[r, k], gx[r, k], gy[r, k], tol, s):
                 cutting[m] = k
                 m += 1
-        pool = _grow(pool, n)
-        pool[:n] = xy[a : a + n]
+        for i in range(n):
+            pool[i, 0], pool[i, 1] = xy[a + i, 0], xy[a + i, 1]
         start[0], count[0], after[0], pieces, top = 0, n, -1, 1, n
         for c in range(m):
+            # Room for every piece to be cut: two parts of at most twice its vertices each.
+            if top + 4 * top > pool.shape[0]:
+                pool = _grow(pool, 5 * top)
+                s = _grow(s, pool.shape[0])
+            if 2 * pieces > start.shape[0]:
+                start, count, after = _grow(start, 2 * pieces), _grow(count, 2 * pieces), _grow(after, 2 * pieces)
             k = cutting[c]
-            j = 0
-            while j >= 0:
-                nj, following = count[j], after[j]
-                s = _grow(s, nj)
-                if _may_cut(pool, start[j], nj, z0[r, k], gx[r, k], gy[r, k], tol) and \
-                        _distances(pool, start[j], nj, z0[r, k], gx[r, k], gy[r, k], tol, s):
-                    pool = _grow(pool, top + 4 * nj)
-                    n_pos = _append_part(pool, start[j], nj, s, 1.0, top)
-                    n_neg = _append_part(pool, start[j], nj, s, -1.0, top + n_pos)
-                    start, count, after = _grow(start, pieces + 1), _grow(count, pieces + 1), _grow(after, pieces + 1)
-                    start[j], count[j], after[j] = top, n_pos, pieces
-                    start[pieces], count[pieces], after[pieces] = top + n_pos, n_neg, following
-                    pieces += 1
-                    top += n_pos + n_neg
-                j = following  # parts made by this line are not cut by it again
-        out_first = _grow(out_first, n_out + pieces + 1)
-        parent = _grow(parent, n_out + pieces)
-        out_xy = _grow(out_xy, out_first[n_out] + top)
+            pieces, top = _cut_pieces(pool, s, start, count, after, pieces, top, z0[r, k], gx[r, k], gy[r, k], tol)
+        if n_out + pieces + 1 > out_first.shape[0]:
+            out_first, parent = _grow(out_first, n_out + pieces + 1), _grow(parent, n_out + pieces + 1)
+        if out_first[n_out] + top > out_xy.shape[0]:
+            out_xy = _grow(out_xy, out_first[n_out] + top)
         j = 0
         while j >= 0:
             v = out_first[n_out]
-            out_xy[v : v + count[j]] = pool[start[j] : start[j] + count[j]]
+            for i in range(count[j]):
+                out_xy[v + i, 0], out_xy[v + i, 1] = pool[start[j] + i, 0], pool[start[j] + i, 1]
             out_first[n_out + 1] = v + count[j]
             parent[n_out] = r
             n_out += 1
             j = after[j]
     on = np.empty((n_out, w), np.bool_)
+    words = np.zeros((n_out, (w + 63) // 64), np.int64)  # bit k % 64 of word k // 64 (utils.geometry.regions)
     for i in range(n_out):
         r, v, n = parent[i], out_first[i], out_first[i + 1] - out_first[i]
         cx = cy = 0.0
@@ -253,7 +267,9 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
         cx, cy = cx / n, cy / n
         for k in range(w):
             on[i, k] = z0[r, k] + gx[r, k] * cx + gy[r, k] * cy > 0.0
-    return out_xy[: out_first[n_out]].copy(), out_first[: n_out + 1].copy(), parent[:n_out].copy(), on
+            if on[i, k]:
+                words[i, k // 64] |= np.int64(1) << np.int64(k % 64)
+    return out_xy[: out_first[n_out]].copy(), out_first[: n_out + 1].copy(), parent[:n_out].copy(), on, words
 
 
 @njit(cache=True)
@@ -272,56 +288,64 @@ def _fold_layer(on, parent, z0, gx, gy, Wt, b):
         n_on = n_diff = 0
         for k in range(w):
             n_on += on[i, k]
-            if i > 0:
-                n_diff += on[i, k] != on[i - 1, k]
-        if i > 0 and parent[i - 1] == p and n_diff < n_on:
-            z_next[i], gx_next[i], gy_next[i] = z_next[i - 1], gx_next[i - 1], gy_next[i - 1]
-            for k in range(w):
-                if on[i, k] != on[i - 1, k]:
-                    sign = 1.0 if on[i, k] else -1.0
-                    _add_row(z_next[i], gx_next[i], gy_next[i], sign * z0[p, k], sign * gx[p, k], sign * gy[p, k], Wt[k])
-        else:
-            z_next[i], gx_next[i], gy_next[i] = b, 0.0, 0.0
-            for k in range(w):
-                if on[i, k]:
-                    _add_row(z_next[i], gx_next[i], gy_next[i], z0[p, k], gx[p, k], gy[p, k], Wt[k])
+            n_diff += i > 0 and on[i, k] != on[i - 1, k]
+        from_previous = i > 0 and parent[i - 1] == p and n_diff < n_on
+        for j in range(w2):
+            if from_previous:
+                z_next[i, j], gx_next[i, j], gy_next[i, j] = z_next[i - 1, j], gx_next[i - 1, j], gy_next[i - 1, j]
+            else:
+                z_next[i, j], gx_next[i, j], gy_next[i, j] = b[j], 0.0, 0.0
+        for k in range(w):
+            sign = 0.0
+            if from_previous and on[i, k] != on[i - 1, k]:
+                sign = 1.0 if on[i, k] else -1.0
+            elif not from_previous and on[i, k]:
+                sign = 1.0
+            if sign != 0.0:
+                zk, xk, yk = sign * z0[p, k], sign * gx[p, k], sign * gy[p, k]
+                for j in range(w2):
+                    z_next[i, j] += zk * Wt[k, j]
+                    gx_next[i, j] += xk * Wt[k, j]
+                    gy_next[i, j] += yk * Wt[k, j]
     return z_next, gx_next, gy_next
 
 
 @njit(cache=True)
-def _add_row(z, x, y, zk, xk, yk, row):
-    """z += zk row, x += xk row, y += yk row."""
-    for j in range(row.shape[0]):
-        z[j] += zk * row[j]
-        x[j] += xk * row[j]
-        y[j] += yk * row[j]
+def _padded(xy, first):
+    """Flat polygons as padded vertices (R, Vmax, 2), the last vertex repeated, their counts (R,) and shoelace
+    areas (R,)."""
+    R = first.shape[0] - 1
+    n = first[1:] - first[:-1]
+    verts = np.empty((R, n.max(), 2))
+    areas = np.zeros(R)
+    for i in range(R):
+        a = first[i]
+        for j in range(verts.shape[1]):
+            verts[i, j, 0], verts[i, j, 1] = xy[a + min(j, n[i] - 1), 0], xy[a + min(j, n[i] - 1), 1]
+        for j in range(n[i]):
+            k = j + 1 if j + 1 < n[i] else 0
+            areas[i] += xy[a + j, 0] * xy[a + k, 1] - xy[a + k, 0] * xy[a + j, 1]
+    return verts, n, 0.5 * areas
 
 
 def _partition_arrays(layers, origin, basis, dom, tol, head):
-    """Polygons (xy, first), packed patterns and, with a head, the action map's offset (R, act) and slope (R, act, 2)
-    of the partition of ``dom``; numpy arrays, layers as [(Wt (in, out), b)]."""
+    """Padded polygons (R, Vmax, 2), their vertex counts and areas, packed patterns (R, W) and, with a head, the
+    action map's offset (R, act) and slope (R, act, 2) of the partition of ``dom``; numpy, layers as [(Wt, b)]."""
     xy, first = dom, np.array([0, dom.shape[0]])
     # On the domain the first layer is affine in u: z(u) = (origin + u @ basis) @ Wt + b.
     Wt, b = layers[0]
     z0, gx, gy = (origin @ Wt + b)[None], (basis[0] @ Wt)[None], (basis[1] @ Wt)[None]
-    bits: list[np.ndarray] = []
+    words: list[np.ndarray] = []
     for i in range(len(layers)):
-        xy, first, parent, on = _cut_layer(xy, first, z0, gx, gy, tol)
-        bits = [np.take(x, parent, 0) for x in bits] + [on]
+        xy, first, parent, on, layer_words = _cut_layer(xy, first, z0, gx, gy, tol)
+        words = [np.take(x, parent, 0) for x in words] + [layer_words]
         following = layers[i + 1] if i + 1 < len(layers) else head
         if following is not None:
             z0, gx, gy = _fold_layer(on, parent, z0, gx, gy, *following)
     offset = slope = None
     if head is not None:
         offset, slope = z0, np.stack([gx, gy], 2)
-    return xy, first, pack_layers(bits), offset, slope
-
-
-def _padded(xy: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat polygons as padded vertices (R, Vmax, 2), the last vertex repeated, and their counts (R,)."""
-    n = np.diff(first)
-    slot = np.minimum(np.arange(int(n.max()))[None, :], (n - 1)[:, None])
-    return np.take(xy, first[:-1, None] + slot, 0), n
+    return (*_padded(xy, first), np.concatenate(words, 1), offset, slope)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -367,26 +391,28 @@ def plane_partition(
         )
     if not linearly_independent(basis[0], basis[1], d * RANK_EPS):
         raise UserError("the plane's two basis vectors must be linearly independent")
-    dom, scale = _validate_domain(domain)
+    dom, domain_area, scale = _validate_domain(domain)
     if head is not None:
         W_out, b_out = as_head(head, layers[-1][0].shape[0], "cpu")
         head = (np.ascontiguousarray(W_out.numpy().T), b_out.numpy())
     layers_t = [(np.ascontiguousarray(W.numpy().T), b.numpy()) for W, b in layers]
-    xy, first, words, offset, slope = _partition_arrays(layers_t, origin, basis, dom, rtol * scale, head)
-    verts, nv = _padded(xy, first)
+    verts, nv, areas, words, offset, slope = _partition_arrays(layers_t, origin, basis, dom, rtol * scale, head)
 
     def out(x: np.ndarray | Tensor | None) -> Tensor | None:
-        return None if x is None else torch.as_tensor(x).to(device)
+        if x is None:
+            return None
+        x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+        return x if device.type == "cpu" else x.to(device)
 
     return PlanePartition(
         vertices=out(verts),
         num_vertices=out(nv),
         patterns=out(words),
-        areas=out(signed_areas(verts)),
+        areas=out(areas),
         action_slope=out(slope),
         action_offset=out(offset),
         layer_widths=tuple(W.shape[0] for W, _ in layers),
-        domain_area=float(signed_areas(dom[None])[0]),
+        domain_area=domain_area,
         num_regions=int(nv.shape[0]),
     )
 
