@@ -214,9 +214,9 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
         if n > pool.shape[0]:
             pool = _grow(pool, n)
             s = _grow(s, pool.shape[0])
-        # The lines that cut polygon r (a line that misses a polygon misses every part of it). The extreme values
-        # of every neuron over the vertices first (a loop over neurons, which the compiler vectorizes), then the
-        # exact test for the neurons whose zero may lie inside, as in _cut_pieces.
+        # The lines that may cut polygon r (a line that misses a polygon misses every part of it), by the cheap
+        # test of _cut_pieces on the extreme values of every neuron over the vertices (a loop over neurons, which
+        # the compiler vectorizes); _cut_pieces then decides exactly.
         hi[:] = -np.inf
         lo[:] = np.inf
         for i in range(a, a + n):
@@ -227,8 +227,7 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
         m = 0
         for k in range(w):
             limit = tol * tol * (gx[r, k] * gx[r, k] + gy[r, k] * gy[r, k]) * (1.0 - 1e-9)
-            if hi[k] > 0.0 and hi[k] * hi[k] > limit and lo[k] < 0.0 and lo[k] * lo[k] > limit and \
-                    _distances(xy, a, n, z0[r, k], gx[r, k], gy[r, k], tol, s):
+            if hi[k] > 0.0 and hi[k] * hi[k] > limit and lo[k] < 0.0 and lo[k] * lo[k] > limit:
                 cutting[m] = k
                 m += 1
         for i in range(n):
@@ -285,11 +284,13 @@ def _fold_layer(on, parent, z0, gx, gy, Wt, b):
     z_next, gx_next, gy_next = np.empty((R, w2)), np.empty((R, w2)), np.empty((R, w2))
     for i in range(R):
         p = parent[i]
-        n_on = n_diff = 0
-        for k in range(w):
-            n_on += on[i, k]
-            n_diff += i > 0 and on[i, k] != on[i - 1, k]
-        from_previous = i > 0 and parent[i - 1] == p and n_diff < n_on
+        from_previous = False
+        if i > 0 and parent[i - 1] == p:
+            n_on = n_diff = 0
+            for k in range(w):
+                n_on += on[i, k]
+                n_diff += on[i, k] != on[i - 1, k]
+            from_previous = n_diff < n_on
         for j in range(w2):
             if from_previous:
                 z_next[i, j], gx_next[i, j], gy_next[i, j] = z_next[i - 1, j], gx_next[i - 1, j], gy_next[i - 1, j]
