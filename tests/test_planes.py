@@ -332,3 +332,17 @@ def test_layers_wider_than_one_pattern_word_match_reference():
     assert torch.equal(with_head.patterns, part.patterns)
     got = np.einsum("rac,rc->ra", with_head.action_slope.numpy()[owner], uv) + with_head.action_offset.numpy()[owner]
     np.testing.assert_allclose(got, forward(layers, head, x), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("factor", [1e-160, 1e160])
+def test_a_layer_scaled_far_beyond_float_squares_gives_the_same_partition(factor):
+    # Scaling a layer's weights and biases by a positive factor moves no zero line and changes no pattern, also where
+    # squares of its values under- or overflow float64.
+    rng = np.random.default_rng(90)
+    layers, _ = random_net(rng, 4, [8, 8])
+    plane = plane_through_states(*rng.normal(size=(3, 4)), scale=PLANE_SCALE)
+    base = plane_partition(layers, None, plane)
+    scaled = plane_partition([layers[0], (layers[1][0] * factor, layers[1][1] * factor)], None, plane)
+    assert scaled.num_regions == base.num_regions > 20
+    assert torch.equal(scaled.patterns, base.patterns)
+    torch.testing.assert_close(scaled.vertices, base.vertices, rtol=0, atol=1e-12)

@@ -159,24 +159,32 @@ def _append_part(xy, start, n, s, sign, top):
 
 
 @njit(cache=True)
+def _screen_limit(gx, gy, tol):
+    """A bound below tol |grad z| by a factor 1 - 1e-9, far more than rounding: a value z of the neuron beyond it
+    either way is all that cheap tests of whether its line may cut need (those that pass go to _distances)."""
+    g2 = gx * gx + gy * gy
+    if not 1e-290 < g2 < 1e290:  # squares that under- or overflow (or a constant neuron): screen nothing out
+        return 0.0
+    return tol * math.sqrt(g2) * (1.0 - 1e-9)
+
+
+@njit(cache=True)
 def _cut_pieces(pool, s, start, count, after, pieces, top, c, gx, gy, tol):
     """Cut every piece of one polygon's list that the line c + gx u_0 + gy u_1 = 0 cuts into its two parts, which
     take its place in the list, positive side first; returns the new numbers of pieces and of pool rows. Piece j has
     vertices pool[start[j]:start[j] + count[j]] and is followed by piece after[j] (-1 at the end). The caller
     leaves room for every piece to be cut."""
-    # A cheap test first, without the square root and divisions of _distances: it passes every piece _distances
-    # finds cut (squared values against tol^2 |grad|^2 shrunk by 1e-9, far more than their rounding). Written out
-    # here rather than called: a call per piece would count references to the arrays, costing more than the test.
-    limit = tol * tol * (gx * gx + gy * gy) * (1.0 - 1e-9)
+    # A cheap test first, without the divisions of _distances: it passes every piece _distances finds cut. Written
+    # out here rather than called: a call per piece would count references to the arrays, costing more than the test.
+    limit = _screen_limit(gx, gy, tol)
     j = 0
     while j >= 0:
         a, n, following = start[j], count[j], after[j]
         above = below = False
         for i in range(a, a + n):
             z = c + gx * pool[i, 0] + gy * pool[i, 1]
-            if z * z > limit:
-                above |= z > 0.0
-                below |= z < 0.0
+            above |= z > limit
+            below |= z < -limit
         if above and below and _distances(pool, a, n, c, gx, gy, tol, s):
             n_pos = _append_part(pool, a, n, s, 1.0, top)
             n_neg = _append_part(pool, a, n, s, -1.0, top + n_pos)
@@ -226,8 +234,8 @@ def _cut_layer(xy, first, z0, gx, gy, tol):
                 lo[k] = min(lo[k], z)
         m = 0
         for k in range(w):
-            limit = tol * tol * (gx[r, k] * gx[r, k] + gy[r, k] * gy[r, k]) * (1.0 - 1e-9)
-            if hi[k] > 0.0 and hi[k] * hi[k] > limit and lo[k] < 0.0 and lo[k] * lo[k] > limit:
+            limit = _screen_limit(gx[r, k], gy[r, k], tol)
+            if hi[k] > limit and lo[k] < -limit:
                 cutting[m] = k
                 m += 1
         for i in range(n):
