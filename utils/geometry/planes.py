@@ -34,7 +34,6 @@ from utils.geometry.regions import (
     as_float64,
     as_head,
     as_hidden_layers,
-    pack_layers,
     unpack_patterns,
 )
 from utils.geometry.polygons import (
