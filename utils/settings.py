@@ -224,7 +224,7 @@ class SweepSettings:
     resume: str | None = flag(None, "continue an interrupted sweep", metavar="SWEEP_ID", type=name)
     wandb_mode: str | None = flag(None, "passed to every run (default: train.py's: online when logged in, else offline)",
                                   choices=WANDB_MODES)
-    dry_run: bool = flag(False, "print the configurations and exit")
+    dry_run: bool = flag(False, "print the configurations and exit (with --resume: each run's id and state too)")
     quiet: bool = flag(False, "no progress bar")
 
     def __post_init__(self):
