@@ -342,3 +342,21 @@ def _float_tensor(path: Path, mapping: dict, key: str, shape: tuple[int, ...] | 
 def load_checkpoint(path: Path | str) -> LoadedPolicy:
     """Load a checkpoint's policy (hidden layers, head, log-std, normalization) safely."""
     return policy_from_state(Path(path), read_checkpoint(path))
+
+
+def imported_checkpoint_payload(policy: LoadedPolicy, *, iteration: int, config: dict,
+                                eval_return: float | None = None) -> dict:
+    """A checkpoint payload (for save_checkpoint) holding only a policy read from elsewhere (an SB3 file): float64
+    layers as mean_net.{0,2,...}, log-std, normalization statistics with their clip_obs and epsilon, and the
+    squash / action bounds / SAC log-std net as `policy_extras`. It has no value net or training state, so it
+    can be evaluated and drawn, not resumed."""
+    state = {f"mean_net.{2 * i}.{part}": t.detach().double().clone()
+             for i, layer in enumerate(policy.layers) for part, t in zip(("weight", "bias"), layer)}
+    state["log_std"] = policy.log_std.detach().double().clone()
+    normalizer = {"mode": "frozen" if policy.obs_norm_enabled else "off",
+                  "obs_mean": torch.from_numpy(np.asarray(policy.obs_mean, np.float64).copy()),
+                  "obs_var": torch.from_numpy(np.asarray(policy.obs_var, np.float64).copy()),
+                  "clip_obs": float(policy.clip_obs), "epsilon": float(policy.epsilon)}
+    return {"iteration": int(iteration), "timesteps": int(policy.timesteps), "config": dict(config),
+            "policy": state, "normalizer": normalizer, "policy_extras": policy.extras_state(),
+            "eval_return": eval_return}
