@@ -248,3 +248,24 @@ class BrowseSettings:
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
     results_dir: Path = flag(Path("results"), "where evaluate.py wrote results (to tell which runs are evaluated)")
     json: bool = flag(False, "print JSON instead of a table")
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """import_policy.py: a Stable-Baselines3 model, an rl-zoo3 folder or a run of the paper's code as a run of the
+    run store (evaluated and drawn like a run of train.py)."""
+
+    path: str = flag(None, "an SB3 model .zip, an rl-zoo3 folder (model zip + vecnormalize.pkl + args.yml) or a "
+                           "paper-layout run folder (<iteration>/latest.zip + latest_stats.pth, best.zip + "
+                           "best_stats.pth)", names=("--path", "--policy_path"), type=non_empty)
+    stats_path: str | None = flag(None, "VecNormalize statistics of a model zip (vecnormalize.pkl, the paper's "
+                                        "*_stats.pth)", type=non_empty)
+    env: str | None = flag(None, "env id the policy acts in (default: an rl-zoo3 folder's args.yml)", type=non_empty)
+    run_id: str | None = flag(None, "id of the new run (default: a new random id)", type=name)
+    sweep_id: str | None = flag(None, "record the run as part of this sweep, so evaluate.py --sweep_id takes it",
+                                type=name)
+    checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
+
+    def __post_init__(self):
+        if not self.path:
+            raise UserError("pass --path=MODEL.zip (or an rl-zoo3 folder, or a paper-layout run folder)")
