@@ -78,7 +78,7 @@ def read_sb3_members(path: Path) -> tuple[dict, bytes]:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             if "data" not in names:
-                raise _not_sb3(path, "a zip without SB3's `data` member")
+                raise _not_sb3(path, "a zip without SB3's `data` member: truncated, or not written by model.save")
             if "policy.pth" not in names:
                 raise UserError(f"SB3 model {path} has no policy.pth (its weights); pass a model saved with "
                                 f"model.save, which writes them")
