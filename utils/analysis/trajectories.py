@@ -19,7 +19,6 @@ import numpy as np
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.mlp import numpy_layers, numpy_mlp
 from utils.runs.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")
@@ -54,19 +53,15 @@ def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool
         env.action_space.seed(seed)
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
-        layers = numpy_layers(policy.layers) if policy is not None else None
-        std = np.exp(policy.log_std.numpy()) if policy is not None else None
+        act = policy.actor() if policy is not None else None
         states, actions, rewards = [], [], []
         done = False
         while not done and (max_steps is None or len(states) < max_steps):
             s = np.asarray(obs, dtype=np.float64)
-            if layers is None:
+            if act is None:
                 a = rng.uniform(low, high)
             else:
-                a = numpy_mlp(layers, policy.normalize(s[None]))[0]
-                if stochastic:
-                    a = a + std * rng.standard_normal(a.shape[0])
-                a = np.clip(a, low, high)
+                a = np.clip(act(s, rng.standard_normal(policy.act_dim) if stochastic else None), low, high)
             obs, reward, terminated, truncated, _ = env.step(a)
             states.append(s)
             actions.append(a)

@@ -332,7 +332,8 @@ def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_w
     settings = plan.settings
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
-                        api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
+                        api_factory=api_factory, shard=lambda items: slurm_shard(items, environ),
+                        env=settings.env, notify=notify)
     # Every file the evaluation reads is read before the first one is written, so damage changes nothing on disk.
     setups = [run_setup(resolved, settings) for resolved in runs]
     if settings.sweep_id:  # the other runs' results, aggregated at the end (this process rewrites its own)
