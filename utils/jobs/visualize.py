@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from envs.resolve import resolve_env_id
 from models.checkpoint import LoadedPolicy, load_checkpoint
@@ -20,12 +19,13 @@ from models.normalization import ObsStatistics
 from models.sb3 import load_policy_file, load_statistics_file
 from utils.errors import UserError
 from utils.flags import check_device
-from utils.runs.io import write_bytes_atomic
-from utils.runs.store import RunPaths, check_writable_dir, find_run
 from utils.pictures.state_planes import (EnvInfo, PlaneFrame, StatePlane, build_frame, choose_three_states,
                                          default_state_space_bounds, deterministic_states, env_info,
                                          plane_through_raw_states, sample_states, state_space_plane, target_state,
                                          visited_view)
+from utils.progress import progress_bar
+from utils.runs.io import write_bytes_atomic
+from utils.runs.store import RunPaths, check_writable_dir, find_run
 from utils.settings import VisualizeSettings
 
 SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
@@ -205,7 +205,7 @@ def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
     n = max(len(s.policies) for s in job.series)
     rows: list[list[PlaneFrame]] = []
     cache: dict[tuple[int, int], PlaneFrame] = {}
-    with tqdm(total=n * len(job.series), desc="partitions", unit="frame", disable=not progress, leave=False) as bar:
+    with progress_bar(n * len(job.series), "partitions", "frame", enabled=progress and n * len(job.series) > 1) as bar:
         for i in range(n):
             row = []
             for j, s in enumerate(job.series):
@@ -286,10 +286,12 @@ def run_job(job: Job) -> JobResult:
         outputs[_name(job, tag, settings.format)] = figure_bytes(fig, settings.format)
     else:
         images = []
-        for row in tqdm(rows, desc="frames", unit="frame", disable=not progress, leave=False):
-            fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=settings.dpi, norm=norm,
-                                compact=compare, suptitle=suptitle)
-            images.append(figure_image(fig))
+        with progress_bar(len(rows), "frames", "frame", enabled=progress) as bar:
+            for row in rows:
+                fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=settings.dpi, norm=norm,
+                                    compact=compare, suptitle=suptitle)
+                images.append(figure_image(fig))
+                bar.update(1)
         outputs[_name(job, "evolution", "gif")] = gif_bytes(images, settings.frame_ms,
                                                             last_frame_ms=3 * settings.frame_ms)
         if compare:  # a row per checkpoint index, a column per run
