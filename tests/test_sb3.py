@@ -236,6 +236,32 @@ def test_paper_commands_end_to_end(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
+def test_the_papers_halfcheetah_command_draws_its_files(tmp_path, capfd):
+    """The paper's README line: `--env=HalfCheetah-v2 --policy_path=RUN/best.zip --stats_path=RUN/best_stats.pth`
+    on SB3 files of a HalfCheetah policy; the picture's region count is the partition of the loaded policy."""
+    import visualize_hd
+    from utils.jobs.visualize import plan_job
+    from utils.settings import VisualizeSettings
+
+    cheetah = F / "cheetah"
+    argv = ["--env=HalfCheetah-v2", f"--policy_path={cheetah}/best.zip", f"--stats_path={cheetah}/best_stats.pth",
+            f"--save_path={tmp_path / 'plots'}", "--num_episodes=2", "--quiet"]
+    assert visualize_hd.main(argv) == 0
+    out, err = capfd.readouterr()
+    assert "HalfCheetah-v5" in err  # the legacy id resolves to the maintained one, with a notice
+    (png,) = (tmp_path / "plots").glob("*.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = int(out.rsplit("regions:", 1)[1].split()[0])
+    job = plan_job(VisualizeSettings(env="HalfCheetah-v2", policy_path=str(cheetah / "best.zip"),
+                                     stats_path=str(cheetah / "best_stats.pth"), save_path=tmp_path, quiet=True,
+                                     num_episodes=2))
+    policy = job.series[0].policies[0]
+    assert policy.obs_dim == 17 and policy.widths == (8, 8)
+    from utils.pictures.state_planes import build_frame
+    assert drawn == build_frame(policy, job.plane, job.env_id, color="region").partition.num_regions > 1
+
+
+@pytest.mark.slow
 def test_live_sb3_model_matches(tmp_path):
     """Regenerate a model with the installed SB3 and compare live (skipped where SB3 is absent, as in CI)."""
     sb3 = pytest.importorskip("stable_baselines3")
