@@ -495,8 +495,7 @@ def _compiled_pieces(
     word_off = np.array(word_offsets(widths.tolist()) + [sum(words_per_layer(widths.tolist()))], dtype=np.int64)
     arrays = [x.numpy() for x in (base, direction, t0, t1, tol_t)]
     seg, t, opened, words = split_segments(  # contiguous arrays only, so numba compiles one signature
-        np.concatenate(wts), np.concatenate([b.numpy() for _, b in layers]), w_off, b_off, widths, word_off,
-        int(word_off[-1]), *[np.ascontiguousarray(x) for x in arrays], bool(unbounded), float(rel_tol),
+        np.concatenate(wts), np.concatenate([b.numpy() for _, b in layers]), w_off, b_off, widths, word_off, *[np.ascontiguousarray(x) for x in arrays], bool(unbounded), float(rel_tol),
     )
     t = torch.from_numpy(t)
     return {

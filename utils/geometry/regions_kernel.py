@@ -33,30 +33,62 @@ def _grown(a, size):
 
 
 @_jit
-def _affine(wt, bias, layer, w_off, b_off, n_in, width, a, c, z0, zs):
-    """The layer's pre-activation on a piece whose layer input is a + t c: z0 = W a + b, zs = W c (wt holds W^T)."""
+def _affine(wt, bias, w_off, b_off, layer, n_in, width, a, c, z0, zs):
+    """Layer ``layer``'s pre-activation on a piece whose layer input is a + t c: z0 = W a + b, zs = W c (wt holds
+    W^T row after row, so this adds rows of W^T: a loop over j, not a reduction, vectorizes without reordering)."""
     for j in range(width):
         z0[j] = bias[b_off[layer] + j]
         zs[j] = 0.0
     for k in range(n_in):
-        ak, ck = a[k], c[k]
-        if ak == 0.0 and ck == 0.0:  # an off neuron of the previous layer adds nothing
-            continue
-        row = w_off[layer] + k * width
-        for j in range(width):  # over j, not a reduction: vectorizes without reordering any sum
-            z0[j] += ak * wt[row + j]
-            zs[j] += ck * wt[row + j]
+        if a[k] != 0.0 or c[k] != 0.0:  # an off neuron of the previous layer adds nothing
+            row = w_off[layer] + k * width
+            _add_row(wt[row : row + width], a[k], c[k], z0, zs)
+
+
+@_jit
+def _add_row(w, ak, ck, z0, zs):
+    """z0 += ak w, zs += ck w for a row w of W^T (a view: indexing it from 0 lets the loop vectorize)."""
+    for j in range(w.shape[0]):
+        z0[j] += ak * w[j]
+        zs[j] += ck * w[j]
 
 
 @_jit
 def _apply(layer, width, word_off, z0, zs, te, words, a, c):
-    """Set the layer's bits (z0 + te zs > 0) in ``words`` and write the next layer's input a + t c = relu-masked z."""
+    """Set the layer's bits (z0 + te zs > 0) in ``words`` and write the next layer's input a + t c (relu-masked z)."""
     for j in range(width):
         if z0[j] + te * zs[j] > 0:
             words[word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
             a[j], c[j] = z0[j], zs[j]
         else:
             a[j], c[j] = 0.0, 0.0
+
+
+@_jit
+def _set_bits(layer, width, word_off, z0, zs, te, words):
+    """Set the layer's bits (z0 + te zs > 0) in ``words``."""
+    for j in range(width):
+        if z0[j] + te * zs[j] > 0:
+            words[word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
+
+
+@_jit
+def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z0, zs, words, z_next, lo, hi):
+    """The next layer's pre-activation on pieces lo..hi-1 that share this layer's z0 + t zs and differ in its bits:
+    z_next[s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on the
+    masked input), with every row of W^T read once for all of them."""
+    for s in range(lo, hi):
+        for j in range(width_next):
+            z_next[s, 0, j] = bias[b_off[layer + 1] + j]
+            z_next[s, 1, j] = 0.0
+    for k in range(width):
+        if z0[k] == 0.0 and zs[k] == 0.0:
+            continue
+        word, bit = word_off[layer] + k // 64, np.int64(k % 64)
+        row = w_off[layer + 1] + k * width_next
+        for s in range(lo, hi):
+            if (words[s, word] >> bit) & 1:
+                _add_row(wt[row : row + width_next], z0[k], zs[k], z_next[s, 0], z_next[s, 1])
 
 
 @_jit
@@ -80,23 +112,33 @@ def _inwards(t, tol, rel_tol):
 
 
 @_jit
-def split_segments(wt, bias, w_off, b_off, widths, word_off, n_words, base, direction, t_lo, t_hi, tol_t, unbounded,
-                   rel_tol):
+def _sort_zeros(zt, zj, n):
+    """Sort the first n zeros (t, neuron) by t; stable (insertion sort: a piece has few zeros), so ties keep neuron
+    order."""
+    for r in range(1, n):
+        t, j, k = zt[r], zj[r], r - 1
+        while k >= 0 and zt[k] > t:
+            zt[k + 1], zj[k + 1] = zt[k], zj[k]
+            k -= 1
+        zt[k + 1], zj[k + 1] = t, j
+
+
+@_jit
+def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_lo, t_hi, tol_t, unbounded, rel_tol):
     """Pieces of x(t) = base_i + t direction_i, t in [t_lo_i, t_hi_i], for every i; returns (segment index (P,),
-    [t_start, t_end] (P, 2), [opening layer, opening neuron] (P, 2), packed patterns (P, n_words)), ordered by
+    [t_start, t_end] (P, 2), [opening layer, opening neuron] (P, 2), packed patterns (P, word_off[-1])), ordered by
     segment, then t. Weights: layer l's W^T (in, width) flattened at wt[w_off[l]:], its bias at bias[b_off[l]:]."""
     n_seg, d = base.shape
     n_layers = widths.shape[0]
+    n_words = word_off[-1]
     wmax = max(d, widths.max())
-    # Pieces of the current segment before (cur_*) and after (nxt_*) the current layer: [t0, t1]; [layer, neuron,
-    # loose]; layer input [a, c] (the affine map a + t c); packed words.
+    # Pieces of the current segment before (cur_*) and after (nxt_*) the current layer: [t0, t1]; [opening layer,
+    # opening neuron, loose]; the current layer's pre-activation [z0, zs] (affine in t: z0 + t zs); packed words.
     cur_t, nxt_t = np.empty((8, 2)), np.empty((8, 2))
     cur_i, nxt_i = np.empty((8, 3), np.int64), np.empty((8, 3), np.int64)
-    cur_h, nxt_h = np.empty((8, 2, wmax)), np.empty((8, 2, wmax))
+    cur_z, nxt_z = np.empty((8, 2, wmax)), np.empty((8, 2, wmax))
     cur_w, nxt_w = np.empty((8, n_words), np.int64), np.empty((8, n_words), np.int64)
-    z0, zs, zt = np.empty(wmax), np.empty(wmax), np.empty(wmax)
-    zj = np.empty(wmax, np.int64)
-    rz0, rzs, rh = np.empty(wmax), np.empty(wmax), np.empty((2, wmax))
+    zt, zj, h = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax))
     out_seg, out_t = np.empty(n_seg, np.int64), np.empty((n_seg, 2))
     out_i, out_w = np.empty((n_seg, 2), np.int64), np.empty((n_seg, n_words), np.int64)
     n_out = 0
@@ -105,15 +147,15 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, n_words, base, dire
         n = 1
         cur_t[0, 0], cur_t[0, 1] = t_lo[i], t_hi[i]
         cur_i[0, 0], cur_i[0, 1], cur_i[0, 2] = -1, -1, 0
-        cur_h[0, 0, :d], cur_h[0, 1, :d] = base[i], direction[i]
         cur_w[0] = 0
-        n_in = d
+        _affine(wt, bias, w_off, b_off, 0, d, widths[0], base[i], direction[i], cur_z[0, 0], cur_z[0, 1])
         for layer in range(n_layers):
             width = widths[layer]
+            last = layer == n_layers - 1
             m = 0  # pieces after this layer so far
             for p in range(n):
                 t0, t1 = cur_t[p, 0], cur_t[p, 1]
-                _affine(wt, bias, layer, w_off, b_off, n_in, width, cur_h[p, 0], cur_h[p, 1], z0, zs)
+                z0, zs = cur_z[p, 0], cur_z[p, 1]
                 # Zeros t = -z0 / zs strictly inside (t0, t1) are crossings; those farther than tol from both ends
                 # split the piece (zero slope gives +-inf or nan, never inside).
                 lo, hi = _inwards(t0, tol, rel_tol), _inwards(t1, -tol, rel_tol)
@@ -125,18 +167,17 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, n_words, base, dire
                         if -ratio > lo and -ratio < hi:
                             zt[nz], zj[nz] = -ratio, j
                             nz += 1
+                _sort_zeros(zt, zj, nz)
                 size = m + 1 + nz
-                nxt_t, nxt_i, nxt_h, nxt_w = _grown(nxt_t, size), _grown(nxt_i, size), _grown(nxt_h, size), _grown(nxt_w, size)
-                # Sub-pieces: a zero farther than tol from the previous one (by t, ties in neuron order) opens one.
-                order = np.argsort(zt[:nz], kind="mergesort")
+                nxt_t, nxt_i, nxt_z, nxt_w = _grown(nxt_t, size), _grown(nxt_i, size), _grown(nxt_z, size), _grown(nxt_w, size)
+                # Sub-pieces: a zero farther than tol from the previous one opens one; closer ones join its transition.
                 q = m
                 nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = t0, cur_i[p, 0], cur_i[p, 1]
                 for r in range(nz):
-                    t = zt[order[r]]
-                    if r == 0 or t - zt[order[r - 1]] > tol + rel_tol * abs(zt[order[r - 1]]):
-                        nxt_t[q, 1] = t
+                    if r == 0 or zt[r] - zt[r - 1] > tol + rel_tol * abs(zt[r - 1]):
+                        nxt_t[q, 1] = zt[r]
                         q += 1
-                        nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = t, layer, zj[order[r]]
+                        nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = zt[r], layer, zj[r]
                 nxt_t[q, 1] = t1
                 transitions = q - m
                 loose = cur_i[p, 2] == 1 or crossings > transitions
@@ -145,23 +186,26 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, n_words, base, dire
                     te = _eval_t(nxt_t[s, 0], nxt_t[s, 1], unbounded)
                     nxt_w[s] = cur_w[p]
                     if loose and transitions > 0:
-                        # Forward pass from the input at this sub-piece's own te: all bits so far, and this layer's
-                        # affine map from them.
+                        # Forward pass from the input at this sub-piece's own te: all bits so far (an earlier layer's
+                        # may differ from the parent's), and the next layer's pre-activation from them.
                         nxt_w[s, : word_off[layer + 1]] = 0
-                        rh[0, :d], rh[1, :d] = base[i], direction[i]
-                        k_in = d
-                        for k in range(layer):
-                            _affine(wt, bias, k, w_off, b_off, k_in, widths[k], rh[0], rh[1], rz0, rzs)
-                            _apply(k, widths[k], word_off, rz0, rzs, te, nxt_w[s], rh[0], rh[1])
-                            k_in = widths[k]
-                        _affine(wt, bias, layer, w_off, b_off, k_in, width, rh[0], rh[1], rz0, rzs)
-                        _apply(layer, width, word_off, rz0, rzs, te, nxt_w[s], nxt_h[s, 0], nxt_h[s, 1])
-                    else:
-                        _apply(layer, width, word_off, z0, zs, te, nxt_w[s], nxt_h[s, 0], nxt_h[s, 1])
+                        h[0, :d], h[1, :d] = base[i], direction[i]
+                        n_in = d
+                        for k in range(layer + 1):
+                            _affine(wt, bias, w_off, b_off, k, n_in, widths[k], h[0], h[1], nxt_z[s, 0], nxt_z[s, 1])
+                            _apply(k, widths[k], word_off, nxt_z[s, 0], nxt_z[s, 1], te, nxt_w[s], h[0], h[1])
+                            n_in = widths[k]
+                        if not last:
+                            _affine(wt, bias, w_off, b_off, layer + 1, width, widths[layer + 1], h[0], h[1],
+                                    nxt_z[s, 0], nxt_z[s, 1])
+                        continue
+                    _set_bits(layer, width, word_off, z0, zs, te, nxt_w[s])
+                if not last and not (loose and transitions > 0):
+                    _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, z0, zs, nxt_w,
+                                nxt_z, m, q + 1)
                 m = q + 1
-            cur_t, nxt_t, cur_i, nxt_i, cur_h, nxt_h, cur_w, nxt_w = nxt_t, cur_t, nxt_i, cur_i, nxt_h, cur_h, nxt_w, cur_w
+            cur_t, nxt_t, cur_i, nxt_i, cur_z, nxt_z, cur_w, nxt_w = nxt_t, cur_t, nxt_i, cur_i, nxt_z, cur_z, nxt_w, cur_w
             n = m
-            n_in = width
         size = n_out + n
         out_seg, out_t, out_i, out_w = _grown(out_seg, size), _grown(out_t, size), _grown(out_i, size), _grown(out_w, size)
         out_seg[n_out:size] = i
