@@ -65,30 +65,34 @@ def _apply(layer, width, word_off, z0, zs, te, words, a, c):
 
 
 @_jit
-def _set_bits(layer, width, word_off, z0, zs, te, words):
-    """Set the layer's bits (z0 + te zs > 0) in ``words``."""
+def _set_bits(layer, width, word_off, z, p, te, words, s):
+    """Set the layer's bits of piece s, words[s], to z0 + te zs > 0 for [z0, zs] = z[p] (no views: cheaper per piece)."""
     for j in range(width):
-        if z0[j] + te * zs[j] > 0:
-            words[word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
+        if z[p, 0, j] + te * z[p, 1, j] > 0:
+            words[s, word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
 
 
 @_jit
-def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z0, zs, words, z_next, lo, hi):
-    """The next layer's pre-activation on pieces lo..hi-1 that share this layer's z0 + t zs and differ in its bits:
-    z_next[s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on the
+def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, p, words, z_next, lo, hi):
+    """The next layer's pre-activation on pieces lo..hi-1 that share this layer's [z0, zs] = z[p] and differ in its
+    bits: z_next[s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on the
     masked input), with every row of W^T read once for all of them."""
     for s in range(lo, hi):
         for j in range(width_next):
             z_next[s, 0, j] = bias[b_off[layer + 1] + j]
             z_next[s, 1, j] = 0.0
     for k in range(width):
-        if z0[k] == 0.0 and zs[k] == 0.0:
+        z0k, zsk = z[p, 0, k], z[p, 1, k]
+        if z0k == 0.0 and zsk == 0.0:
             continue
         word, bit = word_off[layer] + k // 64, np.int64(k % 64)
         row = w_off[layer + 1] + k * width_next
+        w = wt[row : row + width_next]
         for s in range(lo, hi):
             if (words[s, word] >> bit) & 1:
-                _add_row(wt[row : row + width_next], z0[k], zs[k], z_next[s, 0], z_next[s, 1])
+                for j in range(width_next):
+                    z_next[s, 0, j] += z0k * w[j]
+                    z_next[s, 1, j] += zsk * w[j]
 
 
 @_jit
@@ -155,13 +159,12 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
             m = 0  # pieces after this layer so far
             for p in range(n):
                 t0, t1 = cur_t[p, 0], cur_t[p, 1]
-                z0, zs = cur_z[p, 0], cur_z[p, 1]
                 # Zeros t = -z0 / zs strictly inside (t0, t1) are crossings; those farther than tol from both ends
                 # split the piece (zero slope gives +-inf or nan, never inside).
                 lo, hi = _inwards(t0, tol, rel_tol), _inwards(t1, -tol, rel_tol)
                 crossings, nz = 0, 0
                 for j in range(width):
-                    ratio = z0[j] / zs[j]
+                    ratio = cur_z[p, 0, j] / cur_z[p, 1, j]
                     if ratio < -t0 and ratio > -t1:
                         crossings += 1
                         if -ratio > lo and -ratio < hi:
@@ -169,7 +172,8 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                             nz += 1
                 _sort_zeros(zt, zj, nz)
                 size = m + 1 + nz
-                nxt_t, nxt_i, nxt_z, nxt_w = _grown(nxt_t, size), _grown(nxt_i, size), _grown(nxt_z, size), _grown(nxt_w, size)
+                if size > nxt_t.shape[0]:
+                    nxt_t, nxt_i, nxt_z, nxt_w = _grown(nxt_t, size), _grown(nxt_i, size), _grown(nxt_z, size), _grown(nxt_w, size)
                 # Sub-pieces: a zero farther than tol from the previous one opens one; closer ones join its transition.
                 q = m
                 nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = t0, cur_i[p, 0], cur_i[p, 1]
@@ -184,7 +188,8 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                 for s in range(m, q + 1):
                     nxt_i[s, 2] = loose
                     te = _eval_t(nxt_t[s, 0], nxt_t[s, 1], unbounded)
-                    nxt_w[s] = cur_w[p]
+                    for k in range(n_words):
+                        nxt_w[s, k] = cur_w[p, k]
                     if loose and transitions > 0:
                         # Forward pass from the input at this sub-piece's own te: all bits so far (an earlier layer's
                         # may differ from the parent's), and the next layer's pre-activation from them.
@@ -199,9 +204,9 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                             _affine(wt, bias, w_off, b_off, layer + 1, width, widths[layer + 1], h[0], h[1],
                                     nxt_z[s, 0], nxt_z[s, 1])
                         continue
-                    _set_bits(layer, width, word_off, z0, zs, te, nxt_w[s])
+                    _set_bits(layer, width, word_off, cur_z, p, te, nxt_w, s)
                 if not last and not (loose and transitions > 0):
-                    _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, z0, zs, nxt_w,
+                    _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, cur_z, p, nxt_w,
                                 nxt_z, m, q + 1)
                 m = q + 1
             cur_t, nxt_t, cur_i, nxt_i, cur_z, nxt_z, cur_w, nxt_w = nxt_t, cur_t, nxt_i, cur_i, nxt_z, cur_z, nxt_w, cur_w
