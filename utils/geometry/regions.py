@@ -3,8 +3,10 @@
 A network is given by its hidden layers ``[(W, b), ...]`` (W of shape (out, in), applied as relu(W x + b)).
 Along a segment x(t) = start + t (end - start), t in [0, 1], the activation pattern of all hidden neurons is
 piecewise constant; a *piece* is a maximal sub-interval with one pattern. The algorithm (docs/design.md, "Algorithms")
-processes one layer at a time over all pieces of all segments at once: within a piece the earlier layers' patterns
-are fixed, so every neuron of the current layer is affine in t, and its zero (if strictly inside the piece) splits it.
+processes one layer at a time: within a piece the earlier layers' patterns are fixed, so every neuron of the current
+layer is affine in t, and its zero (if strictly inside the piece) splits it. On the CPU it runs as a compiled kernel,
+one segment at a time (utils/geometry/regions_kernel.py); on other devices as batched torch code over all pieces of a
+chunk of segments at once (``_split_chunk``; ``chunk_size`` bounds its memory and is unused by the kernel).
 
 Conventions shared by every function here:
 - float64 throughout, on ``device`` (cpu or cuda).
