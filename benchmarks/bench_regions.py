@@ -8,13 +8,21 @@ training, so first-layer hyperplanes do not all pass through the origin (the sta
 500 and 900 (domain: square 1.25 x the circumcircle). The vectorized code's time is the best of 3 runs after a
 warm-up; the loop implementation runs once. Last line: JSON with speedups and whether all counts agree.
 
-Run: .venv/bin/python benchmarks/bench_regions.py
+Wide nets (1-D): c128,128 and c256,256 along a 1,000-state standardized random walk in 17 dimensions, timed
+against today's code (the tree of commit BASELINE, exported with git archive and run in a subprocess, so old and
+new code never share an interpreter; `time_in_baseline` serves the 2-D rows too) and, for every 1-D row, again with
+a CPU-bound process spinning beside the benchmark ("busy"; ratio busy / quiet).
+
+Run: .venv/bin/python benchmarks/bench_regions.py [--skip-2d]
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -28,6 +36,9 @@ from utils.geometry.regions import path_pieces  # noqa: E402
 from utils.settings import PLANE_SCALE  # noqa: E402
 
 NETS = [(16, 16), (32, 32), (64, 64)]
+WIDE_NETS = [(128, 128), (256, 256)]
+BASELINE = "8b06d6e"  # today's code before the compiled 1-D kernel
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STATES = 1000
 BIAS_STD = 0.1
 ACT_DIM = 6
@@ -63,6 +74,122 @@ def he_net(widths: tuple[int, ...], in_dim: int, seed: int):
     return layers, head
 
 
+def random_walk_states(num_states: int, dim: int = 17, seed: int = 0) -> np.ndarray:
+    """A standardized Gaussian random walk (num_states, dim)."""
+    x = np.cumsum(np.random.default_rng(seed).normal(size=(num_states, dim)), axis=0)
+    return (x - x.mean(0)) / x.std(0)
+
+
+def baseline_tree(commit: str = BASELINE) -> str:
+    """A temporary directory holding the library (utils, envs, models) as of ``commit``."""
+    out = tempfile.mkdtemp(prefix=f"bench_regions_{commit}_")
+    archive = subprocess.run(["git", "-C", ROOT, "archive", commit, "utils", "envs", "models"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+    return out
+
+
+_BASELINE_SCRIPT = """
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+data = dict(np.load(sys.argv[1]))
+{setup}
+def run():
+    return {call}
+run()
+best = float("inf")
+for _ in range(3):
+    t = time.perf_counter()
+    out = run()
+    best = min(best, time.perf_counter() - t)
+print(json.dumps({{"seconds": best, "result": out}}))
+"""
+
+
+def time_in_baseline(tree: str, setup: str, call: str, arrays: dict[str, np.ndarray]) -> tuple[float, object]:
+    """Best of 3 (after a warm-up) of ``call`` run by the code in ``tree`` in a fresh interpreter; ``setup`` and
+    ``call`` see the arrays as ``data[name]``; ``call`` returns something JSON can carry (e.g. counts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "inputs.npz")
+        np.savez(path, **arrays)
+        env = dict(os.environ, PYTHONPATH=tree)
+        done = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT.format(setup=setup, call=call), path], cwd=tree,
+                              env=env, check=True, capture_output=True, text=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["seconds"], out["result"]
+
+
+def layer_arrays(layers) -> dict[str, np.ndarray]:
+    return {f"{kind}{i}": t.numpy() for i, (W, b) in enumerate(layers) for kind, t in (("W", W), ("b", b))}
+
+
+_LAYERS_FROM_DATA = "layers = [(data[f'W{i}'], data[f'b{i}']) for i in range(len([k for k in data if k[0] == 'W']))]"
+
+
+def baseline_count_path(tree: str, layers, x: np.ndarray) -> tuple[float, tuple]:
+    """Seconds and (transitions, regions, per layer) of today's count_path along x."""
+    seconds, out = time_in_baseline(
+        tree, "from utils.geometry.regions import count_path\n" + _LAYERS_FROM_DATA,
+        "(lambda c: [c.num_transitions, c.num_regions, c.transitions_per_layer])(count_path(layers, data['x']))",
+        {**layer_arrays(layers), "x": x})
+    return seconds, (out[0], out[1], out[2])
+
+
+class Spinner:
+    """A CPU-bound process beside the benchmark (the "busy" case), ended on exit."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def bench_1d(summary: dict, tree: str) -> bool:
+    """1-D rows: along the HalfCheetah episode (against the loop and today's code) and along the random walk for wide
+    nets (against today's code); then every row again with the other core busy. Returns whether all counts agree."""
+    cheetah, walk = halfcheetah_states(NUM_STATES), random_walk_states(NUM_STATES)
+    rows = [(w, i, cheetah) for i, w in enumerate(NETS)] + [(w, i, walk) for i, w in enumerate(WIDE_NETS)]
+    all_equal = True
+    for key in ("speedup_1d", "speedup_1d_vs_today", "seconds_1d", "seconds_1d_today", "busy_over_quiet_1d"):
+        summary.setdefault(key, {})
+    quiet = {}
+    for widths, seed, x in rows:
+        name = "c" + ",".join(map(str, widths))
+        layers, _ = he_net(widths, x.shape[1], seed=seed)
+        t_new, new = best_time(lambda: path_pieces(layers, x))
+        counts = (new.num_transitions, new.num_regions, new.transitions_per_layer)
+        t_old, counts_old = baseline_count_path(tree, layers, x)
+        equal = counts == counts_old
+        line = f"{name} 1-D: transitions {counts[0]}, regions {counts[1]}, per layer {counts[2]}; {t_new * 1e3:.1f} ms, "
+        line += f"today's code {t_old * 1e3:.1f} ms (x{t_old / t_new:.1f}, same counts {equal})"
+        if widths in NETS:
+            layers_np = [(W.numpy(), b.numpy()) for W, b in layers]
+            t = time.perf_counter()
+            ref = path_pieces_ref(layers_np, x)
+            t_ref = time.perf_counter() - t
+            same_as_loop = counts == (ref["num_transitions"], ref["num_regions"], ref["transitions_per_layer"])
+            equal &= same_as_loop
+            summary["speedup_1d"][name] = round(t_ref / t_new, 1)
+            line += f", loop {t_ref * 1e3:.0f} ms (x{t_ref / t_new:.0f}, same counts {same_as_loop})"
+        all_equal &= equal
+        summary["speedup_1d_vs_today"][name] = round(t_old / t_new, 2)
+        summary["seconds_1d"][name] = round(t_new, 5)
+        summary["seconds_1d_today"][name] = round(t_old, 5)
+        quiet[name] = (layers, x, t_new)
+        print(line, flush=True)
+    with Spinner():
+        for name, (layers, x, t_quiet) in quiet.items():
+            t_busy, _ = best_time(lambda: path_pieces(layers, x))
+            summary["busy_over_quiet_1d"][name] = round(t_busy / t_quiet, 2)
+            print(f"{name} 1-D with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
+                  flush=True)
+    return all_equal
+
+
 def best_time(fn, repeats: int = 3):
     fn()  # warm-up
     best, out = float("inf"), None
@@ -75,28 +202,23 @@ def best_time(fn, repeats: int = 3):
 
 def main() -> None:
     torch.set_num_threads(1)  # small tensors: one thread avoids scheduling overhead (docs/design.md, pitfalls)
+    tree = baseline_tree()
+    summary: dict = {"speedup_1d": {}, "speedup_2d": {}}
+    try:
+        all_equal = bench_1d(summary, tree)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+    if "--skip-2d" in sys.argv[1:]:
+        summary["counts_equal"] = bool(all_equal)
+        print(json.dumps(summary))
+        return
     x = halfcheetah_states(NUM_STATES)
     plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
     origin, basis, domain = plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy()
-    summary: dict = {"speedup_1d": {}, "speedup_2d": {}}
-    all_equal = True
     for i, widths in enumerate(NETS):
         name = "c" + ",".join(map(str, widths))
         layers, head = he_net(widths, x.shape[1], seed=i)
         layers_np = [(W.numpy(), b.numpy()) for W, b in layers]
-
-        t_vec, vec = best_time(lambda: path_pieces(layers, x))
-        t = time.perf_counter()
-        ref = path_pieces_ref(layers_np, x)
-        t_ref = time.perf_counter() - t
-        counts_vec = (vec.num_transitions, vec.num_regions, vec.transitions_per_layer)
-        counts_ref = (ref["num_transitions"], ref["num_regions"], ref["transitions_per_layer"])
-        equal = counts_vec == counts_ref
-        all_equal &= equal
-        summary["speedup_1d"][name] = round(t_ref / t_vec, 1)
-        print(f"{name} 1-D: transitions {counts_vec[0]} (loop {counts_ref[0]}), regions {counts_vec[1]} "
-              f"(loop {counts_ref[1]}), per layer {counts_vec[2]} (loop {counts_ref[2]}); "
-              f"vectorized {t_vec * 1e3:.1f} ms, loop {t_ref * 1e3:.0f} ms, x{t_ref / t_vec:.0f}")
 
         t_vec, part = best_time(lambda: plane_partition(layers, head, plane))
         t = time.perf_counter()
