@@ -151,7 +151,7 @@ def _holds(annotation: str, value) -> bool:
 def evaluate_policy(policy_layers: list, env_list: list, normalize: Callable[[np.ndarray], np.ndarray],
                     seed: int) -> list[float]:
     """Raw returns of deterministic episodes (action = mean), one per env of `env_list` (episode k reset with
-    seed + k), stepped in lockstep with one forward pass per step over the episodes still running.
+    seed + k), stepped in lockstep with one forward pass per step over all of them (finished ones' rows unused).
 
     The pass is the stacked one (models.mlp.stacked_numpy_mlp), so each episode's actions, states and return are
     bit-identical to that episode evaluated alone: a (k, in) matrix product would round differently from a
