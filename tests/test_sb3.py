@@ -277,3 +277,26 @@ def test_live_sb3_model_matches(tmp_path):
     with torch.no_grad():
         expected = model.policy._predict(torch.as_tensor(states, dtype=torch.float32), deterministic=True).numpy()
     np.testing.assert_allclose(policy.action_mean(states), expected, rtol=0, atol=1e-5 * max(1, np.abs(expected).max()))
+
+
+def test_batched_episodes_of_sb3_policies_equal_one_at_a_time():
+    """sample_episodes (lockstep, used by evaluate.py) gives SB3 policies of every kind the states that
+    sample_episode gives them alone: squashing SAC/TD3 actors act through their own actor, PPO through the
+    stacked forward pass, side by side in one batch."""
+    from utils.analysis.trajectories import EpisodeRequest, sample_episodes
+
+    sac, td3 = read_sb3_policy(F / "sac.zip"), read_sb3_policy(F / "td3.zip")
+    requests = [EpisodeRequest(sac, False, 1), EpisodeRequest(sac, True, 2), EpisodeRequest(td3, True, 3),
+                EpisodeRequest(td3, False, 4)]
+    batched = sample_episodes("Pendulum-v1", requests, max_steps=60)
+    for request, episode in zip(requests, batched):
+        alone = sample_episode("Pendulum-v1", request.policy, stochastic=request.stochastic, seed=request.seed,
+                               max_steps=60)
+        np.testing.assert_array_equal(episode.states, alone.states)
+        np.testing.assert_array_equal(episode.actions, alone.actions)
+    ppo = read_sb3_policy(F / "ppo_separate.zip").with_statistics(
+        read_vecnormalize(F / "ppo_separate_vecnormalize.pkl"))
+    car = [EpisodeRequest(ppo, True, 5), EpisodeRequest(ppo, False, 6)]
+    for request, episode in zip(car, sample_episodes("Car1DEnv-v1", car, max_steps=80)):
+        alone = sample_episode("Car1DEnv-v1", ppo, stochastic=request.stochastic, seed=request.seed, max_steps=80)
+        np.testing.assert_array_equal(episode.states, alone.states)
