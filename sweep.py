@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from utils.errors import run_cli
 from utils.flags import parse_settings
@@ -18,9 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(SweepSettings, argv, "sweep.py", DESCRIPTION)
     from tqdm import tqdm
 
-    from utils.jobs.sweep import open_sweep, run_sweep, sweep_configurations
+    from utils.jobs.sweep import open_sweep, prepare_sweep, run_state, run_sweep, sweep_configurations
 
-    if settings.dry_run and not settings.resume:
+    if settings.dry_run:  # the configurations (with --resume: the recorded ones and what each run needs)
+        if settings.resume:
+            record = prepare_sweep(settings)
+            for i, config in enumerate(record.configs):
+                state = run_state(Path(settings.save_dir), record.run_ids[i])
+                print(f"{i:3d} {record.run_ids[i]} {state:<9} " + " ".join(f"--{k}={v}" for k, v in config.items()))
+            return 0
         _, configs = sweep_configurations(settings)
         for i, config in enumerate(configs):
             print(f"{i:3d} " + " ".join(f"--{k}={v}" for k, v in config.items()))

@@ -5,23 +5,28 @@ mean and std (17 inputs). Nets c16,16 / c32,32 / c64,64 with 6 outputs: weights 
 (N(0, 2 / fan_in), as torch.nn.init.kaiming_normal_), biases N(0, 0.1^2) -- small but nonzero, as after some
 training, so first-layer hyperplanes do not all pass through the origin (the states' mean).
 (a) 1-D: pieces along the 999 segments of the trajectory. (b) 2-D: partition of the plane through states 100,
-500 and 900 (domain: square 1.25 x the circumcircle). The vectorized 1-D code's time is the best of 3 runs after a
-warm-up, the 2-D kernel's the best of 5 samples of calls in a row (>= 50 ms each) after a warm-up; the loop
-implementation runs once. Last line: JSON with speedups and whether all counts agree.
-(c) Wide 2-D rows: nets c128,128 and c256,256 (same initialization) on the plane through states 100, 500 and 900
-of a 1,000-state standardized random walk in 17 dimensions (seed 0): absolute times, and the ratio to the code of
-the baseline commit BASELINE (git archive of utils/, run in a subprocess in the same run), whose region count and
-pattern set must be the same. (d) Busy: the 2-D timings again with a CPU-bound process running beside the
-benchmark; ratio busy / quiet per net (the kernel is single-threaded, so this should stay near 1 when a core is
-free for it).
+500 and 900 (domain: square 1.25 x the circumcircle). The 1-D code's time is the best of 3 runs after a warm-up
+(2-D: below); the loop implementation runs once. Last line: JSON with speedups and whether all counts agree.
 
-Run: .venv/bin/python benchmarks/bench_regions.py [--no-baseline] [--no-busy]
+Wide nets (1-D): c128,128 and c256,256 along a 1,000-state standardized random walk in 17 dimensions, timed
+against today's code (the tree of commit BASELINE, exported with git archive and run in a subprocess, so old and
+new code never share an interpreter; `time_in_baseline` serves the 2-D rows too) and, for every 1-D row, again with
+a CPU-bound process spinning beside the benchmark ("busy"; ratio busy / quiet).
+
+2-D (bench_2d): the plane rows above against the loop and against today's code, and wide rows: c128,128 and
+c256,256 on the plane through states 100, 500 and 900 of the random walk. Today's code must find the same regions
+(count and pattern set: a hash of its sorted distinct patterns, whose time is measured here and taken off today's
+time). The kernel's time is the best of 5 samples of calls in a row (>= 50 ms each) after a warm-up, so a
+sub-millisecond call is not timed by one clock reading; then every 2-D row again with the other core busy.
+
+Run: .venv/bin/python benchmarks/bench_regions.py [--skip-1d] [--skip-2d]
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +44,7 @@ from utils.settings import PLANE_SCALE  # noqa: E402
 
 NETS = [(16, 16), (32, 32), (64, 64)]
 WIDE_NETS = [(128, 128), (256, 256)]
-BASELINE = "8b06d6e"  # the commit before issue 15's kernels
+BASELINE = "8b06d6e"  # today's code before the compiled 1-D kernel
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STATES = 1000
 BIAS_STD = 0.1
@@ -76,19 +81,125 @@ def he_net(widths: tuple[int, ...], in_dim: int, seed: int):
     return layers, head
 
 
-def best_time(fn, repeats: int = 3):
-    fn()  # warm-up
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+def random_walk_states(num_states: int, dim: int = 17, seed: int = 0) -> np.ndarray:
+    """A standardized Gaussian random walk (num_states, dim)."""
+    x = np.cumsum(np.random.default_rng(seed).normal(size=(num_states, dim)), axis=0)
+    return (x - x.mean(0)) / x.std(0)
+
+
+def baseline_tree(commit: str = BASELINE) -> str:
+    """A temporary directory holding the library (utils, envs, models) as of ``commit``."""
+    out = tempfile.mkdtemp(prefix=f"bench_regions_{commit}_")
+    archive = subprocess.run(["git", "-C", ROOT, "archive", commit, "utils", "envs", "models"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", out], input=archive, check=True)
+    return out
+
+
+_BASELINE_SCRIPT = """
+import json, sys, time
+import numpy as np, torch
+torch.set_num_threads(1)
+data = dict(np.load(sys.argv[1]))
+{setup}
+def run():
+    return {call}
+run()
+best = float("inf")
+for _ in range(3):
+    t = time.perf_counter()
+    out = run()
+    best = min(best, time.perf_counter() - t)
+print(json.dumps({{"seconds": best, "result": out}}))
+"""
+
+
+def time_in_baseline(tree: str, setup: str, call: str, arrays: dict[str, np.ndarray]) -> tuple[float, object]:
+    """Best of 3 (after a warm-up) of ``call`` run by the code in ``tree`` in a fresh interpreter; ``setup`` and
+    ``call`` see the arrays as ``data[name]``; ``call`` returns something JSON can carry (e.g. counts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "inputs.npz")
+        np.savez(path, **arrays)
+        env = dict(os.environ, PYTHONPATH=tree)
+        done = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT.format(setup=setup, call=call), path], cwd=tree,
+                              env=env, check=True, capture_output=True, text=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out["seconds"], out["result"]
+
+
+def layer_arrays(layers) -> dict[str, np.ndarray]:
+    return {f"{kind}{i}": t.numpy() for i, (W, b) in enumerate(layers) for kind, t in (("W", W), ("b", b))}
+
+
+_LAYERS_FROM_DATA = "layers = [(data[f'W{i}'], data[f'b{i}']) for i in range(len([k for k in data if k[0] == 'W']))]"
+
+
+def baseline_count_path(tree: str, layers, x: np.ndarray) -> tuple[float, tuple]:
+    """Seconds and (transitions, regions, per layer) of today's count_path along x."""
+    seconds, out = time_in_baseline(
+        tree, "from utils.geometry.regions import count_path\n" + _LAYERS_FROM_DATA,
+        "(lambda c: [c.num_transitions, c.num_regions, c.transitions_per_layer])(count_path(layers, data['x']))",
+        {**layer_arrays(layers), "x": x})
+    return seconds, (out[0], out[1], out[2])
+
+
+class Spinner:
+    """A CPU-bound process beside the benchmark (the "busy" case), ended on exit."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def bench_1d(summary: dict, tree: str) -> bool:
+    """1-D rows: along the HalfCheetah episode (against the loop and today's code) and along the random walk for wide
+    nets (against today's code); then every row again with the other core busy. Returns whether all counts agree."""
+    cheetah, walk = halfcheetah_states(NUM_STATES), random_walk_states(NUM_STATES)
+    rows = [(w, i, cheetah) for i, w in enumerate(NETS)] + [(w, i, walk) for i, w in enumerate(WIDE_NETS)]
+    all_equal = True
+    for key in ("speedup_1d", "speedup_1d_vs_today", "seconds_1d", "seconds_1d_today", "busy_over_quiet_1d"):
+        summary.setdefault(key, {})
+    quiet = {}
+    for widths, seed, x in rows:
+        name = "c" + ",".join(map(str, widths))
+        layers, _ = he_net(widths, x.shape[1], seed=seed)
+        t_new, new = best_time(lambda: path_pieces(layers, x))
+        counts = (new.num_transitions, new.num_regions, new.transitions_per_layer)
+        t_old, counts_old = baseline_count_path(tree, layers, x)
+        equal = counts == counts_old
+        line = f"{name} 1-D: transitions {counts[0]}, regions {counts[1]}, per layer {counts[2]}; {t_new * 1e3:.1f} ms, "
+        line += f"today's code {t_old * 1e3:.1f} ms (x{t_old / t_new:.1f}, same counts {equal})"
+        if widths in NETS:
+            layers_np = [(W.numpy(), b.numpy()) for W, b in layers]
+            t = time.perf_counter()
+            ref = path_pieces_ref(layers_np, x)
+            t_ref = time.perf_counter() - t
+            same_as_loop = counts == (ref["num_transitions"], ref["num_regions"], ref["transitions_per_layer"])
+            equal &= same_as_loop
+            summary["speedup_1d"][name] = round(t_ref / t_new, 1)
+            line += f", loop {t_ref * 1e3:.0f} ms (x{t_ref / t_new:.0f}, same counts {same_as_loop})"
+        all_equal &= equal
+        summary["speedup_1d_vs_today"][name] = round(t_old / t_new, 2)
+        summary["seconds_1d"][name] = round(t_new, 5)
+        summary["seconds_1d_today"][name] = round(t_old, 5)
+        quiet[name] = (layers, x, t_new)
+        print(line, flush=True)
+    with Spinner():
+        for name, (layers, x, t_quiet) in quiet.items():
+            t_busy, _ = best_time(lambda: path_pieces(layers, x))
+            summary["busy_over_quiet_1d"][name] = round(t_busy / t_quiet, 2)
+            print(f"{name} 1-D with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
+                  flush=True)
+    return all_equal
 
 
 def best_time_per_call(fn, min_seconds: float = 0.05, repeats: int = 5):
-    """Best time of one call over ``repeats`` samples, each long enough (>= min_seconds, calls in a row) that a
-    sub-millisecond call is not timed by a single clock reading; after a warm-up call. Returns (seconds, result)."""
+    """Best time of one call over ``repeats`` samples of calls in a row (each >= min_seconds), after a warm-up
+    call. Returns (seconds, result)."""
     out = fn()
     t = time.perf_counter()
     fn()
@@ -102,166 +213,97 @@ def best_time_per_call(fn, min_seconds: float = 0.05, repeats: int = 5):
     return best, out
 
 
-def random_walk(num_states: int, dim: int = 17, seed: int = 0) -> np.ndarray:
-    """A standardized Gaussian random walk (num_states, dim)."""
-    x = np.cumsum(np.random.default_rng(seed).normal(size=(num_states, dim)), 0)
-    return (x - x.mean(0)) / x.std(0)
-
-
 def pattern_digest(patterns: np.ndarray) -> str:
     """sha256 of the sorted distinct rows of packed patterns (R, W): equal digests, equal pattern sets."""
     return hashlib.sha256(np.unique(np.ascontiguousarray(patterns, dtype=np.int64), axis=0).tobytes()).hexdigest()
 
 
-# Run in a subprocess against a copy of the baseline commit's utils/ (PYTHONPATH): times plane_partition on the nets
-# in the npz given and prints one JSON line per net. (A shared helper for timing the baseline commit may replace this.)
-_BASELINE_SCRIPT = """
-import hashlib, json, sys, time
-import numpy as np, torch
-torch.set_num_threads(1)
-from utils.geometry.planes import plane_partition
-data = np.load(sys.argv[1])
-for name in sys.argv[2:]:
-    layers = [(data[f"{name}_W{i}"], data[f"{name}_b{i}"]) for i in range(int(data[f"{name}_depth"]))]
-    head = (data[f"{name}_Wout"], data[f"{name}_bout"])
-    plane = (data["origin"], data["basis"])
-    times = []
-    while len(times) < 2 or (sum(times) < 0.5 and len(times) < 50):
-        t = time.perf_counter()
-        part = plane_partition(layers, head, plane, data["domain"])
-        times.append(time.perf_counter() - t)
-    best = min(times)
-    rows = np.unique(part.patterns.numpy(), axis=0)
-    print(json.dumps({"net": name, "seconds": best, "num_regions": part.num_regions,
-                      "digest": hashlib.sha256(rows.tobytes()).hexdigest()}), flush=True)
+_PLANE_SETUP = "import hashlib\nfrom utils.geometry.planes import plane_partition\n" + _LAYERS_FROM_DATA + """
+head = (data['head_W'], data['head_b'])
+def counted(p):
+    return [p.num_regions, hashlib.sha256(np.unique(p.patterns.numpy(), axis=0).tobytes()).hexdigest()]
 """
 
 
-def time_baseline(nets: dict, plane, commit: str = BASELINE) -> dict:
-    """{net: {seconds, num_regions, digest}} of plane_partition at ``commit`` (best of at least 2 calls, more while
-    they take under 0.5 s in all), in a subprocess."""
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(["git", "-C", ROOT, "archive", commit, "utils"], check=True, capture_output=True)
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
-        arrays = {"origin": plane.origin.numpy(), "basis": plane.basis.numpy(), "domain": plane.domain.numpy()}
-        for name, (layers, head) in nets.items():
-            arrays[f"{name}_depth"] = np.array(len(layers))
-            for i, (W, b) in enumerate(layers):
-                arrays[f"{name}_W{i}"], arrays[f"{name}_b{i}"] = W.numpy(), b.numpy()
-            arrays[f"{name}_Wout"], arrays[f"{name}_bout"] = head[0].numpy(), head[1].numpy()
-        np.savez(os.path.join(tmp, "nets.npz"), **arrays)
-        out = subprocess.run([sys.executable, "-c", _BASELINE_SCRIPT, os.path.join(tmp, "nets.npz"), *nets],
-                             check=True, capture_output=True, text=True, cwd=tmp, env={**os.environ, "PYTHONPATH": tmp})
-    return {row["net"]: row for row in map(json.loads, out.stdout.splitlines())}
+def baseline_plane_partition(tree: str, layers, head, plane) -> tuple[float, tuple]:
+    """Seconds and (regions, pattern digest) of today's plane_partition, without the time of the digest."""
+    arrays = {**layer_arrays(layers), "head_W": head[0].numpy(), "head_b": head[1].numpy(),
+              "origin": plane.origin.numpy(), "basis": plane.basis.numpy(), "domain": plane.domain.numpy()}
+    seconds, out = time_in_baseline(
+        tree, _PLANE_SETUP, "counted(plane_partition(layers, head, (data['origin'], data['basis']), data['domain']))",
+        arrays)
+    return seconds, (out[0], out[1])
 
 
-def against_baseline(summary: dict, small_2d: dict, quiet_2d: dict, plane) -> bool:
-    """The 2-D rows (b) against the baseline commit: ratio of times, and the same counts and pattern sets."""
-    old = time_baseline({name: (layers, head) for name, (layers, head, _) in small_2d.items()}, plane)
-    equal = True
-    summary["speedup_2d_vs_baseline"] = {}
-    for name, (_, _, part) in small_2d.items():
-        same = old[name]["num_regions"] == part.num_regions and old[name]["digest"] == pattern_digest(part.patterns.numpy())
-        equal &= same
-        summary["speedup_2d_vs_baseline"][name] = round(old[name]["seconds"] / quiet_2d[name][0], 1)
-        print(f"{name} 2-D vs baseline {BASELINE}: regions {old[name]['num_regions']}, same patterns {same}, "
-              f"{old[name]['seconds'] * 1e3:.1f} ms, x{old[name]['seconds'] / quiet_2d[name][0]:.1f}")
-    return equal
-
-
-def wide_rows(summary: dict, quiet_2d: dict, baseline: bool) -> bool:
-    """The wide 2-D rows (c): times, and ratio to the baseline commit with equal counts and pattern sets."""
-    x = random_walk(NUM_STATES)
-    plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
-    nets = {"c" + ",".join(map(str, w)): he_net(w, x.shape[1], seed=i) for i, w in enumerate(WIDE_NETS)}
-    old = time_baseline(nets, plane) if baseline else {}
-    equal = True
-    summary["wide_2d_seconds"], summary["wide_2d_vs_baseline"] = {}, {}
-    for name, (layers, head) in nets.items():
-        t_new, part = best_time_per_call(lambda: plane_partition(layers, head, plane))
-        quiet_2d[name + " wide"] = (t_new, lambda layers=layers, head=head: plane_partition(layers, head, plane))
-        summary["wide_2d_seconds"][name] = round(t_new, 3)
-        line = f"{name} 2-D wide: regions {part.num_regions}, kernel {t_new:.3f} s"
-        if name in old:
-            same = (old[name]["num_regions"] == part.num_regions
-                    and old[name]["digest"] == pattern_digest(part.patterns.numpy()))
-            equal &= same
-            summary["wide_2d_vs_baseline"][name] = round(old[name]["seconds"] / t_new, 1)
-            line += (f"; baseline {BASELINE}: regions {old[name]['num_regions']}, same patterns {same}, "
-                     f"{old[name]['seconds']:.3f} s, x{old[name]['seconds'] / t_new:.1f}")
-        print(line)
-    return equal
-
-
-def busy_ratios(quiet_2d: dict) -> dict:
-    """Each 2-D call timed again (as in quiet) while a CPU-bound process spins on another core: {net: busy / quiet}.
-    With two or more cores the benchmark and the spinner are pinned to different ones for this part."""
-    cpus = sorted(os.sched_getaffinity(0))
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        if len(cpus) >= 2:
-            os.sched_setaffinity(spinner.pid, {cpus[1]})
-            os.sched_setaffinity(0, {cpus[0]})
-        time.sleep(0.5)
-        ratios = {}
-        for name, (t_quiet, call) in quiet_2d.items():
+def bench_2d(summary: dict, tree: str) -> bool:
+    """2-D rows: the HalfCheetah plane (against the loop and today's code) and the random walk's plane for wide nets
+    (against today's code); then every row again with the other core busy. Returns whether all counts agree."""
+    cheetah, walk = halfcheetah_states(NUM_STATES), random_walk_states(NUM_STATES)
+    rows = [(w, i, cheetah) for i, w in enumerate(NETS)] + [(w, i, walk) for i, w in enumerate(WIDE_NETS)]
+    all_equal = True
+    for key in ("speedup_2d", "speedup_2d_vs_today", "seconds_2d", "seconds_2d_today", "busy_over_quiet_2d"):
+        summary.setdefault(key, {})
+    quiet = {}
+    for widths, seed, x in rows:
+        name = "c" + ",".join(map(str, widths))
+        layers, head = he_net(widths, x.shape[1], seed=seed)
+        plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
+        call = lambda layers=layers, head=head, plane=plane: plane_partition(layers, head, plane)  # noqa: E731
+        t_new, part = best_time_per_call(call)
+        t_digest, digest = best_time(lambda: pattern_digest(part.patterns.numpy()))
+        t_old, (regions_old, digest_old) = baseline_plane_partition(tree, layers, head, plane)
+        t_old -= t_digest
+        equal = (part.num_regions, digest) == (regions_old, digest_old)
+        line = (f"{name} 2-D: regions {part.num_regions}, area error "
+                f"{abs(float(part.areas.sum()) - part.domain_area) / part.domain_area:.1e}; {t_new * 1e3:.1f} ms, "
+                f"today's code {t_old * 1e3:.1f} ms (x{t_old / t_new:.1f}, same regions {equal})")
+        if widths in NETS:
+            layers_np = [(W.numpy(), b.numpy()) for W, b in layers]
+            t = time.perf_counter()
+            ref = plane_partition_ref(layers_np, plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy())
+            t_ref = time.perf_counter() - t
+            pats = {bytes(p) for p in part.unpacked_patterns().numpy().astype(np.uint8)}
+            same_as_loop = part.num_regions == ref["num_regions"] and pats == {bytes(p.astype(np.uint8)) for p in ref["patterns"]}
+            equal &= same_as_loop
+            summary["speedup_2d"][name] = round(t_ref / t_new, 1)
+            line += f", loop {t_ref * 1e3:.0f} ms (x{t_ref / t_new:.0f}, same regions {same_as_loop})"
+        all_equal &= equal
+        summary["speedup_2d_vs_today"][name] = round(t_old / t_new, 2)
+        summary["seconds_2d"][name] = round(t_new, 5)
+        summary["seconds_2d_today"][name] = round(t_old, 5)
+        quiet[name] = (call, t_new)
+        print(line, flush=True)
+    with Spinner():
+        for name, (call, t_quiet) in quiet.items():
             t_busy, _ = best_time_per_call(call)
-            ratios[name] = round(t_busy / t_quiet, 2)
-            print(f"{name} 2-D busy: {t_busy * 1e3:.1f} ms, quiet {t_quiet * 1e3:.1f} ms, x{t_busy / t_quiet:.2f}")
-    finally:
-        spinner.kill()
-        spinner.wait()
-        os.sched_setaffinity(0, cpus)
-    return ratios
+            summary["busy_over_quiet_2d"][name] = round(t_busy / t_quiet, 2)
+            print(f"{name} 2-D with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
+                  flush=True)
+    return all_equal
+
+
+def best_time(fn, repeats: int = 3):
+    fn()  # warm-up
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
 
 
 def main() -> None:
     torch.set_num_threads(1)  # small tensors: one thread avoids scheduling overhead (docs/design.md, pitfalls)
-    x = halfcheetah_states(NUM_STATES)
-    plane = plane_through_states(x[100], x[500], x[900], scale=PLANE_SCALE)
-    origin, basis, domain = plane.origin.numpy(), plane.basis.numpy(), plane.domain.numpy()
-    summary: dict = {"speedup_1d": {}, "speedup_2d": {}}
+    tree = baseline_tree()
+    summary: dict = {}
     all_equal = True
-    quiet_2d: dict = {}  # net -> (quiet seconds, the call) for the busy measurement
-    small_2d: dict = {}  # net -> (layers, head, partition) for the comparison with the baseline commit
-    for i, widths in enumerate(NETS):
-        name = "c" + ",".join(map(str, widths))
-        layers, head = he_net(widths, x.shape[1], seed=i)
-        layers_np = [(W.numpy(), b.numpy()) for W, b in layers]
-
-        t_vec, vec = best_time(lambda: path_pieces(layers, x))
-        t = time.perf_counter()
-        ref = path_pieces_ref(layers_np, x)
-        t_ref = time.perf_counter() - t
-        counts_vec = (vec.num_transitions, vec.num_regions, vec.transitions_per_layer)
-        counts_ref = (ref["num_transitions"], ref["num_regions"], ref["transitions_per_layer"])
-        equal = counts_vec == counts_ref
-        all_equal &= equal
-        summary["speedup_1d"][name] = round(t_ref / t_vec, 1)
-        print(f"{name} 1-D: transitions {counts_vec[0]} (loop {counts_ref[0]}), regions {counts_vec[1]} "
-              f"(loop {counts_ref[1]}), per layer {counts_vec[2]} (loop {counts_ref[2]}); "
-              f"vectorized {t_vec * 1e3:.1f} ms, loop {t_ref * 1e3:.0f} ms, x{t_ref / t_vec:.0f}")
-
-        t_vec, part = best_time_per_call(lambda: plane_partition(layers, head, plane))
-        t = time.perf_counter()
-        ref2 = plane_partition_ref(layers_np, origin, basis, domain)
-        t_ref = time.perf_counter() - t
-        pats_vec = {bytes(p) for p in part.unpacked_patterns().numpy().astype(np.uint8)}
-        pats_ref = {bytes(p.astype(np.uint8)) for p in ref2["patterns"]}
-        equal = part.num_regions == ref2["num_regions"] and pats_vec == pats_ref
-        all_equal &= equal
-        summary["speedup_2d"][name] = round(t_ref / t_vec, 1)
-        quiet_2d[name] = (t_vec, lambda layers=layers, head=head: plane_partition(layers, head, plane))
-        small_2d[name] = (layers, head, part)
-        print(f"{name} 2-D: regions {part.num_regions} (loop {ref2['num_regions']}), same patterns {pats_vec == pats_ref}, "
-              f"area error {abs(float(part.areas.sum()) - part.domain_area) / part.domain_area:.1e}; "
-              f"kernel {t_vec * 1e3:.1f} ms, loop {t_ref * 1e3:.0f} ms, x{t_ref / t_vec:.0f}")
-
-    if "--no-baseline" not in sys.argv:
-        all_equal &= against_baseline(summary, small_2d, quiet_2d, plane)
-    all_equal &= wide_rows(summary, quiet_2d, baseline="--no-baseline" not in sys.argv)
-    if "--no-busy" not in sys.argv:
-        summary["busy_over_quiet_2d"] = busy_ratios(quiet_2d)
+    try:
+        if "--skip-1d" not in sys.argv[1:]:
+            all_equal &= bench_1d(summary, tree)
+        if "--skip-2d" not in sys.argv[1:]:
+            all_equal &= bench_2d(summary, tree)
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
     summary["counts_equal"] = bool(all_equal)
     print(json.dumps(summary))
 

@@ -6,20 +6,21 @@ import json
 import pickle
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
-from models.mlp import torch_mlp
-from models.normalization import normalization_affine, normalize_with
+from models.mlp import numpy_layers, numpy_mlp, torch_mlp
+from models.normalization import CLIP_OBS, EPSILON, ObsStatistics, normalization_affine, normalize_with
 from utils.errors import UserError
 from utils.runs.io import torch_save_atomic
 
 FORMAT = "deep_rl_regions.checkpoint"
 FORMAT_VERSION = 1
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3's clamp of SAC's state-dependent log-std
 _REQUIRED = ("format", "iteration", "timesteps", "config", "policy", "normalizer")
 
 
@@ -136,6 +137,19 @@ class LoadedPolicy:
     obs_norm_enabled: bool
     eval_return: float | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    # Normalization constants: ours are always CLIP_OBS and EPSILON; SB3 VecNormalize files carry their own.
+    clip_obs: float = CLIP_OBS
+    epsilon: float = EPSILON
+    # Output squashing (policies read from SB3 files): None = the action is the head's output (our PPO, SB3's
+    # PPO/A2C); "tanh" = action_low + (tanh(head) + 1) / 2 * (action_high - action_low), SB3's SAC and TD3 (their
+    # predict() rescales the tanh output to the action space). The squash comes after the last linear layer, so
+    # the regions are those of the ReLU layers either way; only actions (episodes, the 'action' colouring) see it.
+    squash: str | None = None
+    action_low: np.ndarray | None = None
+    action_high: np.ndarray | None = None
+    # SAC's state-dependent log-std: a linear map (W, b) on the last hidden layer's output, clamped to
+    # [LOG_STD_MIN, LOG_STD_MAX] as SB3 does; None = the state-independent `log_std` (then NaN for SAC).
+    log_std_net: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -171,28 +185,78 @@ class LoadedPolicy:
             h.update(t.detach().cpu().numpy().tobytes())
         h.update(np.ascontiguousarray(self.obs_mean).tobytes())
         h.update(np.ascontiguousarray(self.obs_var).tobytes())
+        extras = self.extras_state()
+        if extras or (self.clip_obs, self.epsilon) != (CLIP_OBS, EPSILON):  # our own policies hash as before
+            h.update(repr((self.clip_obs, self.epsilon, extras.get("squash"))).encode())
+            for key in sorted(k for k, v in extras.items() if isinstance(v, torch.Tensor)):
+                h.update(extras[key].numpy().tobytes())
         return h.hexdigest()[:16]
+
+    def extras_state(self) -> dict:
+        """What a checkpoint stores beyond our PPO's own policy (key `policy_extras`): squash, action bounds, SAC's
+        log-std net; {} for a policy of ours."""
+        extras: dict = {}
+        if self.squash is not None:
+            extras.update(squash=self.squash, action_low=torch.from_numpy(np.asarray(self.action_low, np.float64)),
+                          action_high=torch.from_numpy(np.asarray(self.action_high, np.float64)))
+        if self.log_std_net is not None:
+            extras.update({"log_std_net.weight": self.log_std_net[0], "log_std_net.bias": self.log_std_net[1]})
+        return extras
+
+    def squash_actions(self, z: np.ndarray) -> np.ndarray:
+        """The action for head outputs z (N, act_dim): z itself, or for squash "tanh" z squashed and rescaled."""
+        if self.squash is None:
+            return z
+        return self.action_low + 0.5 * (np.tanh(z) + 1.0) * (self.action_high - self.action_low)
+
+    def actor(self) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+        """act(raw state (d,), standard normal noise (act_dim,) or None) -> the action (act_dim,) before the env
+        clips it: mean (+ std * noise), squashed when the policy squashes. numpy float64, weights copied once."""
+        layers = numpy_layers(self.layers)
+        if self.log_std_net is None:
+            std = np.exp(self.log_std.numpy())
+
+            def act(state: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+                a = numpy_mlp(layers, self.normalize(state[None]))[0]
+                if noise is not None:
+                    a = a + std * noise
+                return a if self.squash is None else self.squash_actions(a)
+            return act
+        W_std, b_std = (t.numpy() for t in self.log_std_net)
+
+        def act_sac(state: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+            out, inputs = numpy_mlp(layers, self.normalize(state[None]), return_inputs=True)
+            a = out[0]
+            if noise is not None:
+                log_std = np.clip(inputs[-1][0] @ W_std.T + b_std, LOG_STD_MIN, LOG_STD_MAX)
+                a = a + np.exp(log_std) * noise
+            return self.squash_actions(a)
+        return act_sac
 
     def normalize(self, states: np.ndarray) -> np.ndarray:
         """Raw states -> the policy's input space, with the statistics this checkpoint was trained with."""
-        return normalize_with(states, self.obs_mean, self.obs_var, self.obs_norm_enabled)
+        return normalize_with(states, self.obs_mean, self.obs_var, self.obs_norm_enabled,
+                              clip_obs=self.clip_obs, epsilon=self.epsilon)
 
     def normalization_affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """(shift, scale) with normalize(s) = clip((s - shift) / scale); (0, 1) when normalization is off."""
-        return normalization_affine(self.obs_mean, self.obs_var, self.obs_norm_enabled)
+        """(shift, scale) with normalize(s) = clip((s - shift) / scale, -clip_obs, clip_obs); (0, 1) when
+        normalization is off."""
+        return normalization_affine(self.obs_mean, self.obs_var, self.obs_norm_enabled, self.epsilon)
 
     def action_mean(self, states: np.ndarray) -> np.ndarray:
-        """Deterministic action (mean of the Gaussian, before clipping) for raw states, float64."""
-        return torch_mlp(self.layers, torch.as_tensor(self.normalize(states), dtype=torch.float64)).numpy()
+        """Deterministic action (mean of the Gaussian, before clipping; squashed and rescaled for a squashing
+        policy) for raw states, float64."""
+        z = torch_mlp(self.layers, torch.as_tensor(self.normalize(states), dtype=torch.float64)).numpy()
+        return self.squash_actions(z)
 
-    def with_statistics(self, other: "LoadedPolicy") -> "LoadedPolicy":
-        """This policy with another checkpoint's normalization statistics (the paper's --stats_path)."""
+    def with_statistics(self, other: "LoadedPolicy | ObsStatistics") -> "LoadedPolicy":
+        """This policy with another checkpoint's (or an SB3 VecNormalize file's) normalization statistics (the
+        paper's --stats_path)."""
         if other.obs_mean.shape != self.obs_mean.shape:
             raise UserError(f"statistics in {other.path} are for {other.obs_mean.shape[0]} observations, "
-                            f"the policy in {self.path} takes {self.obs_dim}; pass a checkpoint of the same env")
-        return LoadedPolicy(self.path, self.iteration, self.timesteps, self.config, self.hidden_layers, self.head,
-                            self.log_std, other.obs_mean, other.obs_var, other.obs_norm_enabled, self.eval_return,
-                            self.raw)
+                            f"the policy in {self.path} takes {self.obs_dim}; pass statistics of the same env")
+        return replace(self, obs_mean=other.obs_mean, obs_var=other.obs_var, obs_norm_enabled=other.obs_norm_enabled,
+                       clip_obs=other.clip_obs, epsilon=other.epsilon)
 
 
 def policy_from_state(path: Path, state: dict) -> LoadedPolicy:
@@ -209,9 +273,38 @@ def policy_from_state(path: Path, state: dict) -> LoadedPolicy:
     mode = norm.get("mode", "running")
     if not isinstance(mode, str):
         raise _damaged(path, f"normalizer mode is {_what(mode)}, not a string")
+    constants = {}
+    for key, default in (("clip_obs", CLIP_OBS), ("epsilon", EPSILON)):
+        value = norm.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+            raise _damaged(path, f"normalizer {key} is {_what(value)}, not a positive number")
+        constants[key] = float(value)
+    extras = _policy_extras(path, state.get("policy_extras", {}), obs_dim, act_dim, linears)
     return LoadedPolicy(Path(path), state["iteration"], state["timesteps"], dict(state["config"]),
                         linears[:-1], linears[-1], log_std, obs_mean, obs_var, mode != "off",
-                        state.get("eval_return"), state)
+                        state.get("eval_return"), state, **constants, **extras)
+
+
+def _policy_extras(path: Path, extras, obs_dim: int, act_dim: int, linears: list) -> dict:
+    """LoadedPolicy's squash / action bounds / SAC log-std net from a checkpoint's `policy_extras` (written for
+    policies imported from SB3 files; absent from our own runs' checkpoints)."""
+    if not isinstance(extras, dict):
+        raise _damaged(path, f"policy_extras is {_what(extras)}, not a dict")
+    found: dict = {}
+    squash = extras.get("squash")
+    if squash is not None:
+        if squash != "tanh":
+            raise _damaged(path, f"policy_extras squash is {_what(squash)}, not 'tanh'")
+        low = _float_tensor(path, extras, "action_low", (act_dim,), "policy_extras").numpy()
+        high = _float_tensor(path, extras, "action_high", (act_dim,), "policy_extras").numpy()
+        if not (np.isfinite(low).all() and np.isfinite(high).all() and (low < high).all()):
+            raise _damaged(path, "its action bounds are not finite with low < high")
+        found.update(squash="tanh", action_low=low, action_high=high)
+    if "log_std_net.weight" in extras:
+        latent = int(linears[-1][0].shape[1])
+        found["log_std_net"] = (_float_tensor(path, extras, "log_std_net.weight", (act_dim, latent), "policy_extras"),
+                                _float_tensor(path, extras, "log_std_net.bias", (act_dim,), "policy_extras"))
+    return found
 
 
 def _mean_net_layers(path: Path, policy: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -249,3 +342,21 @@ def _float_tensor(path: Path, mapping: dict, key: str, shape: tuple[int, ...] | 
 def load_checkpoint(path: Path | str) -> LoadedPolicy:
     """Load a checkpoint's policy (hidden layers, head, log-std, normalization) safely."""
     return policy_from_state(Path(path), read_checkpoint(path))
+
+
+def imported_checkpoint_payload(policy: LoadedPolicy, *, iteration: int, config: dict,
+                                eval_return: float | None = None) -> dict:
+    """A checkpoint payload (for save_checkpoint) holding only a policy read from elsewhere (an SB3 file): float64
+    layers as mean_net.{0,2,...}, log-std, normalization statistics with their clip_obs and epsilon, and the
+    squash / action bounds / SAC log-std net as `policy_extras`. It has no value net or training state, so it
+    can be evaluated and drawn, not resumed."""
+    state = {f"mean_net.{2 * i}.{part}": t.detach().double().clone()
+             for i, layer in enumerate(policy.layers) for part, t in zip(("weight", "bias"), layer)}
+    state["log_std"] = policy.log_std.detach().double().clone()
+    normalizer = {"mode": "frozen" if policy.obs_norm_enabled else "off",
+                  "obs_mean": torch.from_numpy(np.asarray(policy.obs_mean, np.float64).copy()),
+                  "obs_var": torch.from_numpy(np.asarray(policy.obs_var, np.float64).copy()),
+                  "clip_obs": float(policy.clip_obs), "epsilon": float(policy.epsilon)}
+    return {"iteration": int(iteration), "timesteps": int(policy.timesteps), "config": dict(config),
+            "policy": state, "normalizer": normalizer, "policy_extras": policy.extras_state(),
+            "eval_return": eval_return}

@@ -90,19 +90,35 @@ class Normalizer:
                 self.returns = returns.copy()
 
 
-def normalization_affine(mean: np.ndarray, var: np.ndarray, enabled: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(shift, scale) of the observation transform, normalize(s) = clip((s - shift) / scale, -CLIP_OBS, CLIP_OBS)
-    in raw observation units; (0, 1) when normalization is off (the transform then is the identity, no clip)."""
+def normalization_affine(mean: np.ndarray, var: np.ndarray, enabled: bool = True,
+                         epsilon: float = EPSILON) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) of the observation transform, normalize(s) = clip((s - shift) / scale, -clip_obs, clip_obs)
+    in raw observation units, scale = sqrt(var + epsilon); (0, 1) when normalization is off (the transform then
+    is the identity, no clip)."""
     if not enabled:
         return np.zeros_like(mean, dtype=np.float64), np.ones_like(var, dtype=np.float64)
-    return mean, np.sqrt(var + EPSILON)
+    return mean, np.sqrt(var + epsilon)
 
 
-def normalize_with(obs: np.ndarray, mean: np.ndarray, var: np.ndarray, enabled: bool = True) -> np.ndarray:
-    """VecNormalize's observation transform with given statistics: raw observations -> the policy's input space
-    (float64)."""
+def normalize_with(obs: np.ndarray, mean: np.ndarray, var: np.ndarray, enabled: bool = True, *,
+                   clip_obs: float = CLIP_OBS, epsilon: float = EPSILON) -> np.ndarray:
+    """VecNormalize's observation transform with given statistics, clip((obs - mean) / sqrt(var + epsilon),
+    -clip_obs, clip_obs): raw observations -> the policy's input space (float64). Our own runs always use
+    CLIP_OBS and EPSILON; statistics read from SB3 files bring their own."""
     obs = np.asarray(obs, dtype=np.float64)
     if not enabled:
         return obs
-    shift, scale = normalization_affine(mean, var)
-    return np.clip((obs - shift) / scale, -CLIP_OBS, CLIP_OBS)
+    shift, scale = normalization_affine(mean, var, epsilon=epsilon)
+    return np.clip((obs - shift) / scale, -clip_obs, clip_obs)
+
+
+@dataclass(frozen=True)
+class ObsStatistics:
+    """Observation normalization statistics on their own (an SB3 VecNormalize file), for --stats_path."""
+
+    path: object  # the file they came from (a Path), named in messages
+    obs_mean: np.ndarray
+    obs_var: np.ndarray
+    obs_norm_enabled: bool
+    clip_obs: float = CLIP_OBS
+    epsilon: float = EPSILON

@@ -20,7 +20,7 @@ from envs.vector import VecEnv
 from models.divergence import TrainingDiverged
 from models.networks import GaussianPolicy, ValueNet
 from models.normalization import Normalizer, normalize_with
-from models.mlp import numpy_layers, numpy_mlp
+from models.mlp import numpy_layers, stack_layers, stacked_numpy_mlp
 from models.ppo import collect_rollout, ppo_update
 from models.rollout import PPOConfig
 
@@ -152,15 +152,22 @@ def _holds(annotation: str, value) -> bool:
 
 def evaluate_policy(policy_layers: list, env_list: list, normalize: Callable[[np.ndarray], np.ndarray],
                     seed: int) -> list[float]:
-    """Raw returns of deterministic episodes (action = mean), one per env of `env_list`, run in lockstep."""
+    """Raw returns of deterministic episodes (action = mean), one per env of `env_list` (episode k reset with
+    seed + k), stepped in lockstep with one forward pass per step over all of them (finished ones' rows unused).
+
+    The pass is the stacked one (models.mlp.stacked_numpy_mlp), so each episode's actions, states and return are
+    bit-identical to that episode evaluated alone: a (k, in) matrix product would round differently from a
+    single row's and make an episode's return depend on how many run beside it."""
     n_episodes = len(env_list)
     low, high = env_list[0].action_space.low, env_list[0].action_space.high
+    layers = stack_layers([policy_layers] * n_episodes)
     obs = np.asarray([e.reset(seed=seed + k)[0] for k, e in enumerate(env_list)], dtype=np.float64)
     returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
     while active.any():
-        actions = np.clip(numpy_mlp(policy_layers, normalize(obs[active])), low, high)
-        for row, k in enumerate(np.flatnonzero(active)):
-            next_obs, reward, terminated, truncated, _ = env_list[k].step(actions[row])
+        # finished episodes' rows are computed and left unused: cheaper than slicing the stacked weights
+        actions = np.clip(stacked_numpy_mlp(layers, normalize(obs)), low, high)
+        for k in np.flatnonzero(active):
+            next_obs, reward, terminated, truncated, _ = env_list[k].step(actions[k])
             returns[k] += reward
             obs[k] = next_obs
             active[k] = not (terminated or truncated)

@@ -101,3 +101,13 @@ def test_cli_mistakes_are_one_line(store, tmp_path):
     assert_user_error(runs.main, ["--save_dir", str(tmp_path / "missing")], "no run store")
     for not_an_id in ("../done", "/tmp/x", "", "x" * 101):  # the positional id is a name, never a path
         assert_user_error(runs.main, [not_an_id, "--save_dir", str(store / "checkpoints")], "run_id")
+
+
+def test_a_diverged_run_is_not_sent_back_to_resume(store, tmp_path):
+    save_dir = tmp_path / "checkpoints"
+    run = shutil.copytree(store / "checkpoints" / "done", save_dir / "nan")
+    info = read_run_info(RunPaths(run))
+    write_run_info(RunPaths(run), {**info, "run_id": "nan", "status": "failed",
+                                   "error": "TrainingDiverged: training diverged at iteration 3 (non-finite loss)"})
+    described = describe_run(save_dir, tmp_path / "results", "nan")
+    assert "--resume" not in described["next"] and "--learning_rate" in described["next"]

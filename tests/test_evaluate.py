@@ -558,3 +558,22 @@ def test_trajectory_cache_is_reused_only_for_the_same_weights(tmp_path):
     assert other.weights_digest != policy.weights_digest
     cached_episode(tmp_path, "000001", other, "Car1DEnv-v1", stochastic=False, seed=0)
     assert str(load_npz(path)["digest"]) == other.weights_digest
+
+
+@pytest.mark.slow
+def test_episodes_sampled_across_runs_in_workers_are_those_of_one_process(store, tmp_path):
+    """--workers=2 samples the runs' episodes in two processes (a run per batch), --workers=1 each run's in one
+    lockstep batch here: the trajectory caches and history.csv files are identical either way."""
+    runs = {}
+    for workers in (1, 2):
+        copy = tmp_path / f"store{workers}"
+        shutil.copytree(store, copy, ignore=shutil.ignore_patterns("trajectories"))
+        res = _evaluate(copy, tmp_path / f"results{workers}", "--sweep_id=S", "--add_stochastic", "--no_plots",
+                        f"--workers={workers}")
+        assert res.returncode == 0, res.stderr
+        runs[workers] = {name: (tree_digest(copy / name / "trajectories"),
+                                _history(tmp_path / f"results{workers}" / "S" / name / "history.csv"))
+                         for name in ("a8", "b8", "c4")}
+    for name, (caches, rows) in runs[1].items():
+        assert len(caches) == 2 * (len(rows) + 1)  # every checkpoint and best.pt, deterministic and stochastic
+        assert runs[2][name] == (caches, rows)

@@ -37,3 +37,26 @@ def test_layers_of_other_module_forms_are_refused():
     assert linear_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))) is None
     with pytest.raises(ValueError):
         numpy_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)))
+
+
+def test_stacked_pass_is_bit_identical_to_one_row_at_a_time():
+    """Row k of a stack of networks equals network k on that row alone, bit for bit, for any batch (also the same
+    network repeated). (With OpenBLAS, one (40, 17) @ W.T product over shared weights differs from the rows alone
+    in the last bits: that is why the stacked pass exists.)"""
+    from models.mlp import numpy_mlp, stack_layers, stacked_numpy_mlp
+
+    rng = np.random.default_rng(0)
+    dims = [17, 64, 64, 6]
+
+    def network():
+        return [(rng.standard_normal((o, i)) / np.sqrt(i), rng.standard_normal(o)) for i, o in zip(dims, dims[1:])]
+
+    networks = [network() for _ in range(7)]
+    batch = [networks[k % 7] for k in range(40)]  # each network several times, as episodes of one policy
+    x = 3 * rng.standard_normal((40, 17))
+    one_at_a_time = np.concatenate([numpy_mlp(net, x[k:k + 1]) for k, net in enumerate(batch)])
+    np.testing.assert_array_equal(stacked_numpy_mlp(stack_layers(batch), x), one_at_a_time)
+    np.testing.assert_array_equal(stacked_numpy_mlp(stack_layers(batch[:1]), x[:1]), one_at_a_time[:1])
+    shared = [networks[0]] * 40
+    alone = np.concatenate([numpy_mlp(networks[0], x[k:k + 1]) for k in range(40)])
+    np.testing.assert_array_equal(stacked_numpy_mlp(stack_layers(shared), x), alone)

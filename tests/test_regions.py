@@ -418,3 +418,34 @@ def test_splitting_exactly_on_a_boundary_removes_that_transition():
     halves = path_pieces(layers, np.stack([a, a + t * (b - a), b]))
     assert halves.num_transitions == whole.num_transitions - 1
     assert halves.num_regions == whole.num_regions
+
+
+def test_batched_torch_path_matches_the_compiled_kernel(monkeypatch):
+    """The CPU path runs the compiled kernel; CUDA runs the batched torch code. Both run here on CPU tensors (the
+    torch path forced with COMPILED_ON_CPU = False) and must give the same pieces, patterns and openers."""
+    import utils.geometry.regions as regions
+
+    rng = np.random.default_rng(16)
+    cases = [random_case(rng) for _ in range(40)]
+    wide = random_net(rng, 5, [130, 70], bias_std=0.1)  # patterns across word boundaries (bits 63, 64, 127, ...)
+    cases.append((wide, rng.normal(size=(30, 5)), 0))
+    compared = 0
+    for layers, pts, kind in cases:
+        lines = lines_through(pts + rng.normal(size=pts.shape) * 1e-3, pts.mean(0))
+        compiled = path_pieces(layers, pts), line_regions(layers, *lines)
+        monkeypatch.setattr(regions, "COMPILED_ON_CPU", False)
+        batched = path_pieces(layers, pts), line_regions(layers, *lines)
+        monkeypatch.setattr(regions, "COMPILED_ON_CPU", True)
+        assert compiled[1].num_regions.tolist() == batched[1].num_regions.tolist()
+        for c, b in ((compiled[0], batched[0]), (compiled[1].pieces, batched[1].pieces)):
+            assert (c.num_transitions, c.num_regions, c.transitions_per_layer) == (
+                b.num_transitions, b.num_regions, b.transitions_per_layer)
+            assert torch.equal(c.segment_index, b.segment_index) and torch.equal(c.patterns, b.patterns)
+            assert torch.equal(c.opened_by_layer, b.opened_by_layer)
+            if kind != 2:  # duplicated neurons tie up to round-off, so either may open the transition
+                assert torch.equal(c.opened_by_neuron, b.opened_by_neuron)
+            finite = torch.isfinite(b.t_start)
+            assert torch.equal(finite, torch.isfinite(c.t_start))
+            np.testing.assert_allclose(c.t_start[finite].numpy(), b.t_start[finite].numpy(), rtol=1e-9, atol=1e-12)
+            compared += c.num_transitions
+    assert compared > 1000  # the comparison covers many transitions, not just unbroken segments

@@ -318,3 +318,14 @@ def test_a_folder_a_killed_process_left_empty_does_not_take_the_id(tmp_path):
     before = tree_digest(tmp_path / "y")
     assert_user_error(train.main, [*TINY_CAR1D, f"--save_dir={tmp_path}", "--run_id=y"], "already exists")
     assert tree_digest(tmp_path / "y") == before
+
+
+def test_pretrained_weights_that_are_not_finite_are_refused_before_the_run_exists(reference, tmp_path):
+    state = read_checkpoint(reference["r"] / "checkpoints" / "000001.pt")
+    key = next(k for k in state["policy"] if k.endswith("weight"))
+    state["policy"][key] = torch.full_like(state["policy"][key], float("nan"))
+    bad = tmp_path / "nan.pt"
+    save_checkpoint(bad, {k: v for k, v in state.items() if k != "format"})
+    assert_user_error(train.main, [*TINY_CAR1D, f"--save_dir={tmp_path / 'store'}", f"--pretrained_path={bad}"],
+                      "non-finite weights", key)
+    assert not (tmp_path / "store").exists()

@@ -424,3 +424,15 @@ def test_a_started_run_without_checkpoints_is_resumed_not_deleted(tmp_path):
             "status": "running"}))
         command = train_command(record, 0, store)
     assert f"--resume={record.run_ids[0]}" in command and run.is_dir()
+
+
+def test_dry_run_of_a_resume_lists_each_runs_state_and_changes_nothing(tmp_path, capsys):
+    path = write(tmp_path, "program: train.py\nmethod: grid\nparameters:\n  seed: {values: [1, 2]}\n")
+    store = tmp_path / "store"
+    with open_sweep(SweepSettings(file=str(path), sweep_id="d", save_dir=str(store))):
+        pass
+    before = tree_digest(store)
+    assert sweep.main(["--resume=d", f"--save_dir={store}", "--dry_run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["  0 d-000 missing   --seed=1", "  1 d-001 missing   --seed=2"]
+    assert tree_digest(store) == before

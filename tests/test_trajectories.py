@@ -9,7 +9,8 @@ import pytest
 
 from models.checkpoint import load_checkpoint
 from tests.helpers import write_policy_checkpoint
-from utils.analysis.trajectories import cache_path, cached_episode, random_action_episodes, sample_episode
+from utils.analysis.trajectories import (EpisodeRequest, cache_path, cached_episode, cached_episodes,
+                                        random_action_episodes, sample_episode, sample_episodes)
 
 ENV = "Car1DEnv-v1"
 DT, VMAX, TARGET = 0.2, 100.0, 100.0
@@ -127,6 +128,81 @@ def test_random_actions_lie_in_the_action_bounds(policy):
     assert first.timesteps == second.timesteps == 1000
     np.testing.assert_array_equal(first.states[:200], traj.states)  # episode k is seeded with seed + k
     np.testing.assert_array_equal(second.states[:5], sample_episode(ENV, None, seed=4, max_steps=5).states)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sample_episodes: many episodes in lockstep, each the same as sampled alone
+# ----------------------------------------------------------------------------------------------------------------
+def random_policies(tmp_path, obs_dim: int, act_dim: int, count: int, *, seed: int = 0) -> list:
+    """`count` checkpoints of random c16,16 policies with random statistics (every other one with normalization
+    off): weights whose products round, unlike the hand-made controller's."""
+    rng = np.random.default_rng(seed)
+    policies = []
+    for k in range(count):
+        dims = [obs_dim, 16, 16]
+        hidden = [(rng.standard_normal((o, i)) / np.sqrt(i), 0.1 * rng.standard_normal(o)) for i, o in zip(dims, dims[1:])]
+        head = (rng.standard_normal((act_dim, 16)) / 4.0, 0.1 * rng.standard_normal(act_dim))
+        path = write_policy_checkpoint(tmp_path / f"{k:06d}.pt", hidden, head, rng.standard_normal(obs_dim),
+                                       rng.uniform(0.5, 4.0, obs_dim), mode="off" if k % 2 else "running",
+                                       log_std=-1.0 + 0.1 * k, iteration=k)
+        policies.append(load_checkpoint(path))
+    return policies
+
+
+def test_episodes_sampled_together_are_bit_identical_to_one_at_a_time(policy, other_policy, tmp_path):
+    """Different checkpoints (own weights, statistics, log-std), deterministic and stochastic, one policy twice
+    with other seeds, one request repeated: every episode equals sample_episode of it alone, bit for bit."""
+    mixed = [policy, other_policy, *random_policies(tmp_path, 2, 1, 4)]
+    requests = [EpisodeRequest(p, stochastic, seed) for p in mixed for stochastic in (False, True)
+                for seed in (0, 3)] + [EpisodeRequest(policy, True, 3)]
+    together = sample_episodes(ENV, requests, max_steps=300)
+    assert len(together) == len(requests)
+    for request, episode in zip(requests, together):
+        assert episode.timesteps == 300
+        assert_same_episode(episode, sample_episode(ENV, request.policy, stochastic=request.stochastic,
+                                                    seed=request.seed, max_steps=300))
+    assert_same_episode(sample_episodes(ENV, requests[:1])[0], sample_episode(ENV, policy, seed=0))  # 1000 steps
+    assert not np.array_equal(together[0].states, together[1].states)  # the requests differ, so do the episodes
+
+
+def test_episodes_that_end_at_different_steps_are_the_same_as_alone(tmp_path):
+    """Hopper-v5 terminates when it falls: under random policies the episodes of one batch end at different steps;
+    each keeps its own length and states, and the others go on without it."""
+    pytest.importorskip("mujoco")
+    policies = random_policies(tmp_path, 11, 3, 4, seed=1)
+    requests = [EpisodeRequest(p, stochastic, seed) for p in policies for stochastic in (False, True)
+                for seed in (0, 1)]
+    together = sample_episodes("Hopper-v5", requests)
+    lengths = {episode.timesteps for episode in together}
+    assert len(lengths) > 1 and max(lengths) < 1000  # ended by termination, at different steps
+    for request, episode in zip(requests, together):
+        assert_same_episode(episode, sample_episode("Hopper-v5", request.policy, stochastic=request.stochastic,
+                                                    seed=request.seed))
+
+
+def test_cached_episodes_sample_only_the_misses_together(policy, other_policy, tmp_path, monkeypatch):
+    import utils.analysis.trajectories as trajectories
+
+    hit = cached_episode(tmp_path, "000001", policy, ENV, stochastic=False, seed=0)
+    planted = hit.states + 1.0
+    _plant(cache_path(tmp_path, "000001", "deterministic", 0), states=planted)
+    batches = []
+    real = trajectories.sample_episodes
+    monkeypatch.setattr(trajectories, "sample_episodes", lambda env_id, requests: batches.append(requests) or
+                        real(env_id, requests))
+    keyed = [("000001", EpisodeRequest(policy, False, 0)), ("000001", EpisodeRequest(policy, True, 0)),
+             ("000002", EpisodeRequest(other_policy, False, 0)), ("000002", EpisodeRequest(other_policy, False, 0))]
+    episodes = cached_episodes(tmp_path, ENV, keyed)
+    assert [len(b) for b in batches] == [2]  # one batch: the two misses, the repeated pair once
+    np.testing.assert_array_equal(episodes[0].states, planted)  # the hit is read, not sampled
+    assert_same_episode(episodes[1], sample_episode(ENV, policy, stochastic=True, seed=0))
+    assert_same_episode(episodes[2], sample_episode(ENV, other_policy, stochastic=False, seed=0))
+    assert_same_episode(episodes[3], episodes[2])
+    assert_same_episode(cached_episode(tmp_path, "000002", other_policy, ENV, stochastic=False, seed=0), episodes[2])
+    again = cached_episodes(tmp_path, ENV, keyed[1:])  # all hits now: nothing is sampled
+    assert [len(b) for b in batches] == [2]
+    for episode, earlier in zip(again, episodes[1:]):
+        assert_same_episode(episode, earlier)
 
 
 # ----------------------------------------------------------------------------------------------------------------

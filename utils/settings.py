@@ -116,9 +116,12 @@ class EvaluateSettings:
     no_plots: bool = flag(False, "skip the figures")
     format: str = flag("png", "figure format", choices=IMAGE_FORMATS)
     entity: str | None = flag(None, "wandb entity (for runs not in the local run store)")
-    project_name: str = flag(PROJECT_NAME, "wandb project")
+    project_name: str = flag(PROJECT_NAME, "wandb project; also the prefix of runs of the paper's code "
+                             "(<checkpoints_dir>/<project_name>_<run_id>/)")
     wandb_mode: str | None = flag(None, "default: online when logged in, else offline", choices=WANDB_MODES)
     quiet: bool = flag(False, "no progress bar")
+    env: str | None = flag(None, "env id of runs of the paper's code (which do not record it), e.g. "
+                                 "--env=HalfCheetah-v2 or --env=envs:Car1DEnv-v1", type=non_empty)
 
     def __post_init__(self):
         _exactly_one_of_run_or_sweep(self.run_id, self.sweep_id)
@@ -152,6 +155,7 @@ class RandomizeSettings:
     project_name: str = flag(PROJECT_NAME, "wandb project")
     wandb_mode: str | None = flag(None, "wandb is only used to find runs that are not in the local run store",
                                   choices=WANDB_MODES)
+    env: str | None = flag(None, "env id of runs of the paper's code (which do not record it)", type=non_empty)
 
     def __post_init__(self):
         _exactly_one_of_run_or_sweep(self.run_id, self.sweep_id)
@@ -166,8 +170,9 @@ class VisualizeSettings:
     """visualize_hd.py: the exact partition of a 2-D slice of state space, drawn, and its evolution."""
 
     env: str | None = flag(None, "gymnasium id (default: the checkpoint's env); legacy -v2/-v3 ids map to -v5")
-    policy_path: str | None = flag(None, "checkpoint (.pt) to draw")
-    stats_path: str | None = flag(None, "checkpoint whose normalization statistics override the drawn checkpoints' own")
+    policy_path: str | None = flag(None, "checkpoint (.pt) or Stable-Baselines3 model (.zip) to draw")
+    stats_path: str | None = flag(None, "checkpoint (.pt) or SB3 VecNormalize file (vecnormalize.pkl, the paper's "
+                                        "*_stats.pth) whose normalization statistics override the drawn policies' own")
     save_path: Path = flag(Path("plots"), "output directory (created when missing)")
     run_id: str | None = flag(None, "draw a run of the run store (its best checkpoint, or all of them)",
                                  type=name)
@@ -224,7 +229,7 @@ class SweepSettings:
     resume: str | None = flag(None, "continue an interrupted sweep", metavar="SWEEP_ID", type=name)
     wandb_mode: str | None = flag(None, "passed to every run (default: train.py's: online when logged in, else offline)",
                                   choices=WANDB_MODES)
-    dry_run: bool = flag(False, "print the configurations and exit")
+    dry_run: bool = flag(False, "print the configurations and exit (with --resume: each run's id and state too)")
     quiet: bool = flag(False, "no progress bar")
 
     def __post_init__(self):
@@ -243,3 +248,24 @@ class BrowseSettings:
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
     results_dir: Path = flag(Path("results"), "where evaluate.py wrote results (to tell which runs are evaluated)")
     json: bool = flag(False, "print JSON instead of a table")
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    """import_policy.py: a Stable-Baselines3 model, an rl-zoo3 folder or a run of the paper's code as a run of the
+    run store (evaluated and drawn like a run of train.py)."""
+
+    path: str = flag(None, "an SB3 model .zip, an rl-zoo3 folder (model zip + vecnormalize.pkl + args.yml) or a "
+                           "paper-layout run folder (<iteration>/latest.zip + latest_stats.pth, best.zip + "
+                           "best_stats.pth)", names=("--path", "--policy_path"), type=non_empty)
+    stats_path: str | None = flag(None, "VecNormalize statistics of a model zip (vecnormalize.pkl, the paper's "
+                                        "*_stats.pth)", type=non_empty)
+    env: str | None = flag(None, "env id the policy acts in (default: an rl-zoo3 folder's args.yml)", type=non_empty)
+    run_id: str | None = flag(None, "id of the new run (default: a new random id)", type=name)
+    sweep_id: str | None = flag(None, "record the run as part of this sweep, so evaluate.py --sweep_id takes it",
+                                type=name)
+    checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
+
+    def __post_init__(self):
+        if not self.path:
+            raise UserError("pass --path=MODEL.zip (or an rl-zoo3 folder, or a paper-layout run folder)")

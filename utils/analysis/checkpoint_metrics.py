@@ -3,6 +3,10 @@
 For every policy type, the checkpoint is measured along the fixed trajectory (best.pt's episode) and along its
 own current episode, both in its own input space (docs/design.md, "Metrics"); optionally also along random-action
 trajectories and random lines. A task holds only plain data, so it can be sent to a worker process.
+
+The current episodes are sampled before the counting, many checkpoints at a time (`EpisodeBatch`,
+`sample_episode_batch`: one env per episode, stepped in lockstep with one stacked forward pass per step), into the
+run's trajectory cache, where `evaluate_checkpoint` finds them.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from utils.analysis.metrics import (TRAJECTORY_TYPES, random_line_metric_names, 
                                     random_trajectory_metric_names, random_trajectory_metrics,
                                     trajectory_metric_names, trajectory_metrics)
 from utils.analysis.random_data import RandomData
-from utils.analysis.trajectories import cached_episode
+from utils.analysis.trajectories import EpisodeRequest, cached_episode, cached_episodes
 from utils.errors import UserError
 
 BEST = "best"  # the key of best.pt among a run's checkpoints (the others are 6-digit iterations)
@@ -101,6 +105,37 @@ def evaluate_checkpoint(task: CheckpointTask) -> CheckpointResult:
     if task.random_data is not None and task.random_data.line_points is not None:
         row.update(random_line_metrics(policy, task.random_data.line_points, device=task.device))
     return CheckpointMetrics(task.key, row)
+
+
+@dataclass(frozen=True)
+class EpisodeBatch:
+    """Checkpoints of one run whose episodes of every policy type are sampled together (picklable, for workers)."""
+
+    run_id: str
+    env_id: str
+    obs_dim: int
+    policy_dims: tuple[int, ...]
+    trajectories_dir: Path
+    checkpoints: tuple[tuple[str, Path], ...]  # (key, path): "000010" or "best"
+    policy_types: tuple[str, ...]
+    seed: int
+
+
+def sample_episode_batch(batch: EpisodeBatch) -> None:
+    """Put every checkpoint's episode of every policy type (seeded batch.seed) in the run's trajectory cache; the
+    missing ones are sampled together in lockstep, to the same states as one at a time. A checkpoint that is
+    unreadable or not the run's is left out: evaluate_checkpoint reports it."""
+    import torch
+    torch.set_num_threads(1)
+    keyed = []
+    for key, path in batch.checkpoints:
+        try:
+            policy = load_checkpoint(path)
+            check_matches_run(policy, path, batch.run_id, batch.env_id, batch.obs_dim, batch.policy_dims)
+        except UserError:
+            continue
+        keyed += [(key, EpisodeRequest(policy, p == "stochastic", batch.seed)) for p in batch.policy_types]
+    cached_episodes(batch.trajectories_dir, batch.env_id, keyed)
 
 
 def expected_columns(policy_types: Sequence[str], *, random_trajectories: bool = False,

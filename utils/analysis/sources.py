@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from models.checkpoint import read_checkpoint
+from utils.analysis.imported import cached_paper_run, is_paper_run, paper_run_dir
 from utils.errors import UserError
 from utils.runs.io import write_bytes_atomic, write_json_atomic
 from utils.runs.store import RunPaths, list_run_ids, read_run_info, run_info_problem
@@ -27,7 +28,7 @@ class ResolvedRun:
 
     run: RunPaths
     info: dict
-    source: str = "local"  # "local" or "wandb"
+    source: str = "local"  # "local", "wandb" or "paper" (a paper-layout run imported into .paper_cache)
 
     @property
     def run_id(self) -> str:
@@ -63,11 +64,15 @@ def local_sweep_runs(checkpoints_dir: Path, sweep_id: str) -> list[ResolvedRun]:
 def resolve_runs(checkpoints_dir: Path, *, run_id: str | None = None, sweep_id: str | None = None,
                  entity: str | None = None, project: str | None = PROJECT_NAME, wandb_online: bool = False,
                  api_factory: Callable[[], Any] = default_wandb_api,
-                 shard: Callable[[list], list] = list) -> list[ResolvedRun]:
-    """The runs named by `run_id` or `sweep_id`: local run store first, else wandb (online, entity/project known).
+                 shard: Callable[[list], list] = list, env: str | None = None,
+                 notify: Callable[[str], None] = lambda line: None) -> list[ResolvedRun]:
+    """The runs named by `run_id` or `sweep_id`: local run store first, then runs of the paper's code
+    (`<checkpoints_dir>/<project>_<run id>/`, see `paper_runs`), else wandb (online, entity/project known).
 
     `shard` picks this worker's share of the runs (sorted by id) *before* any wandb download, so SLURM array tasks
     never download the same artifacts. `api_factory` returns an object with wandb.Api's `run`, `runs` and `sweep`.
+    `env` is the env id of paper-layout runs (they do not record it); without it, wandb's run config is asked when
+    online. `notify` gets one-line notices (skipped iteration folders).
     """
     if bool(run_id) == bool(sweep_id):
         raise UserError("pass exactly one of --run_id=RUN_ID or --sweep_id=SWEEP_ID")
@@ -76,12 +81,20 @@ def resolve_runs(checkpoints_dir: Path, *, run_id: str | None = None, sweep_id: 
         local = local_run(store, run_id)
         if local is not None:
             return shard([local])
+        paper = paper_run_dir(store, project or PROJECT_NAME, run_id)
+        if paper is not None:
+            found = [(run_id, paper)]
+            env = env or (_wandb_env(api_factory, entity, project, run_id) if wandb_online else None)
+            return [paper_run(store, root, rid, env, None, notify) for rid, root in shard(found)]
         what = f"run '{run_id}'"
     else:
         local_runs = local_sweep_runs(store, sweep_id)
         if local_runs:
             return shard(sorted(local_runs, key=lambda r: r.run_id))
-        what = f"sweep '{sweep_id}' (no run.json there has this sweep_id)"
+        papers = paper_runs(store, project or PROJECT_NAME)
+        if papers:
+            return [paper_run(store, root, rid, env, sweep_id, notify) for rid, root in shard(papers)]
+        what = f"sweep '{sweep_id}' (no run.json there has this sweep_id, no paper-layout run {project}_* either)"
     remote = _wandb_runs(api_factory, entity, project, run_id=run_id, sweep_id=sweep_id) if wandb_online else []
     if remote:
         return [download_wandb_run(r, store, sweep_id=sweep_id, entity=entity, project=project)
@@ -93,6 +106,36 @@ def resolve_runs(checkpoints_dir: Path, *, run_id: str | None = None, sweep_id: 
         searched = "wandb not searched (needs wandb online and --entity)"
     raise UserError(f"no {what} in {store} (runs there: {known}); {searched}; "
                     f"pass an existing id or point --checkpoints_dir at the run store")
+
+
+def paper_runs(checkpoints_dir: Path, project: str) -> list[tuple[str, Path]]:
+    """(run id, folder) of every run of the paper's code in `checkpoints_dir`: folders `<project>_<run id>` laid out
+    as the paper's code saves runs, sorted by id. With no run of ours naming the sweep, these are the runs
+    `--sweep_id` evaluates (the paper's code keeps no sweep record on disk)."""
+    store, prefix = Path(checkpoints_dir), f"{project}_"
+    if not store.is_dir():
+        return []
+    return sorted((p.name[len(prefix):], p) for p in store.iterdir()
+                  if p.is_dir() and p.name.startswith(prefix) and len(p.name) > len(prefix) and is_paper_run(p))
+
+
+def paper_run(checkpoints_dir: Path, root: Path, run_id: str, env: str | None, sweep_id: str | None,
+              notify: Callable[[str], None]) -> ResolvedRun:
+    """A paper-layout run as a run of ours: imported (once per change of its files) into .paper_cache."""
+    run = cached_paper_run(checkpoints_dir, root, run_id, env, sweep_id=sweep_id, notify=notify)
+    return ResolvedRun(run, read_run_info(run), "paper")
+
+
+def _wandb_env(api_factory: Callable[[], Any], entity: str | None, project: str | None, run_id: str) -> str | None:
+    """The env id in a wandb run's config (the paper's code logs it as `env`), None when it cannot be asked."""
+    if not (entity and project):
+        return None
+    try:
+        config = dict(api_factory().run(f"{entity}/{project}/{run_id}").config)
+    except Exception:  # offline, unknown run: the caller asks for --env
+        return None
+    env = config.get("env", config.get("env_id"))
+    return env if isinstance(env, str) else None
 
 
 def _wandb_runs(api_factory: Callable[[], Any], entity: str | None, project: str | None, *,

@@ -7,19 +7,23 @@ of it: it is terminal, or (for a time-limit truncation) a state the policy never
 
 Sampling is seeded: the env is reset with `seed` and stochastic actions draw from numpy's default_rng(seed),
 so re-sampling gives exactly the same states, and a cache is only an optimization.
+
+`sample_episodes` steps many episodes (of one policy or of many checkpoints, deterministic or stochastic) in
+lockstep, one env each, with one stacked forward pass per step (models.mlp.stacked_numpy_mlp); each episode is
+bit-identical to `sample_episode` of its policy and seed alone, so batching changes the time, never the states.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.mlp import numpy_layers, numpy_mlp
+from models.mlp import numpy_layers, stack_layers, stacked_numpy_mlp
 from utils.runs.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")
@@ -54,19 +58,15 @@ def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool
         env.action_space.seed(seed)
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
-        layers = numpy_layers(policy.layers) if policy is not None else None
-        std = np.exp(policy.log_std.numpy()) if policy is not None else None
+        act = policy.actor() if policy is not None else None
         states, actions, rewards = [], [], []
         done = False
         while not done and (max_steps is None or len(states) < max_steps):
             s = np.asarray(obs, dtype=np.float64)
-            if layers is None:
+            if act is None:
                 a = rng.uniform(low, high)
             else:
-                a = numpy_mlp(layers, policy.normalize(s[None]))[0]
-                if stochastic:
-                    a = a + std * rng.standard_normal(a.shape[0])
-                a = np.clip(a, low, high)
+                a = np.clip(act(s, rng.standard_normal(policy.act_dim) if stochastic else None), low, high)
             obs, reward, terminated, truncated, _ = env.step(a)
             states.append(s)
             actions.append(a)
@@ -76,6 +76,82 @@ def sample_episode(env_id: str, policy: LoadedPolicy | None, *, stochastic: bool
         env.close()
     return Trajectory(np.asarray(states, dtype=np.float64), np.asarray(actions, dtype=np.float64),
                       np.asarray(rewards, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class EpisodeRequest:
+    """One policy episode to sample: deterministic (action = mean) or stochastic, reset with `seed`."""
+
+    policy: LoadedPolicy
+    stochastic: bool = False
+    seed: int = 0
+
+
+def sample_episodes(env_id: str, requests: Sequence[EpisodeRequest], *,
+                    max_steps: int | None = None) -> list[Trajectory]:
+    """One episode per request, stepped in lockstep (an env each, one stacked forward pass per step); episode k is
+    bit-identical to sample_episode(env_id, requests[k].policy, stochastic=..., seed=...) sampled alone."""
+    if not requests:
+        return []
+    envs = [make_env(env_id) for _ in requests]
+    try:
+        low, high = envs[0].action_space.low.astype(np.float64), envs[0].action_space.high.astype(np.float64)
+        rngs, first = [], []
+        for env, request in zip(envs, requests):
+            env.action_space.seed(request.seed)
+            rngs.append(np.random.default_rng(request.seed))
+            first.append(env.reset(seed=request.seed)[0])
+        obs = np.asarray(first, dtype=np.float64)                                       # (B, obs_dim)
+        # Gaussian policies (ours, PPO/A2C) go through the stacked forward pass; a policy that squashes its action
+        # or computes its spread from the state (SAC/TD3 actors read from SB3) acts through its own actor, row by row
+        plain = [k for k, r in enumerate(requests) if r.policy.squash is None and r.policy.log_std_net is None]
+        actors = {k: r.policy.actor() for k, r in enumerate(requests) if k not in set(plain)}
+        networks = {k: numpy_layers(requests[k].policy.layers) for k in plain}
+        groups: dict[tuple, list[int]] = {}  # networks of one shape are stacked together
+        for k, net in networks.items():
+            groups.setdefault(tuple(W.shape for W, _ in net), []).append(k)
+        stacks = [(np.array(rows), stack_layers([networks[k] for k in rows])) for rows in groups.values()]
+        act_dim = low.shape[0]
+        # each row's own normalization, elementwise as LoadedPolicy.normalize does it (off: shift 0, scale 1, no
+        # clip, which leaves the states' bits as they are)
+        affine = [r.policy.normalization_affine() for r in requests]
+        shift, scale = np.stack([a[0] for a in affine]), np.stack([a[1] for a in affine])
+        clip = np.array([[r.policy.clip_obs if r.policy.obs_norm_enabled else np.inf] for r in requests])
+        noisy = [k for k, r in enumerate(requests) if r.stochastic and k not in actors]
+        std = {k: np.exp(requests[k].policy.log_std.numpy()) for k in noisy}
+        states, actions, rewards = [], [], []  # per step: (B, obs_dim), (B, act_dim), (B,); finished rows unused
+        lengths = np.zeros(len(requests), dtype=np.int64)
+        active = np.ones(len(requests), dtype=bool)
+        while active.any() and (max_steps is None or len(states) < max_steps):
+            x = np.clip((obs - shift) / scale, -clip, clip)
+            a = np.empty((len(requests), act_dim))
+            for rows, layers in stacks:
+                a[rows] = stacked_numpy_mlp(layers, x[rows])
+            for k in noisy:
+                if active[k]:  # a finished episode draws no more noise, as sample_episode's loop has ended
+                    a[k] = a[k] + std[k] * rngs[k].standard_normal(act_dim)
+            for k, act in actors.items():
+                if active[k]:
+                    noise = rngs[k].standard_normal(act_dim) if requests[k].stochastic else None
+                    a[k] = act(obs[k], noise)
+            a = np.clip(a, low, high)
+            states.append(obs.copy())
+            step_rewards = np.zeros(len(requests))
+            for k in np.flatnonzero(active):
+                next_obs, reward, terminated, truncated, _ = envs[k].step(a[k])
+                obs[k] = next_obs
+                step_rewards[k] = float(reward)
+                lengths[k] += 1
+                active[k] = not (terminated or truncated)
+            actions.append(a)
+            rewards.append(step_rewards)
+    finally:
+        for env in envs:
+            env.close()
+    if not states:
+        return [Trajectory(np.zeros((0, obs.shape[1])), np.zeros((0, act_dim)), np.zeros(0)) for _ in requests]
+    S, A, R = np.stack(states, axis=1), np.stack(actions, axis=1), np.stack(rewards, axis=1)  # (B, steps, ...)
+    return [Trajectory(S[k, :T].copy(), A[k, :T].copy(), R[k, :T].copy()) for k, T in enumerate(lengths)]
 
 
 def cache_path(trajectories_dir: Path, checkpoint_key: str, policy_type: str, seed: int) -> Path:
@@ -90,23 +166,52 @@ def cached_episode(trajectories_dir: Path, checkpoint_key: str, policy: LoadedPo
     Sampling is seeded, so the cache is only an optimization: a file sampled from other weights or another env is
     re-sampled silently, an unreadable or damaged one with a notice (`notify`), never an error.
     """
-    policy_type = "stochastic" if stochastic else "deterministic"
-    path = cache_path(trajectories_dir, checkpoint_key, policy_type, seed)
-    if path.is_file():
-        try:
-            cached = _cache_entry(path, load_npz(path), policy)
-        except ValueError as err:  # load_npz and _cache_entry name the file and what is wrong with it
-            notify(f"notice: trajectory cache {err}; the episode is sampled again and the cache re-made")
+    return cached_episodes(trajectories_dir, env_id, [(checkpoint_key, EpisodeRequest(policy, stochastic, seed))],
+                           notify=notify)[0]
+
+
+def cached_episodes(trajectories_dir: Path, env_id: str, keyed: Sequence[tuple[str, EpisodeRequest]], *,
+                    notify: Callable[[str], None] = logger.warning) -> list[Trajectory]:
+    """cached_episode for many (checkpoint key, request) pairs: the cache misses are sampled together in lockstep
+    (sample_episodes; the same states as one at a time) and cached; a pair asked for twice is sampled once."""
+    found: dict[Path, Trajectory] = {}
+    missing: dict[Path, EpisodeRequest] = {}
+    for key, request in keyed:
+        path = cache_path(trajectories_dir, key, "stochastic" if request.stochastic else "deterministic",
+                          request.seed)
+        if path in found or path in missing:
+            continue
+        cached = _read_cache(path, request.policy, env_id, notify)
+        if cached is not None:
+            found[path] = cached
         else:
-            # best.pt moves while a run trains, and a resume that could not restore its envs re-trains an
-            # iteration: a cache sampled from other weights is stale.
-            if cached.digest == policy.weights_digest and cached.env_id == env_id:
-                return cached.trajectory
-    traj = sample_episode(env_id, policy, stochastic=stochastic, seed=seed)
-    save_npz_atomic(path, states=traj.states, actions=traj.actions, rewards=traj.rewards,
-                    iteration=np.int64(policy.iteration), timesteps=np.int64(policy.timesteps),
-                    env_id=np.str_(env_id), seed=np.int64(seed), digest=np.str_(policy.weights_digest))
-    return traj
+            missing[path] = request
+    sampled = sample_episodes(env_id, list(missing.values())) if missing else []
+    for (path, request), traj in zip(missing.items(), sampled):
+        policy = request.policy
+        save_npz_atomic(path, states=traj.states, actions=traj.actions, rewards=traj.rewards,
+                        iteration=np.int64(policy.iteration), timesteps=np.int64(policy.timesteps),
+                        env_id=np.str_(env_id), seed=np.int64(request.seed), digest=np.str_(policy.weights_digest))
+        found[path] = traj
+    return [found[cache_path(trajectories_dir, key, "stochastic" if r.stochastic else "deterministic", r.seed)]
+            for key, r in keyed]
+
+
+def _read_cache(path: Path, policy: LoadedPolicy, env_id: str, notify: Callable[[str], None]) -> Trajectory | None:
+    """The cached episode at `path` if it was sampled from this policy's weights on this env, else None (a damaged
+    file with a notice)."""
+    if not path.is_file():
+        return None
+    try:
+        cached = _cache_entry(path, load_npz(path), policy)
+    except ValueError as err:  # load_npz and _cache_entry name the file and what is wrong with it
+        notify(f"notice: trajectory cache {err}; the episode is sampled again and the cache re-made")
+        return None
+    # best.pt moves while a run trains, and a resume that could not restore its envs re-trains an iteration: a
+    # cache sampled from other weights is stale.
+    if cached.digest == policy.weights_digest and cached.env_id == env_id:
+        return cached.trajectory
+    return None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 A network is given by its hidden layers ``[(W, b), ...]`` (W of shape (out, in), applied as relu(W x + b)).
 Along a segment x(t) = start + t (end - start), t in [0, 1], the activation pattern of all hidden neurons is
 piecewise constant; a *piece* is a maximal sub-interval with one pattern. The algorithm (docs/design.md, "Algorithms")
-processes one layer at a time over all pieces of all segments at once: within a piece the earlier layers' patterns
-are fixed, so every neuron of the current layer is affine in t, and its zero (if strictly inside the piece) splits it.
+processes one layer at a time: within a piece the earlier layers' patterns are fixed, so every neuron of the current
+layer is affine in t, and its zero (if strictly inside the piece) splits it. On the CPU it runs as a compiled kernel,
+one segment at a time (utils/geometry/regions_kernel.py); on other devices as batched torch code over all pieces of a
+chunk of segments at once (``_split_chunk``; ``chunk_size`` bounds its memory and is unused by the kernel).
 
 Conventions shared by every function here:
 - float64 throughout, on ``device`` (cpu or cuda).
@@ -470,6 +472,65 @@ def _default_chunk(layers: list[tuple[Tensor, Tensor]]) -> int:
     return max(1, _CHUNK_ELEMENTS // (64 * widest))
 
 
+# The CPU path runs the compiled sequential kernel (utils/geometry/regions_kernel.py); other devices (CUDA) run the
+# batched torch code above, which tests also run on the CPU by setting this to False.
+COMPILED_ON_CPU = True
+
+
+def _compiled_pieces(
+    layers: list[tuple[Tensor, Tensor]],
+    base: Tensor,
+    direction: Tensor,
+    t0: Tensor,
+    t1: Tensor,
+    tol_t: Tensor,
+    unbounded: bool,
+    rel_tol: float,
+) -> dict[str, Tensor]:
+    """The pieces of _split_chunk, for all segments, from the compiled kernel (numba is imported on first use)."""
+    from utils.geometry.regions_kernel import split_segments
+
+    widths = np.array([W.shape[0] for W, _ in layers], dtype=np.int64)
+    wts = [W.T.contiguous().numpy().ravel() for W, _ in layers]  # W^T: the kernel adds rows of it (see _affine)
+    w_off = np.cumsum([0] + [w.size for w in wts])[:-1].astype(np.int64)
+    b_off = np.cumsum([0] + widths.tolist())[:-1].astype(np.int64)
+    word_off = np.array(word_offsets(widths.tolist()) + [sum(words_per_layer(widths.tolist()))], dtype=np.int64)
+    arrays = [x.numpy() for x in (base, direction, t0, t1, tol_t)]
+    seg, t, opened, words = split_segments(  # contiguous arrays only, so numba compiles one signature
+        np.concatenate(wts), np.concatenate([b.numpy() for _, b in layers]), w_off, b_off, widths, word_off, *[np.ascontiguousarray(x) for x in arrays], bool(unbounded), float(rel_tol),
+    )
+    t = torch.from_numpy(t)
+    return {
+        "segment_index": torch.from_numpy(seg),
+        "t_start": t[:, 0].contiguous(),
+        "t_end": t[:, 1].contiguous(),
+        "patterns": torch.from_numpy(words),
+        "opened_by_layer": torch.from_numpy(opened[:, 0].copy()),
+        "opened_by_neuron": torch.from_numpy(opened[:, 1].copy()),
+    }
+
+
+def _batched_pieces(
+    layers: list[tuple[Tensor, Tensor]],
+    base: Tensor,
+    direction: Tensor,
+    t0: Tensor,
+    t1: Tensor,
+    tol_t: Tensor,
+    unbounded: bool,
+    chunk: int,
+    rel_tol: float,
+) -> dict[str, Tensor]:
+    """The pieces of _split_chunk, for all segments, chunk segments at a time (batched torch, any device)."""
+    parts = []
+    for lo in range(0, base.shape[0], chunk):
+        hi = min(base.shape[0], lo + chunk)
+        out = _split_chunk(layers, base[lo:hi], direction[lo:hi], t0[lo:hi], t1[lo:hi], tol_t[lo:hi], unbounded, rel_tol)
+        out["segment_index"] = out["segment_index"] + lo
+        parts.append(out)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
+
+
 def _run_chunks(
     layers: list[tuple[Tensor, Tensor]],
     base: Tensor,
@@ -485,13 +546,10 @@ def _run_chunks(
     chunk = _default_chunk(layers) if chunk_size is None else chunk_size
     if chunk < 1:
         raise UserError("chunk_size must be a positive number of segments")
-    parts = []
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        out = _split_chunk(layers, base[lo:hi], direction[lo:hi], t0[lo:hi], t1[lo:hi], tol_t[lo:hi], unbounded, rel_tol)
-        out["segment_index"] = out["segment_index"] + lo
-        parts.append(out)
-    merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
+    if base.device.type == "cpu" and COMPILED_ON_CPU:  # one segment at a time: chunks would not change memory
+        merged = _compiled_pieces(layers, base, direction, t0, t1, tol_t, unbounded, rel_tol)
+    else:
+        merged = _batched_pieces(layers, base, direction, t0, t1, tol_t, unbounded, chunk, rel_tol)
     seg = merged["segment_index"]
     dt = merged["t_end"] - merged["t_start"]
     length = dt * torch.linalg.vector_norm(direction, dim=1)[seg]

@@ -115,7 +115,10 @@ def describe_run(save_dir: Path, results_dir: Path, run_id: str) -> dict:
                           "newest_checkpoint": str(listed[-1][1]) if listed else None, "metrics": str(run.metrics),
                           "error_log": str(run.error_log) if run.error_log.is_file() else None}
     store = Path(save_dir)
-    if row.status == "stopped" or row.status == "failed":
+    diverged = row.status == "failed" and "training diverged" in str(described.get("error") or "")
+    if diverged:  # a resume would repeat the same numbers: only a new run with other flags helps
+        described["next"] = "a new run with a lower --learning_rate (resuming would diverge again; see error)"
+    elif row.status == "stopped" or row.status == "failed":
         described["next"] = f"python train.py --resume={run.run_id} --save_dir={store}"
     elif row.status == "finished":
         described["next"] = f"python evaluate.py --run_id={run.run_id} --checkpoints_dir={store}"

@@ -7,6 +7,10 @@ checkpoint's metrics (utils.analysis.checkpoint_metrics), the result files (util
 Flow for one run (docs/design.md, "Metrics"): the fixed trajectory = one episode of best.pt's policy; for every
 checkpoint its own (current) episode; both counted with the checkpoint's own normalization. Results go to
 `<results_dir>/<run or sweep id>/<run_id>/`. Epochs already in history.csv are skipped unless --overwrite.
+
+Two phases (docs/design.md, "Evaluation sampling"): first every episode the evaluation needs that is not in the
+trajectory cache is sampled, a run's checkpoints together in lockstep (with --workers, runs, or parts of a run,
+in parallel processes); then the checkpoints are counted (with --workers, in parallel) on the cached states.
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from models.checkpoint import LoadedPolicy, load_checkpoint
-from utils.analysis.checkpoint_metrics import (BEST, CheckpointResult, CheckpointTask, UnreadableCheckpoint,
-                                               check_matches_run, evaluate_checkpoint, expected_columns)
+from utils.analysis.checkpoint_metrics import (BEST, CheckpointResult, CheckpointTask, EpisodeBatch,
+                                               UnreadableCheckpoint, check_matches_run, evaluate_checkpoint,
+                                               expected_columns, sample_episode_batch)
 from utils.analysis.history import (HISTORY, SUMMARY, EarlierResults, best_metrics, earlier_results, final_values,
                                     fixed_trajectory_record, read_sweep_results, run_summary, training_eval_returns,
                                     write_history, write_sweep_csv)
@@ -180,32 +185,66 @@ def fixed_trajectories(setup: RunSetup, settings: EvaluateSettings) -> dict[str,
             for p in settings.policy_types}
 
 
-def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings) -> list[CheckpointTask]:
-    """One task per checkpoint without valid earlier results, then best.pt's unless its metrics are in the summary."""
+def pending_checkpoints(setup: RunSetup, settings: EvaluateSettings) -> list[tuple[str, Path]]:
+    """(key, path) of every checkpoint without valid earlier results, then best.pt's unless its metrics are in
+    the summary."""
     columns, earlier = history_columns(settings), setup.earlier
-    fixed = fixed_trajectories(setup, settings)
-
-    def task(key: str, path: Path) -> CheckpointTask:
-        return CheckpointTask(key, path, setup.run_id, setup.env_id, setup.obs_dim, setup.policy_dims,
-                              setup.resolved.run.trajectories_dir, fixed, settings.policy_types, settings.seed,
-                              settings.device, setup.random_data)
-
-    tasks = [task(f"{it:06d}", path) for it, path in setup.checkpoints if not earlier.has_row(it, columns)]
+    pending = [(f"{it:06d}", path) for it, path in setup.checkpoints if not earlier.has_row(it, columns)]
     if not earlier.has_best(columns):
-        tasks.append(task(BEST, setup.resolved.run.best))
-    return tasks
+        pending.append((BEST, setup.resolved.run.best))
+    return pending
+
+
+def checkpoint_tasks(setup: RunSetup, settings: EvaluateSettings) -> list[CheckpointTask]:
+    """One task per pending checkpoint (pending_checkpoints)."""
+    fixed = fixed_trajectories(setup, settings)
+    return [CheckpointTask(key, path, setup.run_id, setup.env_id, setup.obs_dim, setup.policy_dims,
+                           setup.resolved.run.trajectories_dir, fixed, settings.policy_types, settings.seed,
+                           settings.device, setup.random_data)
+            for key, path in pending_checkpoints(setup, settings)]
+
+
+def episode_batches(setup: RunSetup, settings: EvaluateSettings, parts: int = 1) -> list[EpisodeBatch]:
+    """The episodes a run's evaluation needs (best.pt's, which is also the fixed trajectory, and every pending
+    checkpoint's, of every policy type) in `parts` batches of about equal size (fewer if there are fewer)."""
+    keys = [(BEST, setup.resolved.run.best)] + [kp for kp in pending_checkpoints(setup, settings) if kp[0] != BEST]
+    size = -(-len(keys) // max(1, min(parts, len(keys))))
+    return [EpisodeBatch(setup.run_id, setup.env_id, setup.obs_dim, setup.policy_dims,
+                         setup.resolved.run.trajectories_dir, tuple(keys[start:start + size]), settings.policy_types,
+                         settings.seed)
+            for start in range(0, len(keys), size)]
+
+
+def sampling_batches(setups: Sequence[RunSetup], settings: EvaluateSettings, workers: int) -> list[EpisodeBatch]:
+    """The episodes the runs' evaluation needs, in batches: a run per batch, a run in several when there are fewer
+    runs than workers (so every worker has one)."""
+    parts = 1 if workers <= 1 else -(-workers // max(1, len(setups)))
+    return [batch for setup in setups for batch in episode_batches(setup, settings, parts)]
+
+
+def sample_batches(batches: list[EpisodeBatch], workers: int, on_done: Callable[[], None] = lambda: None) -> None:
+    """Every batch's missing episodes into its run's trajectory cache: in this process for one worker, else in
+    that many spawned processes."""
+    for _ in _map(sample_episode_batch, batches, workers):
+        on_done()
 
 
 def evaluate_checkpoints(tasks: list[CheckpointTask], workers: int,
                          on_done: Callable[[], None] = lambda: None) -> list[CheckpointResult]:
     """Every task's result, in task order: in this process for one worker, else in that many spawned processes."""
-    if workers <= 1 or len(tasks) <= 1:
-        return _collect(map(evaluate_checkpoint, tasks), on_done)
+    return _collect(_map(evaluate_checkpoint, tasks, workers), on_done)
+
+
+def _map(function: Callable, items: list, workers: int) -> Iterable:
+    """function over items, lazily, in order: in this process for one worker, else in spawned processes."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(function, items)
+        return
     import multiprocessing
     # spawn, not fork: torch's thread pools do not survive fork reliably.
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        return _collect(pool.map(evaluate_checkpoint, tasks), on_done)
+        yield from pool.map(function, items)
 
 
 def _collect(results: Iterable[CheckpointResult], on_done: Callable[[], None]) -> list[CheckpointResult]:
@@ -249,12 +288,16 @@ def run_plots(setup: RunSetup, history: RunHistory, summary: dict, settings: Eva
                     title=f"{setup.env_id} · {summary['architecture']}")
 
 
-def evaluate_run(setup: RunSetup, plan: EvaluationPlan, *, progress: bool = False,
+def evaluate_run(setup: RunSetup, plan: EvaluationPlan, *, progress: bool = False, sample: bool = True,
                  notify: Callable[[str], None] = logger.warning) -> RunReport:
     """Evaluate every checkpoint of one set-up run; writes history.csv, summary.json and plots; returns what was
-    written."""
+    written. `sample`: first sample the run's missing episodes together in this process (False when
+    evaluate's sample_batches has done it)."""
     settings, resolved = plan.settings, setup.resolved
     columns = history_columns(settings)
+    if sample:
+        for batch in episode_batches(setup, settings):
+            sample_episode_batch(batch)
     tasks = checkpoint_tasks(setup, settings)
     with progress_bar(len(tasks), f"checkpoints of {setup.run_id}", "ckpt", enabled=progress and bool(tasks)) as bar:
         results = evaluate_checkpoints(tasks, plan.workers, lambda: bar.update(1))
@@ -332,7 +375,8 @@ def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_w
     settings = plan.settings
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=plan.wandb_online,
-                        api_factory=api_factory, shard=lambda items: slurm_shard(items, environ))
+                        api_factory=api_factory, shard=lambda items: slurm_shard(items, environ),
+                        env=settings.env, notify=notify)
     # Every file the evaluation reads is read before the first one is written, so damage changes nothing on disk.
     setups = [run_setup(resolved, settings) for resolved in runs]
     if settings.sweep_id:  # the other runs' results, aggregated at the end (this process rewrites its own)
@@ -341,9 +385,12 @@ def evaluate(plan: EvaluationPlan, *, api_factory: Callable[[], Any] = default_w
     for line in plan.notices:
         notify(line)
     reports = []
+    batches = sampling_batches(setups, settings, plan.workers)
+    with progress_bar(len(batches), "sampling episodes", "batch", enabled=progress and len(batches) > 1) as bar:
+        sample_batches(batches, plan.workers, lambda: bar.update(1))
     with progress_bar(len(setups), "runs", "run", enabled=progress and len(setups) > 1) as bar:
         for setup in setups:
-            reports.append(evaluate_run(setup, plan, progress=progress, notify=notify))
+            reports.append(evaluate_run(setup, plan, progress=progress, sample=False, notify=notify))
             bar.update(1)
     sweep_files = ()
     if settings.sweep_id:

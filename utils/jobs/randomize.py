@@ -33,7 +33,7 @@ def write_random_data(settings: RandomizeSettings, *, api_factory: Callable[[], 
     mode, _ = choose_mode(settings.wandb_mode)
     runs = resolve_runs(settings.checkpoints_dir, run_id=settings.run_id, sweep_id=settings.sweep_id,
                         entity=settings.entity, project=settings.project_name, wandb_online=(mode == "online"),
-                        api_factory=api_factory)
+                        api_factory=api_factory, env=settings.env, notify=progress)
     files = generate_random_data([r.run for r in runs], settings.randomized_data_dir, settings.result_id,
                                  num_lines=settings.num_random_lines, num_trajectories=settings.num_random_trajectories,
                                  seed=settings.seed, progress=progress)

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Collection, Mapping
 
+import torch
+
 from envs.resolve import make_env, resolve_env_id
 from models.checkpoint import LoadedPolicy, config_digest, load_checkpoint, read_checkpoint
 from models.divergence import TrainingDiverged
@@ -266,6 +268,13 @@ def _check_loads_into(loaded: LoadedPolicy, cfg: TrainConfig, flag: str, weights
         first = " ".join(lines[:2])[:200] if lines else type(err).__name__
         raise UserError(f"{flag}={loaded.path} is damaged: its {'weights' if weights else 'statistics'} do not "
                         f"load ({first}); pass another checkpoint written by train.py") from None
+    if weights:  # e.g. a checkpoint of a run that diverged before divergence stopped runs: training would fail
+        parts = [("policy", loaded.raw["policy"]), ("value", loaded.raw.get("value", {}))]
+        broken = next((f"{name} {key}" for name, state in parts for key, tensor in state.items()
+                       if torch.is_tensor(tensor) and not bool(torch.isfinite(tensor).all())), None)
+        if broken is not None:
+            raise UserError(f"{flag}={loaded.path} holds non-finite weights ({broken}); pass a checkpoint from "
+                            f"before its run diverged")
 
 
 def _probe_dims(env_id: str) -> tuple[int, int]:

@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from envs.resolve import resolve_env_id
 from models.checkpoint import LoadedPolicy, load_checkpoint
+from models.normalization import ObsStatistics
+from models.sb3 import load_policy_file, load_statistics_file
 from utils.errors import UserError
 from utils.flags import check_device
-from utils.runs.io import write_bytes_atomic
-from utils.runs.store import RunPaths, check_writable_dir, find_run
 from utils.pictures.state_planes import (EnvInfo, PlaneFrame, StatePlane, build_frame, choose_three_states,
                                          default_state_space_bounds, deterministic_states, env_info,
                                          plane_through_raw_states, sample_states, state_space_plane, target_state,
                                          visited_view)
+from utils.progress import progress_bar
+from utils.runs.io import write_bytes_atomic
+from utils.runs.store import RunPaths, check_writable_dir, find_run
 from utils.settings import VisualizeSettings
 
 SINGLE_PANEL = {"states": (5.4, 5.4), "state_space": (6.4, 4.8)}  # inches per panel, one image
@@ -41,7 +43,7 @@ class Series:
     policies: tuple[LoadedPolicy, ...]
     reference: LoadedPolicy  # the policy whose episodes give the states (the run's best)
 
-    def with_statistics(self, stats: LoadedPolicy) -> "Series":
+    def with_statistics(self, stats: LoadedPolicy | ObsStatistics) -> "Series":
         """The drawn checkpoints with `stats`' normalization statistics instead of their own. The reference keeps
         its own: it fixes the plane, which --stats_path must not move (it changes what is drawn on it)."""
         return replace(self, policies=tuple(p.with_statistics(stats) for p in self.policies))
@@ -99,7 +101,7 @@ def _run_series(run: RunPaths, all_checkpoints: bool) -> Series:
 def _series(settings: VisualizeSettings) -> tuple[Series, ...]:
     """The columns to draw: the lone checkpoint, the run, or the compared runs (with --stats_path applied)."""
     if settings.policy_path is not None:
-        policy = load_checkpoint(settings.policy_path)
+        policy = load_policy_file(settings.policy_path)  # a .pt of ours or an SB3 model zip
         run = _run_of_checkpoint(Path(settings.policy_path))
         reference = policy
         if run is not None and run.best.is_file() and run.best.resolve() != Path(settings.policy_path).resolve():
@@ -112,7 +114,7 @@ def _series(settings: VisualizeSettings) -> tuple[Series, ...]:
                        for name in names)
     if settings.stats_path is None:
         return series
-    stats = load_checkpoint(settings.stats_path)
+    stats = load_statistics_file(settings.stats_path)  # a .pt of ours or an SB3 VecNormalize pickle
     return tuple(s.with_statistics(stats) for s in series)
 
 
@@ -142,7 +144,7 @@ def plan_job(settings: VisualizeSettings, notify: Callable[[str], None] = lambda
                 raise UserError(f"--env={requested_env} observes {info.obs_dim} numbers but {p.path} takes "
                                 f"{p.obs_dim} (trained on {p.config.get('env_id')}); pass the env the checkpoint "
                                 f"was trained on")
-    trained_on = {p.config.get("env_id") for s in series for p in s.policies}
+    trained_on = {p.config.get("env_id") for s in series for p in s.policies} - {None}  # SB3 zips name no env
     if trained_on - {resolved.resolved}:
         notify(f"notice: drawing on {resolved.resolved}, checkpoints were trained on "
                f"{', '.join(map(str, sorted(trained_on)))}")
@@ -203,7 +205,7 @@ def _frames(job: Job, progress: bool) -> list[list[PlaneFrame]]:
     n = max(len(s.policies) for s in job.series)
     rows: list[list[PlaneFrame]] = []
     cache: dict[tuple[int, int], PlaneFrame] = {}
-    with tqdm(total=n * len(job.series), desc="partitions", unit="frame", disable=not progress, leave=False) as bar:
+    with progress_bar(n * len(job.series), "partitions", "frame", enabled=progress and n * len(job.series) > 1) as bar:
         for i in range(n):
             row = []
             for j, s in enumerate(job.series):
@@ -284,10 +286,12 @@ def run_job(job: Job) -> JobResult:
         outputs[_name(job, tag, settings.format)] = figure_bytes(fig, settings.format)
     else:
         images = []
-        for row in tqdm(rows, desc="frames", unit="frame", disable=not progress, leave=False):
-            fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=settings.dpi, norm=norm,
-                                compact=compare, suptitle=suptitle)
-            images.append(figure_image(fig))
+        with progress_bar(len(rows), "frames", "frame", enabled=progress) as bar:
+            for row in rows:
+                fig = render_panels(row, ncols=ncols, panel_size=SINGLE_PANEL[kind], dpi=settings.dpi, norm=norm,
+                                    compact=compare, suptitle=suptitle)
+                images.append(figure_image(fig))
+                bar.update(1)
         outputs[_name(job, "evolution", "gif")] = gif_bytes(images, settings.frame_ms,
                                                             last_frame_ms=3 * settings.frame_ms)
         if compare:  # a row per checkpoint index, a column per run

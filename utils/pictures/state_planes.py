@@ -18,7 +18,7 @@ states and the same patch of the plane for every checkpoint, which makes frames 
   side: there the regions the agent meets are large enough to see. ``default_state_space_bounds`` gives the env's
   fixed box instead.
 
-Observation clipping: policies clip normalized inputs to +-10 (VecNormalize). By default the partition is exact
+Observation clipping: policies clip normalized inputs to +-clip_obs (VecNormalize; 10 for ours). By default the partition is exact
 for the policy as a function of the raw state, clip included: clipping is itself a ReLU layer,
 clip(x) = -10 + relu(x + 10) - relu(x - 10), so it is prepended to the hidden layers (2 d extra neurons whose zero
 lines are the clip boundaries; they cut nothing where no input is clipped). Region colours and the 'slope'
@@ -35,7 +35,6 @@ import torch
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.normalization import CLIP_OBS
 from utils.errors import UserError
 from utils.geometry.planes import PlanePartition, plane_partition, plane_through_states
 from utils.geometry.polygons import SPAN_RTOL, area_centroids, clip_to_halfplane, linearly_independent
@@ -223,8 +222,8 @@ def clip_polygon(policy: LoadedPolicy, plane: StatePlane) -> np.ndarray | None:
     poly = plane.domain.copy()
     for j in range(origin.shape[0]):
         for sign in (1.0, -1.0):
-            # keep sign * (origin_j + w @ basis_j) <= CLIP_OBS
-            poly = clip_to_halfplane(poly, -sign * basis[:, j], CLIP_OBS - sign * origin[j])
+            # keep sign * (origin_j + w @ basis_j) <= clip_obs
+            poly = clip_to_halfplane(poly, -sign * basis[:, j], policy.clip_obs - sign * origin[j])
             if len(poly) < 3:
                 return np.zeros((0, 2))
     if len(poly) == len(plane.domain) and np.allclose(poly, plane.domain):
@@ -233,13 +232,15 @@ def clip_polygon(policy: LoadedPolicy, plane: StatePlane) -> np.ndarray | None:
 
 
 def clipped_hidden_layers(policy: LoadedPolicy) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Hidden layers of network(clip(x)) on unclipped normalized inputs x: a first layer [relu(x + 10), relu(x - 10)]
-    (2 d neurons), then the policy's first layer rewritten to act on it; the rest unchanged."""
+    """Hidden layers of network(clip(x)) on unclipped normalized inputs x: a first layer [relu(x + c), relu(x - c)]
+    (2 d neurons, c = the policy's clip_obs, 10 for ours), then the policy's first layer rewritten to act on it;
+    the rest unchanged."""
     W1, b1 = policy.hidden_layers[0]
     d = W1.shape[1]
+    c = float(policy.clip_obs)
     eye = torch.eye(d, dtype=torch.float64)
-    clip_layer = (torch.cat([eye, eye]), torch.cat([torch.full((d,), CLIP_OBS), torch.full((d,), -CLIP_OBS)]).double())
-    first = (torch.cat([W1, -W1], dim=1), b1 - CLIP_OBS * W1.sum(1))
+    clip_layer = (torch.cat([eye, eye]), torch.cat([torch.full((d,), c), torch.full((d,), -c)]).double())
+    first = (torch.cat([W1, -W1], dim=1), b1 - c * W1.sum(1))
     return [clip_layer, first, *policy.hidden_layers[1:]]
 
 
@@ -271,14 +272,15 @@ def region_centroids(part: PlanePartition) -> np.ndarray:
 
 def region_values(policy: LoadedPolicy, part: PlanePartition, color: str) -> np.ndarray | None:
     """Per-region scalar for continuous colourings: 'action' = ||action mean|| at the region's centroid (before the
-    env clips actions); 'slope' = Frobenius norm of d(action mean)/d(normalized input) on the region (zero along
+    env clips actions; squashed and rescaled for a squashing policy); 'slope' = Frobenius norm of d(action mean)/d(normalized input) on the region (zero along
     clipped inputs); None for 'region'."""
     if color == "region":
         return None
     if color == "action":
         c = torch.as_tensor(region_centroids(part), dtype=torch.float64)
         actions = part.action_offset + torch.einsum("rad,rd->ra", part.action_slope, c)
-        return torch.linalg.vector_norm(actions, dim=1).numpy()
+        # a squashing policy (SB3's SAC, TD3) acts with tanh of the head, rescaled: colour by the real action
+        return np.linalg.norm(policy.squash_actions(actions.numpy()), axis=1)
     if color == "slope":
         layers = policy.hidden_layers if len(part.layer_widths) == len(policy.widths) else clipped_hidden_layers(policy)
         jac = input_jacobian(layers, policy.head, part.patterns)

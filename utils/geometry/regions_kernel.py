@@ -1,0 +1,221 @@
+"""Compiled CPU kernel of the 1-D region computation in ``utils.geometry.regions`` (numba, cached on disk).
+
+One segment (or line) at a time, one layer at a time, one piece at a time: the plain sequential form of the
+algorithm in docs/design.md, "Algorithms", with the conventions of the regions module docstring. Within a piece the
+earlier layers' patterns are fixed, so the current layer's pre-activations are affine in t, z(t) = z0 + t zs; every
+zero strictly inside the piece and farther than tol from both its ends splits it, zeros within tol of the previous
+zero join its transition, and each new piece's bits are the signs at its own evaluation point te.
+
+A piece is *loose* when a neuron of the layers so far changes sign strictly inside it without opening a transition
+there (a zero within tol of an end, or a later zero of a merged transition); its sub-pieces inherit that. The
+sub-pieces of a loose piece that splits redo the forward pass at their own te (an earlier layer's bit may differ
+from the parent's there); every other sub-piece keeps its parent's earlier bits and affine map, which are its own.
+
+Imported only where a CPU count is made, so commands that never count do not load numba.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# error_model="numpy": z0 / 0 is +-inf or nan (never inside a piece), as in numpy, instead of raising.
+_jit = njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_jit
+def _grown(a, size):
+    """``a`` with room for at least ``size`` rows (doubling), its rows kept."""
+    if size <= a.shape[0]:
+        return a
+    out = np.empty((max(size, 2 * a.shape[0]),) + a.shape[1:], a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+@_jit
+def _affine(wt, bias, w_off, b_off, layer, n_in, width, a, c, z0, zs):
+    """Layer ``layer``'s pre-activation on a piece whose layer input is a + t c: z0 = W a + b, zs = W c (wt holds
+    W^T row after row, so this adds rows of W^T: a loop over j, not a reduction, vectorizes without reordering)."""
+    for j in range(width):
+        z0[j] = bias[b_off[layer] + j]
+        zs[j] = 0.0
+    for k in range(n_in):
+        if a[k] != 0.0 or c[k] != 0.0:  # an off neuron of the previous layer adds nothing
+            row = w_off[layer] + k * width
+            _add_row(wt[row : row + width], a[k], c[k], z0, zs)
+
+
+@_jit
+def _add_row(w, ak, ck, z0, zs):
+    """z0 += ak w, zs += ck w for a row w of W^T (a view: indexing it from 0 lets the loop vectorize)."""
+    for j in range(w.shape[0]):
+        z0[j] += ak * w[j]
+        zs[j] += ck * w[j]
+
+
+@_jit
+def _apply(layer, width, word_off, z0, zs, te, words, a, c):
+    """Set the layer's bits (z0 + te zs > 0) in ``words`` and write the next layer's input a + t c (relu-masked z)."""
+    for j in range(width):
+        if z0[j] + te * zs[j] > 0:
+            words[word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
+            a[j], c[j] = z0[j], zs[j]
+        else:
+            a[j], c[j] = 0.0, 0.0
+
+
+@_jit
+def _set_bits(layer, width, word_off, z, p, te, words, s):
+    """Set the layer's bits of piece s, words[s], to z0 + te zs > 0 for [z0, zs] = z[p] (no views: cheaper per piece)."""
+    for j in range(width):
+        if z[p, 0, j] + te * z[p, 1, j] > 0:
+            words[s, word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
+
+
+@_jit
+def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, p, words, z_next, lo, hi):
+    """The next layer's pre-activation on pieces lo..hi-1 that share this layer's [z0, zs] = z[p] and differ in its
+    bits: z_next[s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on the
+    masked input), with every row of W^T read once for all of them."""
+    for s in range(lo, hi):
+        for j in range(width_next):
+            z_next[s, 0, j] = bias[b_off[layer + 1] + j]
+            z_next[s, 1, j] = 0.0
+    for k in range(width):
+        z0k, zsk = z[p, 0, k], z[p, 1, k]
+        if z0k == 0.0 and zsk == 0.0:
+            continue
+        word, bit = word_off[layer] + k // 64, np.int64(k % 64)
+        row = w_off[layer + 1] + k * width_next
+        w = wt[row : row + width_next]
+        for s in range(lo, hi):
+            if (words[s, word] >> bit) & 1:
+                for j in range(width_next):
+                    z_next[s, 0, j] += z0k * w[j]
+                    z_next[s, 1, j] += zsk * w[j]
+
+
+@_jit
+def _eval_t(t0, t1, unbounded):
+    """Where a piece's pattern is taken: the midpoint; on a line one unit inside a finite end, 0 if none."""
+    if not unbounded:
+        return 0.5 * (t0 + t1)
+    if np.isinf(t0) and np.isinf(t1):
+        return 0.0
+    if np.isinf(t0):
+        return t1 - 1.0
+    if np.isinf(t1):
+        return t0 + 1.0
+    return 0.5 * (t0 + t1)
+
+
+@_jit
+def _inwards(t, tol, rel_tol):
+    """t moved inwards by the tolerance at t (tol signed: + from a start, - from an end); infinite t stays."""
+    return t if np.isinf(t) else t + tol + np.sign(tol) * rel_tol * abs(t)
+
+
+@_jit
+def _sort_zeros(zt, zj, n):
+    """Sort the first n zeros (t, neuron) by t; stable (insertion sort: a piece has few zeros), so ties keep neuron
+    order."""
+    for r in range(1, n):
+        t, j, k = zt[r], zj[r], r - 1
+        while k >= 0 and zt[k] > t:
+            zt[k + 1], zj[k + 1] = zt[k], zj[k]
+            k -= 1
+        zt[k + 1], zj[k + 1] = t, j
+
+
+@_jit
+def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_lo, t_hi, tol_t, unbounded, rel_tol):
+    """Pieces of x(t) = base_i + t direction_i, t in [t_lo_i, t_hi_i], for every i; returns (segment index (P,),
+    [t_start, t_end] (P, 2), [opening layer, opening neuron] (P, 2), packed patterns (P, word_off[-1])), ordered by
+    segment, then t. Weights: layer l's W^T (in, width) flattened at wt[w_off[l]:], its bias at bias[b_off[l]:]."""
+    n_seg, d = base.shape
+    n_layers = widths.shape[0]
+    n_words = word_off[-1]
+    wmax = max(d, widths.max())
+    # Pieces of the current segment before (cur_*) and after (nxt_*) the current layer: [t0, t1]; [opening layer,
+    # opening neuron, loose]; the current layer's pre-activation [z0, zs] (affine in t: z0 + t zs); packed words.
+    cur_t, nxt_t = np.empty((8, 2)), np.empty((8, 2))
+    cur_i, nxt_i = np.empty((8, 3), np.int64), np.empty((8, 3), np.int64)
+    cur_z, nxt_z = np.empty((8, 2, wmax)), np.empty((8, 2, wmax))
+    cur_w, nxt_w = np.empty((8, n_words), np.int64), np.empty((8, n_words), np.int64)
+    zt, zj, h = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax))
+    out_seg, out_t = np.empty(n_seg, np.int64), np.empty((n_seg, 2))
+    out_i, out_w = np.empty((n_seg, 2), np.int64), np.empty((n_seg, n_words), np.int64)
+    n_out = 0
+    for i in range(n_seg):
+        tol = tol_t[i]
+        n = 1
+        cur_t[0, 0], cur_t[0, 1] = t_lo[i], t_hi[i]
+        cur_i[0, 0], cur_i[0, 1], cur_i[0, 2] = -1, -1, 0
+        cur_w[0] = 0
+        _affine(wt, bias, w_off, b_off, 0, d, widths[0], base[i], direction[i], cur_z[0, 0], cur_z[0, 1])
+        for layer in range(n_layers):
+            width = widths[layer]
+            last = layer == n_layers - 1
+            m = 0  # pieces after this layer so far
+            for p in range(n):
+                t0, t1 = cur_t[p, 0], cur_t[p, 1]
+                # Zeros t = -z0 / zs strictly inside (t0, t1) are crossings; those farther than tol from both ends
+                # split the piece (zero slope gives +-inf or nan, never inside).
+                lo, hi = _inwards(t0, tol, rel_tol), _inwards(t1, -tol, rel_tol)
+                crossings, nz = 0, 0
+                for j in range(width):
+                    ratio = cur_z[p, 0, j] / cur_z[p, 1, j]
+                    if ratio < -t0 and ratio > -t1:
+                        crossings += 1
+                        if -ratio > lo and -ratio < hi:
+                            zt[nz], zj[nz] = -ratio, j
+                            nz += 1
+                _sort_zeros(zt, zj, nz)
+                size = m + 1 + nz
+                if size > nxt_t.shape[0]:
+                    nxt_t, nxt_i, nxt_z, nxt_w = _grown(nxt_t, size), _grown(nxt_i, size), _grown(nxt_z, size), _grown(nxt_w, size)
+                # Sub-pieces: a zero farther than tol from the previous one opens one; closer ones join its transition.
+                q = m
+                nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = t0, cur_i[p, 0], cur_i[p, 1]
+                for r in range(nz):
+                    if r == 0 or zt[r] - zt[r - 1] > tol + rel_tol * abs(zt[r - 1]):
+                        nxt_t[q, 1] = zt[r]
+                        q += 1
+                        nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = zt[r], layer, zj[r]
+                nxt_t[q, 1] = t1
+                transitions = q - m
+                loose = cur_i[p, 2] == 1 or crossings > transitions
+                for s in range(m, q + 1):
+                    nxt_i[s, 2] = loose
+                    te = _eval_t(nxt_t[s, 0], nxt_t[s, 1], unbounded)
+                    for k in range(n_words):
+                        nxt_w[s, k] = cur_w[p, k]
+                    if loose and transitions > 0:
+                        # Forward pass from the input at this sub-piece's own te: all bits so far (an earlier layer's
+                        # may differ from the parent's), and the next layer's pre-activation from them.
+                        nxt_w[s, : word_off[layer + 1]] = 0
+                        h[0, :d], h[1, :d] = base[i], direction[i]
+                        n_in = d
+                        for k in range(layer + 1):
+                            _affine(wt, bias, w_off, b_off, k, n_in, widths[k], h[0], h[1], nxt_z[s, 0], nxt_z[s, 1])
+                            _apply(k, widths[k], word_off, nxt_z[s, 0], nxt_z[s, 1], te, nxt_w[s], h[0], h[1])
+                            n_in = widths[k]
+                        if not last:
+                            _affine(wt, bias, w_off, b_off, layer + 1, width, widths[layer + 1], h[0], h[1],
+                                    nxt_z[s, 0], nxt_z[s, 1])
+                        continue
+                    _set_bits(layer, width, word_off, cur_z, p, te, nxt_w, s)
+                if not last and not (loose and transitions > 0):
+                    _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, cur_z, p, nxt_w,
+                                nxt_z, m, q + 1)
+                m = q + 1
+            cur_t, nxt_t, cur_i, nxt_i, cur_z, nxt_z, cur_w, nxt_w = nxt_t, cur_t, nxt_i, cur_i, nxt_z, cur_z, nxt_w, cur_w
+            n = m
+        size = n_out + n
+        out_seg, out_t, out_i, out_w = _grown(out_seg, size), _grown(out_t, size), _grown(out_i, size), _grown(out_w, size)
+        out_seg[n_out:size] = i
+        out_t[n_out:size] = cur_t[:n]
+        out_i[n_out:size] = cur_i[:n, :2]
+        out_w[n_out:size] = cur_w[:n]
+        n_out = size
+    return out_seg[:n_out], out_t[:n_out], out_i[:n_out], out_w[:n_out]
