@@ -20,6 +20,9 @@ from numba import njit
 
 # error_model="numpy": z0 / 0 is +-inf or nan (never inside a piece), as in numpy, instead of raising.
 _jit = njit(cache=True, nogil=True, error_model="numpy")
+# Small helpers called per piece or per row are inlined into their caller (numba IR inlining): as separate functions,
+# each call passes every array as a struct on the stack, which costs more than a 16-wide row of work.
+_inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")
 
 
 @_jit
@@ -32,7 +35,7 @@ def _grown(a, size):
     return out
 
 
-@_jit
+@_inline
 def _affine(wt, bias, w_off, b_off, layer, n_in, width, a, c, z0, zs):
     """Layer ``layer``'s pre-activation on a piece whose layer input is a + t c: z0 = W a + b, zs = W c (wt holds
     W^T row after row, so this adds rows of W^T: a loop over j, not a reduction, vectorizes without reordering)."""
@@ -45,7 +48,7 @@ def _affine(wt, bias, w_off, b_off, layer, n_in, width, a, c, z0, zs):
             _add_row(wt[row : row + width], a[k], c[k], z0, zs)
 
 
-@_jit
+@_inline
 def _add_row(w, ak, ck, z0, zs):
     """z0 += ak w, zs += ck w for a row w of W^T (a view: indexing it from 0 lets the loop vectorize)."""
     for j in range(w.shape[0]):
@@ -53,7 +56,7 @@ def _add_row(w, ak, ck, z0, zs):
         zs[j] += ck * w[j]
 
 
-@_jit
+@_inline
 def _apply(layer, width, word_off, z0, zs, te, words, a, c):
     """Set the layer's bits (z0 + te zs > 0) in ``words`` and write the next layer's input a + t c (relu-masked z)."""
     for j in range(width):
@@ -64,38 +67,39 @@ def _apply(layer, width, word_off, z0, zs, te, words, a, c):
             a[j], c[j] = 0.0, 0.0
 
 
-@_jit
+@_inline
 def _set_bits(layer, width, word_off, z, p, te, words, s):
-    """Set the layer's bits of piece s, words[s], to z0 + te zs > 0 for [z0, zs] = z[p] (no views: cheaper per piece)."""
-    for j in range(width):
-        if z[p, 0, j] + te * z[p, 1, j] > 0:
-            words[s, word_off[layer] + j // 64] |= np.int64(1) << np.int64(j % 64)
+    """Set the layer's bits of piece s, words[s], to z0 + te zs > 0 for [z0, zs] = z[p] (no views: cheaper per piece).
+    Branch-free: each word is built as an OR of (z > 0) << bit; a branch per neuron would be mispredicted about half
+    the time, since about half the neurons are on."""
+    for wi in range((width + 63) // 64):
+        acc = np.int64(0)
+        for j in range(64 * wi, min(width, 64 * wi + 64)):
+            acc |= np.int64(z[p, 0, j] + te * z[p, 1, j] > 0) << np.int64(j - 64 * wi)
+        words[s, word_off[layer] + wi] |= acc
 
 
-@_jit
-def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, p, words, z_next, lo, hi):
+@_inline
+def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, p, words, z_next, lo, hi, on):
     """The next layer's pre-activation on pieces lo..hi-1 that share this layer's [z0, zs] = z[p] and differ in its
     bits: z_next[s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on the
-    masked input), with every row of W^T read once for all of them."""
+    masked input: rows of W^T for the on neurons k, in increasing k). The on neurons of each piece are listed first
+    without branches (``on``: scratch of length >= width), so the row loop has no unpredictable branch."""
     for s in range(lo, hi):
+        n_on = 0
+        for k in range(width):  # on[n_on] = k; n_on += bit k of piece s
+            on[n_on] = k
+            n_on += (words[s, word_off[layer] + k // 64] >> np.int64(k % 64)) & 1
         for j in range(width_next):
             z_next[s, 0, j] = bias[b_off[layer + 1] + j]
             z_next[s, 1, j] = 0.0
-    for k in range(width):
-        z0k, zsk = z[p, 0, k], z[p, 1, k]
-        if z0k == 0.0 and zsk == 0.0:
-            continue
-        word, bit = word_off[layer] + k // 64, np.int64(k % 64)
-        row = w_off[layer + 1] + k * width_next
-        w = wt[row : row + width_next]
-        for s in range(lo, hi):
-            if (words[s, word] >> bit) & 1:
-                for j in range(width_next):
-                    z_next[s, 0, j] += z0k * w[j]
-                    z_next[s, 1, j] += zsk * w[j]
+        for r in range(n_on):
+            k = on[r]
+            row = w_off[layer + 1] + k * width_next
+            _add_row(wt[row : row + width_next], z[p, 0, k], z[p, 1, k], z_next[s, 0], z_next[s, 1])
 
 
-@_jit
+@_inline
 def _eval_t(t0, t1, unbounded):
     """Where a piece's pattern is taken: the midpoint; on a line one unit inside a finite end, 0 if none."""
     if not unbounded:
@@ -109,13 +113,13 @@ def _eval_t(t0, t1, unbounded):
     return 0.5 * (t0 + t1)
 
 
-@_jit
+@_inline
 def _inwards(t, tol, rel_tol):
     """t moved inwards by the tolerance at t (tol signed: + from a start, - from an end); infinite t stays."""
     return t if np.isinf(t) else t + tol + np.sign(tol) * rel_tol * abs(t)
 
 
-@_jit
+@_inline
 def _sort_zeros(zt, zj, n):
     """Sort the first n zeros (t, neuron) by t; stable (insertion sort: a piece has few zeros), so ties keep neuron
     order."""
@@ -142,7 +146,7 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
     cur_i, nxt_i = np.empty((8, 3), np.int64), np.empty((8, 3), np.int64)
     cur_z, nxt_z = np.empty((8, 2, wmax)), np.empty((8, 2, wmax))
     cur_w, nxt_w = np.empty((8, n_words), np.int64), np.empty((8, n_words), np.int64)
-    zt, zj, h = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax))
+    zt, zj, h, on = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax)), np.empty(wmax, np.int64)
     out_seg, out_t = np.empty(n_seg, np.int64), np.empty((n_seg, 2))
     out_i, out_w = np.empty((n_seg, 2), np.int64), np.empty((n_seg, n_words), np.int64)
     n_out = 0
@@ -207,7 +211,7 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                     _set_bits(layer, width, word_off, cur_z, p, te, nxt_w, s)
                 if not last and not (loose and transitions > 0):
                     _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, cur_z, p, nxt_w,
-                                nxt_z, m, q + 1)
+                                nxt_z, m, q + 1, on)
                 m = q + 1
             cur_t, nxt_t, cur_i, nxt_i, cur_z, nxt_z, cur_w, nxt_w = nxt_t, cur_t, nxt_i, cur_i, nxt_z, cur_z, nxt_w, cur_w
             n = m
