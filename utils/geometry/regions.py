@@ -546,7 +546,8 @@ def _run_chunks(
     chunk = _default_chunk(layers) if chunk_size is None else chunk_size
     if chunk < 1:
         raise UserError("chunk_size must be a positive number of segments")
-    if base.device.type == "cpu" and COMPILED_ON_CPU:  # one segment at a time: chunks would not change memory
+    compiled = base.device.type == "cpu" and COMPILED_ON_CPU
+    if compiled:  # one segment at a time: chunks would not change memory
         merged = _compiled_pieces(layers, base, direction, t0, t1, tol_t, unbounded, rel_tol)
     else:
         merged = _batched_pieces(layers, base, direction, t0, t1, tol_t, unbounded, chunk, rel_tol)
@@ -555,8 +556,17 @@ def _run_chunks(
     length = dt * torch.linalg.vector_norm(direction, dim=1)[seg]
     widths = tuple(W.shape[0] for W, _ in layers)
     opened = merged["opened_by_layer"]
-    per_layer = torch.bincount(opened[opened >= 0], minlength=len(layers))
-    num_regions = count_distinct_rows(merged["patterns"])
+    if compiled:
+        from utils.geometry.regions_kernel import count_distinct_rows as count_compiled
+
+        # Transitions per layer: first pieces (-1) land in bin 0, dropped (numpy's bincount: ~4x cheaper here).
+        per_layer = np.bincount(opened.numpy() + 1, minlength=len(layers) + 1)[1:]
+        # The same count as count_distinct_rows, len(set(map(tuple, patterns))), by a compiled hash table: ~10x
+        # cheaper than sorting.
+        num_regions = int(count_compiled(merged["patterns"].numpy()))
+    else:
+        per_layer = torch.bincount(opened[opened >= 0], minlength=len(layers))
+        num_regions = count_distinct_rows(merged["patterns"])
     return PathPieces(
         segment_index=seg,
         t_start=merged["t_start"],

@@ -223,3 +223,39 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
         out_w[n_out:size] = cur_w[:n]
         n_out = size
     return out_seg[:n_out], out_t[:n_out], out_i[:n_out], out_w[:n_out]
+
+
+@_jit
+def count_distinct_rows(words):
+    """Number of distinct rows of an int64 matrix (N, k), e.g. packed patterns: the plain operation is
+    len(set(map(tuple, words))), done with an open-addressing hash table of row indices (linear probing; rows whose
+    hashes meet are compared word by word, so the count is exact whatever the hash)."""
+    n, k = words.shape
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    mask = np.uint64(size - 1)
+    table = np.full(size, -1, np.int64)  # row index, or -1 for an empty slot
+    distinct = 0
+    for i in range(n):
+        h = np.uint64(0x9E3779B97F4A7C15)
+        for c in range(k):  # mix each word in (multiply-xorshift, as in splitmix64)
+            h ^= np.uint64(words[i, c])
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+        slot = h & mask
+        while True:
+            r = table[slot]
+            if r < 0:
+                table[slot] = i
+                distinct += 1
+                break
+            same = True
+            for c in range(k):
+                if words[r, c] != words[i, c]:
+                    same = False
+                    break
+            if same:
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return distinct
