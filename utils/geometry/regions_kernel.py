@@ -147,6 +147,7 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
     cur_z, nxt_z = np.empty((8, 2, wmax)), np.empty((8, 2, wmax))
     cur_w, nxt_w = np.empty((8, n_words), np.int64), np.empty((8, n_words), np.int64)
     zt, zj, h, on = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax)), np.empty(wmax, np.int64)
+    ratio = np.empty(wmax)
     out_seg, out_t = np.empty(n_seg, np.int64), np.empty((n_seg, 2))
     out_i, out_w = np.empty((n_seg, 2), np.int64), np.empty((n_seg, n_words), np.int64)
     n_out = 0
@@ -166,14 +167,18 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                 # Zeros t = -z0 / zs strictly inside (t0, t1) are crossings; those farther than tol from both ends
                 # split the piece (zero slope gives +-inf or nan, never inside).
                 lo, hi = _inwards(t0, tol, rel_tol), _inwards(t1, -tol, rel_tol)
+                # The plain loop: for each j, ratio = z0_j / zs_j; if -t1 < ratio < -t0: crossings += 1, and if
+                # lo < -ratio < hi, append (-ratio, j) to the zeros. Done as a vectorized division, then a branch-free
+                # pass that always writes the candidate and advances nz only when it splits.
+                for j in range(width):
+                    ratio[j] = cur_z[p, 0, j] / cur_z[p, 1, j]
                 crossings, nz = 0, 0
                 for j in range(width):
-                    ratio = cur_z[p, 0, j] / cur_z[p, 1, j]
-                    if ratio < -t0 and ratio > -t1:
-                        crossings += 1
-                        if -ratio > lo and -ratio < hi:
-                            zt[nz], zj[nz] = -ratio, j
-                            nz += 1
+                    r = ratio[j]
+                    inside = (r < -t0) & (r > -t1)
+                    zt[nz], zj[nz] = -r, j
+                    nz += inside & (-r > lo) & (-r < hi)
+                    crossings += inside
                 _sort_zeros(zt, zj, nz)
                 size = m + 1 + nz
                 if size > nxt_t.shape[0]:
