@@ -68,14 +68,16 @@ def _apply(layer, width, word_off, z0, zs, te, words, a, c):
 
 
 @_inline
-def _set_bits(layer, width, word_off, z, p, te, words, s):
+def _set_bits(layer, width, word_off, z, p, te, words, s, pos):
     """Set the layer's bits of piece s, words[s], to z0 + te zs > 0 for [z0, zs] = z[p] (no views: cheaper per piece).
-    Branch-free: each word is built as an OR of (z > 0) << bit; a branch per neuron would be mispredicted about half
-    the time, since about half the neurons are on."""
+    Branch-free: the signs first (a vectorized loop from 0, so no gathers; ``pos``: int64 scratch of length >= width),
+    then each word as an OR of sign << bit; a branch per neuron would be mispredicted about half the time."""
+    for j in range(width):
+        pos[j] = z[p, 0, j] + te * z[p, 1, j] > 0
     for wi in range((width + 63) // 64):
         acc = np.int64(0)
-        for j in range(64 * wi, min(width, 64 * wi + 64)):
-            acc |= np.int64(z[p, 0, j] + te * z[p, 1, j] > 0) << np.int64(j - 64 * wi)
+        for b in range(min(64, width - 64 * wi)):
+            acc |= pos[64 * wi + b] << np.int64(b)
         words[s, word_off[layer] + wi] |= acc
 
 
@@ -213,7 +215,7 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                             _affine(wt, bias, w_off, b_off, layer + 1, width, widths[layer + 1], h[0], h[1],
                                     nxt_z[s, 0], nxt_z[s, 1])
                         continue
-                    _set_bits(layer, width, word_off, cur_z, p, te, nxt_w, s)
+                    _set_bits(layer, width, word_off, cur_z, p, te, nxt_w, s, on)
                 if not last and not (loose and transitions > 0):
                     _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, cur_z, p, nxt_w,
                                 nxt_z, m, q + 1, on)
