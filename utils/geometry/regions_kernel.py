@@ -57,6 +57,22 @@ def _add_row(w, ak, ck, z0, zs):
 
 
 @_inline
+def _add_rows4(w1, w2, w3, w4, a1, a2, a3, a4, c1, c2, c3, c4, z0, zs):
+    """Four _add_row calls in one pass: z0 += a1 w1, then += a2 w2, += a3 w3, += a4 w4 (zs likewise with c), each
+    element rounded after every step in that order, so the result is bit-identical to four _add_row calls; z0 and zs
+    are loaded and stored once instead of four times."""
+    for j in range(w1.shape[0]):
+        u = z0[j] + a1 * w1[j]
+        u = u + a2 * w2[j]
+        u = u + a3 * w3[j]
+        z0[j] = u + a4 * w4[j]
+        v = zs[j] + c1 * w1[j]
+        v = v + c2 * w2[j]
+        v = v + c3 * w3[j]
+        zs[j] = v + c4 * w4[j]
+
+
+@_inline
 def _apply(layer, width, word_off, z0, zs, te, words, a, c):
     """Set the layer's bits (z0 + te zs > 0) in ``words`` and write the next layer's input a + t c (relu-masked z)."""
     for j in range(width):
@@ -95,10 +111,18 @@ def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, p
         for j in range(width_next):
             z_next[s, 0, j] = bias[b_off[layer + 1] + j]
             z_next[s, 1, j] = 0.0
-        for r in range(n_on):
+        w0, n = w_off[layer + 1], width_next
+        r = 0
+        while r + 4 <= n_on:  # rows k1 < k2 < k3 < k4 at once, added in that order (see _add_rows4)
+            k1, k2, k3, k4 = on[r], on[r + 1], on[r + 2], on[r + 3]
+            _add_rows4(wt[w0 + k1 * n : w0 + k1 * n + n], wt[w0 + k2 * n : w0 + k2 * n + n],
+                       wt[w0 + k3 * n : w0 + k3 * n + n], wt[w0 + k4 * n : w0 + k4 * n + n],
+                       z[p, 0, k1], z[p, 0, k2], z[p, 0, k3], z[p, 0, k4],
+                       z[p, 1, k1], z[p, 1, k2], z[p, 1, k3], z[p, 1, k4], z_next[s, 0], z_next[s, 1])
+            r += 4
+        for r in range(r, n_on):
             k = on[r]
-            row = w_off[layer + 1] + k * width_next
-            _add_row(wt[row : row + width_next], z[p, 0, k], z[p, 1, k], z_next[s, 0], z_next[s, 1])
+            _add_row(wt[w0 + k * n : w0 + k * n + n], z[p, 0, k], z[p, 1, k], z_next[s, 0], z_next[s, 1])
 
 
 @_inline
