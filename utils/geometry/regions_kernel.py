@@ -84,45 +84,46 @@ def _apply(layer, width, word_off, z0, zs, te, words, a, c):
 
 
 @_inline
-def _set_bits(layer, width, word_off, z, p, te, words, s, pos):
+def _set_bits(layer, width, word_off, z, cz, p, te, words, cw, s, pos):
     """Set the layer's bits of piece s, words[s], to z0 + te zs > 0 for [z0, zs] = z[p] (no views: cheaper per piece).
     Branch-free: the signs first (a vectorized loop from 0, so no gathers; ``pos``: int64 scratch of length >= width),
     then each word as an OR of sign << bit; a branch per neuron would be mispredicted about half the time."""
     for j in range(width):
-        pos[j] = z[p, 0, j] + te * z[p, 1, j] > 0
+        pos[j] = z[cz, p, 0, j] + te * z[cz, p, 1, j] > 0
     for wi in range((width + 63) // 64):
         acc = np.int64(0)
         for b in range(min(64, width - 64 * wi)):
             acc |= pos[64 * wi + b] << np.int64(b)
-        words[s, word_off[layer] + wi] |= acc
+        words[cw, s, word_off[layer] + wi] |= acc
 
 
 @_inline
-def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, p, words, z_next, lo, hi, on):
-    """The next layer's pre-activation on pieces lo..hi-1 that share this layer's [z0, zs] = z[p] and differ in its
-    bits: z_next[s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on the
-    masked input: rows of W^T for the on neurons k, in increasing k). The on neurons of each piece are listed first
+def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, cz, p, words, cn, lo, hi, on):
+    """The next layer's pre-activation on pieces lo..hi-1 that share this layer's [z0, zs] = z[cz, p] and differ in
+    its bits words[cn, s] (z[cz] / z[cn]: the halves before / after the layer of split_segments' double buffers):
+    z_next[s] = z[cn, s] = W (bits_s * z0) + b, W (bits_s * zs), each sum in the order of _affine (as if by _affine on
+    the masked input: rows of W^T for the on neurons k, in increasing k). The on neurons of each piece are listed first
     without branches (``on``: scratch of length >= width), so the row loop has no unpredictable branch."""
     for s in range(lo, hi):
         n_on = 0
         for k in range(width):  # on[n_on] = k; n_on += bit k of piece s
             on[n_on] = k
-            n_on += (words[s, word_off[layer] + k // 64] >> np.int64(k % 64)) & 1
+            n_on += (words[cn, s, word_off[layer] + k // 64] >> np.int64(k % 64)) & 1
         for j in range(width_next):
-            z_next[s, 0, j] = bias[b_off[layer + 1] + j]
-            z_next[s, 1, j] = 0.0
+            z[cn, s, 0, j] = bias[b_off[layer + 1] + j]
+            z[cn, s, 1, j] = 0.0
         w0, n = w_off[layer + 1], width_next
         r = 0
         while r + 4 <= n_on:  # rows k1 < k2 < k3 < k4 at once, added in that order (see _add_rows4)
             k1, k2, k3, k4 = on[r], on[r + 1], on[r + 2], on[r + 3]
             _add_rows4(wt[w0 + k1 * n : w0 + k1 * n + n], wt[w0 + k2 * n : w0 + k2 * n + n],
                        wt[w0 + k3 * n : w0 + k3 * n + n], wt[w0 + k4 * n : w0 + k4 * n + n],
-                       z[p, 0, k1], z[p, 0, k2], z[p, 0, k3], z[p, 0, k4],
-                       z[p, 1, k1], z[p, 1, k2], z[p, 1, k3], z[p, 1, k4], z_next[s, 0], z_next[s, 1])
+                       z[cz, p, 0, k1], z[cz, p, 0, k2], z[cz, p, 0, k3], z[cz, p, 0, k4],
+                       z[cz, p, 1, k1], z[cz, p, 1, k2], z[cz, p, 1, k3], z[cz, p, 1, k4], z[cn, s, 0], z[cn, s, 1])
             r += 4
         for r in range(r, n_on):
             k = on[r]
-            _add_row(wt[w0 + k * n : w0 + k * n + n], z[p, 0, k], z[p, 1, k], z_next[s, 0], z_next[s, 1])
+            _add_row(wt[w0 + k * n : w0 + k * n + n], z[cz, p, 0, k], z[cz, p, 1, k], z[cn, s, 0], z[cn, s, 1])
 
 
 @_inline
@@ -158,6 +159,16 @@ def _sort_zeros(zt, zj, n):
 
 
 @_jit
+def _grown2(a, size):
+    """Double buffer ``a`` (2, n, ...) with room for at least ``size`` rows in each half (doubling), its rows kept."""
+    if size <= a.shape[1]:
+        return a
+    out = np.empty((2, max(size, 2 * a.shape[1])) + a.shape[2:], a.dtype)
+    out[:, : a.shape[1]] = a
+    return out
+
+
+@_jit
 def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_lo, t_hi, tol_t, unbounded, rel_tol):
     """Pieces of x(t) = base_i + t direction_i, t in [t_lo_i, t_hi_i], for every i; returns (segment index (P,),
     [t_start, t_end] (P, 2), [opening layer, opening neuron] (P, 2), packed patterns (P, word_off[-1])), ordered by
@@ -166,12 +177,11 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
     n_layers = widths.shape[0]
     n_words = word_off[-1]
     wmax = max(d, widths.max())
-    # Pieces of the current segment before (cur_*) and after (nxt_*) the current layer: [t0, t1]; [opening layer,
-    # opening neuron, loose]; the current layer's pre-activation [z0, zs] (affine in t: z0 + t zs); packed words.
-    cur_t, nxt_t = np.empty((8, 2)), np.empty((8, 2))
-    cur_i, nxt_i = np.empty((8, 3), np.int64), np.empty((8, 3), np.int64)
-    cur_z, nxt_z = np.empty((8, 2, wmax)), np.empty((8, 2, wmax))
-    cur_w, nxt_w = np.empty((8, n_words), np.int64), np.empty((8, n_words), np.int64)
+    # Pieces of the current segment before (half c) and after (half x = 1 - c) the current layer, as double buffers
+    # indexed by c (swapping eight arrays per layer costs reference counting): [t0, t1]; [opening layer, opening
+    # neuron, loose]; the current layer's pre-activation [z0, zs] (affine in t: z0 + t zs); packed words.
+    T, I = np.empty((2, 8, 2)), np.empty((2, 8, 3), np.int64)
+    Z, Wd = np.empty((2, 8, 2, wmax)), np.empty((2, 8, n_words), np.int64)
     zt, zj, h, on = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax)), np.empty(wmax, np.int64)
     ratio = np.empty(wmax)
     out_seg, out_t = np.empty(n_seg, np.int64), np.empty((n_seg, 2))
@@ -179,17 +189,19 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
     n_out = 0
     for i in range(n_seg):
         tol = tol_t[i]
-        n = 1
-        cur_t[0, 0], cur_t[0, 1] = t_lo[i], t_hi[i]
-        cur_i[0, 0], cur_i[0, 1], cur_i[0, 2] = -1, -1, 0
-        cur_w[0] = 0
-        _affine(wt, bias, w_off, b_off, 0, d, widths[0], base[i], direction[i], cur_z[0, 0], cur_z[0, 1])
+        n, c = 1, 0
+        T[c, 0, 0], T[c, 0, 1] = t_lo[i], t_hi[i]
+        I[c, 0, 0], I[c, 0, 1], I[c, 0, 2] = -1, -1, 0
+        for k in range(n_words):
+            Wd[c, 0, k] = 0
+        _affine(wt, bias, w_off, b_off, 0, d, widths[0], base[i], direction[i], Z[c, 0, 0], Z[c, 0, 1])
         for layer in range(n_layers):
             width = widths[layer]
             last = layer == n_layers - 1
+            x = 1 - c
             m = 0  # pieces after this layer so far
             for p in range(n):
-                t0, t1 = cur_t[p, 0], cur_t[p, 1]
+                t0, t1 = T[c, p, 0], T[c, p, 1]
                 # Zeros t = -z0 / zs strictly inside (t0, t1) are crossings; those farther than tol from both ends
                 # split the piece (zero slope gives +-inf or nan, never inside).
                 lo, hi = _inwards(t0, tol, rel_tol), _inwards(t1, -tol, rel_tol)
@@ -197,61 +209,63 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
                 # lo < -ratio < hi, append (-ratio, j) to the zeros. Done as a vectorized division, then a branch-free
                 # pass that always writes the candidate and advances nz only when it splits.
                 for j in range(width):
-                    ratio[j] = cur_z[p, 0, j] / cur_z[p, 1, j]
+                    ratio[j] = Z[c, p, 0, j] / Z[c, p, 1, j]
                 crossings, nz = 0, 0
                 for j in range(width):
-                    r = ratio[j]
-                    inside = (r < -t0) & (r > -t1)
-                    zt[nz], zj[nz] = -r, j
-                    nz += inside & (-r > lo) & (-r < hi)
+                    rj = ratio[j]
+                    inside = (rj < -t0) & (rj > -t1)
+                    zt[nz], zj[nz] = -rj, j
+                    nz += inside & (-rj > lo) & (-rj < hi)
                     crossings += inside
                 _sort_zeros(zt, zj, nz)
                 size = m + 1 + nz
-                if size > nxt_t.shape[0]:
-                    nxt_t, nxt_i, nxt_z, nxt_w = _grown(nxt_t, size), _grown(nxt_i, size), _grown(nxt_z, size), _grown(nxt_w, size)
+                if size > T.shape[1]:
+                    T, I, Z, Wd = _grown2(T, size), _grown2(I, size), _grown2(Z, size), _grown2(Wd, size)
                 # Sub-pieces: a zero farther than tol from the previous one opens one; closer ones join its transition.
                 q = m
-                nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = t0, cur_i[p, 0], cur_i[p, 1]
+                T[x, q, 0], I[x, q, 0], I[x, q, 1] = t0, I[c, p, 0], I[c, p, 1]
                 for r in range(nz):
                     if r == 0 or zt[r] - zt[r - 1] > tol + rel_tol * abs(zt[r - 1]):
-                        nxt_t[q, 1] = zt[r]
+                        T[x, q, 1] = zt[r]
                         q += 1
-                        nxt_t[q, 0], nxt_i[q, 0], nxt_i[q, 1] = zt[r], layer, zj[r]
-                nxt_t[q, 1] = t1
+                        T[x, q, 0], I[x, q, 0], I[x, q, 1] = zt[r], layer, zj[r]
+                T[x, q, 1] = t1
                 transitions = q - m
-                loose = cur_i[p, 2] == 1 or crossings > transitions
+                loose = I[c, p, 2] == 1 or crossings > transitions
                 for s in range(m, q + 1):
-                    nxt_i[s, 2] = loose
-                    te = _eval_t(nxt_t[s, 0], nxt_t[s, 1], unbounded)
+                    I[x, s, 2] = loose
+                    te = _eval_t(T[x, s, 0], T[x, s, 1], unbounded)
                     for k in range(n_words):
-                        nxt_w[s, k] = cur_w[p, k]
+                        Wd[x, s, k] = Wd[c, p, k]
                     if loose and transitions > 0:
                         # Forward pass from the input at this sub-piece's own te: all bits so far (an earlier layer's
                         # may differ from the parent's), and the next layer's pre-activation from them.
-                        nxt_w[s, : word_off[layer + 1]] = 0
+                        Wd[x, s, : word_off[layer + 1]] = 0
                         h[0, :d], h[1, :d] = base[i], direction[i]
                         n_in = d
                         for k in range(layer + 1):
-                            _affine(wt, bias, w_off, b_off, k, n_in, widths[k], h[0], h[1], nxt_z[s, 0], nxt_z[s, 1])
-                            _apply(k, widths[k], word_off, nxt_z[s, 0], nxt_z[s, 1], te, nxt_w[s], h[0], h[1])
+                            _affine(wt, bias, w_off, b_off, k, n_in, widths[k], h[0], h[1], Z[x, s, 0], Z[x, s, 1])
+                            _apply(k, widths[k], word_off, Z[x, s, 0], Z[x, s, 1], te, Wd[x, s], h[0], h[1])
                             n_in = widths[k]
                         if not last:
                             _affine(wt, bias, w_off, b_off, layer + 1, width, widths[layer + 1], h[0], h[1],
-                                    nxt_z[s, 0], nxt_z[s, 1])
+                                    Z[x, s, 0], Z[x, s, 1])
                         continue
-                    _set_bits(layer, width, word_off, cur_z, p, te, nxt_w, s, on)
+                    _set_bits(layer, width, word_off, Z, c, p, te, Wd, x, s, on)
                 if not last and not (loose and transitions > 0):
-                    _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, cur_z, p, nxt_w,
-                                nxt_z, m, q + 1, on)
+                    _next_layer(wt, bias, w_off, b_off, layer, width, widths[layer + 1], word_off, Z, c, p, Wd, x,
+                                m, q + 1, on)
                 m = q + 1
-            cur_t, nxt_t, cur_i, nxt_i, cur_z, nxt_z, cur_w, nxt_w = nxt_t, cur_t, nxt_i, cur_i, nxt_z, cur_z, nxt_w, cur_w
-            n = m
+            n, c = m, x
         size = n_out + n
-        out_seg, out_t, out_i, out_w = _grown(out_seg, size), _grown(out_t, size), _grown(out_i, size), _grown(out_w, size)
-        out_seg[n_out:size] = i
-        out_t[n_out:size] = cur_t[:n]
-        out_i[n_out:size] = cur_i[:n, :2]
-        out_w[n_out:size] = cur_w[:n]
+        if size > out_seg.shape[0]:
+            out_seg, out_t, out_i, out_w = _grown(out_seg, size), _grown(out_t, size), _grown(out_i, size), _grown(out_w, size)
+        for r in range(n):  # element by element: slices would cost reference counting per segment
+            out_seg[n_out + r] = i
+            out_t[n_out + r, 0], out_t[n_out + r, 1] = T[c, r, 0], T[c, r, 1]
+            out_i[n_out + r, 0], out_i[n_out + r, 1] = I[c, r, 0], I[c, r, 1]
+            for k in range(n_words):
+                out_w[n_out + r, k] = Wd[c, r, k]
         n_out = size
     return out_seg[:n_out], out_t[:n_out], out_i[:n_out], out_w[:n_out]
 
