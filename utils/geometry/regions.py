@@ -496,18 +496,11 @@ def _compiled_pieces(
     b_off = np.cumsum([0] + widths.tolist())[:-1].astype(np.int64)
     word_off = np.array(word_offsets(widths.tolist()) + [sum(words_per_layer(widths.tolist()))], dtype=np.int64)
     arrays = [x.numpy() for x in (base, direction, t0, t1, tol_t)]
-    seg, t, opened, words = split_segments(  # contiguous arrays only, so numba compiles one signature
+    out = split_segments(  # contiguous arrays only, so numba compiles one signature
         np.concatenate(wts), np.concatenate([b.numpy() for _, b in layers]), w_off, b_off, widths, word_off, *[np.ascontiguousarray(x) for x in arrays], bool(unbounded), float(rel_tol),
     )
-    t = torch.from_numpy(t)
-    return {
-        "segment_index": torch.from_numpy(seg),
-        "t_start": t[:, 0].contiguous(),
-        "t_end": t[:, 1].contiguous(),
-        "patterns": torch.from_numpy(words),
-        "opened_by_layer": torch.from_numpy(opened[:, 0].copy()),
-        "opened_by_neuron": torch.from_numpy(opened[:, 1].copy()),
-    }
+    keys = ("segment_index", "t_start", "t_end", "opened_by_layer", "opened_by_neuron", "patterns")
+    return {k: torch.from_numpy(v) for k, v in zip(keys, out)}  # each a contiguous array of its own: no copies
 
 
 def _batched_pieces(

@@ -170,9 +170,8 @@ def _grown2(a, size):
 
 @_jit
 def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_lo, t_hi, tol_t, unbounded, rel_tol):
-    """Pieces of x(t) = base_i + t direction_i, t in [t_lo_i, t_hi_i], for every i; returns (segment index (P,),
-    [t_start, t_end] (P, 2), [opening layer, opening neuron] (P, 2), packed patterns (P, word_off[-1])), ordered by
-    segment, then t. Weights: layer l's W^T (in, width) flattened at wt[w_off[l]:], its bias at bias[b_off[l]:]."""
+    """Pieces of x(t) = base_i + t direction_i, t in [t_lo_i, t_hi_i], for every i; returns (segment index, t_start,
+    t_end, opening layer, opening neuron, all (P,); packed patterns (P, word_off[-1])), ordered by segment, then t. Weights: layer l's W^T (in, width) flattened at wt[w_off[l]:], its bias at bias[b_off[l]:]."""
     n_seg, d = base.shape
     n_layers = widths.shape[0]
     n_words = word_off[-1]
@@ -184,8 +183,8 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
     Z, Wd = np.empty((2, 8, 2, wmax)), np.empty((2, 8, n_words), np.int64)
     zt, zj, h, on = np.empty(wmax), np.empty(wmax, np.int64), np.empty((2, wmax)), np.empty(wmax, np.int64)
     ratio = np.empty(wmax)
-    out_seg, out_t = np.empty(n_seg, np.int64), np.empty((n_seg, 2))
-    out_i, out_w = np.empty((n_seg, 2), np.int64), np.empty((n_seg, n_words), np.int64)
+    out_seg, out_t0, out_t1 = np.empty(n_seg, np.int64), np.empty(n_seg), np.empty(n_seg)
+    out_l, out_j, out_w = np.empty(n_seg, np.int64), np.empty(n_seg, np.int64), np.empty((n_seg, n_words), np.int64)
     n_out = 0
     for i in range(n_seg):
         tol = tol_t[i]
@@ -259,15 +258,16 @@ def split_segments(wt, bias, w_off, b_off, widths, word_off, base, direction, t_
             n, c = m, x
         size = n_out + n
         if size > out_seg.shape[0]:
-            out_seg, out_t, out_i, out_w = _grown(out_seg, size), _grown(out_t, size), _grown(out_i, size), _grown(out_w, size)
+            out_seg, out_t0, out_t1 = _grown(out_seg, size), _grown(out_t0, size), _grown(out_t1, size)
+            out_l, out_j, out_w = _grown(out_l, size), _grown(out_j, size), _grown(out_w, size)
         for r in range(n):  # element by element: slices would cost reference counting per segment
             out_seg[n_out + r] = i
-            out_t[n_out + r, 0], out_t[n_out + r, 1] = T[c, r, 0], T[c, r, 1]
-            out_i[n_out + r, 0], out_i[n_out + r, 1] = I[c, r, 0], I[c, r, 1]
+            out_t0[n_out + r], out_t1[n_out + r] = T[c, r, 0], T[c, r, 1]
+            out_l[n_out + r], out_j[n_out + r] = I[c, r, 0], I[c, r, 1]
             for k in range(n_words):
                 out_w[n_out + r, k] = Wd[c, r, k]
         n_out = size
-    return out_seg[:n_out], out_t[:n_out], out_i[:n_out], out_w[:n_out]
+    return out_seg[:n_out], out_t0[:n_out], out_t1[:n_out], out_l[:n_out], out_j[:n_out], out_w[:n_out]
 
 
 @_jit
