@@ -57,19 +57,23 @@ def _add_row(w, ak, ck, z0, zs):
 
 
 @_inline
-def _add_rows4(w1, w2, w3, w4, a1, a2, a3, a4, c1, c2, c3, c4, z0, zs):
-    """Four _add_row calls in one pass: z0 += a1 w1, then += a2 w2, += a3 w3, += a4 w4 (zs likewise with c), each
-    element rounded after every step in that order, so the result is bit-identical to four _add_row calls; z0 and zs
-    are loaded and stored once instead of four times."""
-    for j in range(w1.shape[0]):
-        u = z0[j] + a1 * w1[j]
-        u = u + a2 * w2[j]
-        u = u + a3 * w3[j]
-        z0[j] = u + a4 * w4[j]
-        v = zs[j] + c1 * w1[j]
-        v = v + c2 * w2[j]
-        v = v + c3 * w3[j]
-        zs[j] = v + c4 * w4[j]
+def _add_rows4(wt, r1, r2, r3, r4, a1, a2, a3, a4, c1, c2, c3, c4, z, cn, s, n):
+    """Four _add_row calls in one pass, for the rows of W^T at wt[r1:r1 + n], ..., wt[r4:r4 + n]: z0 += a1 w1, then
+    += a2 w2, += a3 w3, += a4 w4 (zs likewise with c), each element rounded after every step in that order, so the
+    result is bit-identical to four _add_row calls; [z0, zs] = z[cn, s] is loaded and stored once instead of four
+    times. Indices, not views (a view costs reference counting); unsigned, so no wraparound check blocks
+    vectorization."""
+    for j in range(n):
+        ju = np.uint64(j)
+        w1, w2, w3, w4 = wt[r1 + ju], wt[r2 + ju], wt[r3 + ju], wt[r4 + ju]
+        u = z[cn, s, 0, j] + a1 * w1
+        u = u + a2 * w2
+        u = u + a3 * w3
+        z[cn, s, 0, j] = u + a4 * w4
+        v = z[cn, s, 1, j] + c1 * w1
+        v = v + c2 * w2
+        v = v + c3 * w3
+        z[cn, s, 1, j] = v + c4 * w4
 
 
 @_inline
@@ -116,10 +120,9 @@ def _next_layer(wt, bias, w_off, b_off, layer, width, width_next, word_off, z, c
         r = 0
         while r + 4 <= n_on:  # rows k1 < k2 < k3 < k4 at once, added in that order (see _add_rows4)
             k1, k2, k3, k4 = on[r], on[r + 1], on[r + 2], on[r + 3]
-            _add_rows4(wt[w0 + k1 * n : w0 + k1 * n + n], wt[w0 + k2 * n : w0 + k2 * n + n],
-                       wt[w0 + k3 * n : w0 + k3 * n + n], wt[w0 + k4 * n : w0 + k4 * n + n],
-                       z[cz, p, 0, k1], z[cz, p, 0, k2], z[cz, p, 0, k3], z[cz, p, 0, k4],
-                       z[cz, p, 1, k1], z[cz, p, 1, k2], z[cz, p, 1, k3], z[cz, p, 1, k4], z[cn, s, 0], z[cn, s, 1])
+            _add_rows4(wt, np.uint64(w0 + k1 * n), np.uint64(w0 + k2 * n), np.uint64(w0 + k3 * n),
+                       np.uint64(w0 + k4 * n), z[cz, p, 0, k1], z[cz, p, 0, k2], z[cz, p, 0, k3], z[cz, p, 0, k4],
+                       z[cz, p, 1, k1], z[cz, p, 1, k2], z[cz, p, 1, k3], z[cz, p, 1, k4], z, cn, s, n)
             r += 4
         for r in range(r, n_on):
             k = on[r]
