@@ -277,6 +277,23 @@ def test_count_distinct_rows_matches_a_python_set_for_every_key_width():
     assert count_distinct_rows(torch.zeros((0, 2), dtype=torch.int64)) == 0
 
 
+def test_compiled_count_distinct_rows_matches_a_python_set():
+    # The CPU path's hash-table count: same rows as above, plus negative words, colliding slots and empty input.
+    from utils.geometry.regions_kernel import count_distinct_rows as count_compiled
+
+    rng = np.random.default_rng(11)
+    for widths in ([16], [16, 16], [32, 32], [64, 64], [5, 64, 3]):
+        bits = torch.as_tensor(rng.random((400, sum(widths))) < 0.5)
+        bits = torch.cat([bits, bits[:150]])
+        words = torch.cat([pack_bits(b) for b in bits.split(widths, dim=1)], dim=1).numpy()
+        assert count_compiled(words) == len({tuple(r) for r in words.tolist()})
+        assert count_compiled(words[:1]) == 1
+    for _ in range(50):
+        words = rng.integers(-3, 3, size=(int(rng.integers(1, 200)), int(rng.integers(1, 4)))).astype(np.int64) << 61
+        assert count_compiled(words) == len({tuple(r) for r in words.tolist()})
+    assert count_compiled(np.zeros((0, 2), dtype=np.int64)) == 0
+
+
 def test_input_jacobian_matches_autograd():
     rng = np.random.default_rng(10)
     layers = random_net(rng, 5, [9, 6])
