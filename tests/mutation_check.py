@@ -126,15 +126,24 @@ mutation("transitions counted as pieces, not pieces - 1", R, "num_transitions=in
          "num_transitions=int(seg.shape[0])", "tests/test_regions.py")
 mutation("pattern bit set at pre-activation >= 0", R, "        on = z > 0\n", "        on = z >= 0\n",
          "tests/test_regions.py", "tests/test_planes.py")
-mutation("1-D: zeros within 10 tol of a piece end do not split it (end rule 10 tol)", R,
+K = "utils/geometry/regions_kernel.py"  # the compiled CPU kernel; R's batched code is the CUDA path
+mutation("1-D kernel: zeros within 10 tol of a piece end do not split it", K,
+         "lo, hi = _inwards(t0, tol, rel_tol), _inwards(t1, -tol, rel_tol)",
+         "lo, hi = _inwards(t0, 10 * tol, rel_tol), _inwards(t1, -10 * tol, rel_tol)",
+         "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("1-D kernel: zeros within 10 tol of each other merge", K, "> tol + rel_tol * abs(zt[r - 1])",
+         "> 10 * tol + rel_tol * abs(zt[r - 1])", "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("1-D kernel: zeros within 0.1 tol of each other merge (too strict)", K, "> tol + rel_tol * abs(zt[r - 1])",
+         "> 0.1 * tol + rel_tol * abs(zt[r - 1])", "tests/test_near_tolerance.py", "tests/test_regions.py")
+mutation("1-D torch path: zeros within 10 tol of a piece end do not split it", R,
          "lo, hi = _shift(t0, tol, rel_tol).index_select(0, row), _shift(t1, -tol, rel_tol).index_select(0, row)",
          "lo, hi = _shift(t0, 10 * tol, rel_tol).index_select(0, row), _shift(t1, -10 * tol, rel_tol).index_select(0, row)",
          "tests/test_near_tolerance.py", "tests/test_regions.py")
-mutation("1-D: zeros within 10 tol of each other merge", R, "> tol[row[1:]] + rel_tol * prev.abs()",
+mutation("1-D torch path: zeros within 10 tol of each other merge", R, "> tol[row[1:]] + rel_tol * prev.abs()",
          "> 10 * tol[row[1:]] + rel_tol * prev.abs()", "tests/test_near_tolerance.py", "tests/test_regions.py")
-mutation("1-D: zeros within 0.1 tol of each other merge (too strict)", R, "> tol[row[1:]] + rel_tol * prev.abs()",
+mutation("1-D torch path: zeros within 0.1 tol of each other merge (too strict)", R, "> tol[row[1:]] + rel_tol * prev.abs()",
          "> 0.1 * tol[row[1:]] + rel_tol * prev.abs()", "tests/test_near_tolerance.py", "tests/test_regions.py")
-mutation("1-D: split pieces keep stale bits (no recompute at their own midpoint)", R,
+mutation("1-D torch path: split pieces keep stale bits (no recompute at their own midpoint)", R,
          "            if bool(redo_parent.any()):\n", "            if False:\n",
          "tests/test_near_tolerance.py", "tests/test_regions.py")
 mutation("2-D: a line must clear 100 tol to cut", P, "        if abs(d) <= tol:", "        if abs(d) <= 100 * tol:",

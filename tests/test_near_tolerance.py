@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from tests.reference_regions import line_pieces_ref, path_pieces_ref, plane_partition_ref, split_polygon
 from utils.geometry.planes import plane_partition
+import utils.geometry.regions as regions
 from utils.geometry.regions import DEFAULT_RTOL, line_regions, lines_through, path_pieces
 
 RTOL = DEFAULT_RTOL
@@ -366,12 +367,22 @@ def check_path(layers, pts, scale, ref_openers: bool = True):
 
 
 @near_tol
+@pytest.fixture(scope="module", params=["compiled", "torch"])
+def one_d_path(request):
+    """Each 1-D case runs on both CPU paths: the compiled kernel, and the batched torch code that CUDA uses (forced
+    on CPU tensors), so a tolerance slip in either is caught. Module-scoped: hypothesis allows no per-test fixture."""
+    saved = regions.COMPILED_ON_CPU
+    regions.COMPILED_ON_CPU = request.param == "compiled"
+    yield request.param
+    regions.COMPILED_ON_CPU = saved
+
+
 @given(geom=segments(3), k=OFFSET, seg=st.integers(0, 1), at_end=st.booleans(), second_layer=st.booleans(), ws=WEIGHTS)
 @example(geom=(np.array([[-1.0, 0.0], [1.0, 0.5], [0.0, 1.0]]), 1.0), k=0.5, seg=0, at_end=True, second_layer=False,
          ws=EX_WEIGHTS).via("half a tol before a path point")
 @example(geom=(np.array([[-1.0, 0.0], [1.0, 0.5], [0.0, 1.0]]), 1.0), k=2.0, seg=1, at_end=False, second_layer=True,
          ws=EX_WEIGHTS).via("two tol after a path point, second layer")
-def test_zero_near_a_segment_end_splits_only_farther_than_tol(geom, k, seg, at_end, second_layer, ws):
+def test_zero_near_a_segment_end_splits_only_farther_than_tol(geom, k, seg, at_end, second_layer, ws, one_d_path):
     """A first- or second-layer neuron's zero k tol inside segment seg from one of its ends: the segment has two
     pieces iff k > 1 (the neuron is affine along the whole path, so this is its only zero on that segment)."""
     pts, scale = geom
@@ -392,7 +403,7 @@ def test_zero_near_a_segment_end_splits_only_farther_than_tol(geom, k, seg, at_e
 
 @near_tol
 @given(geom=segments(3), point=st.integers(0, 2), second_layer=st.booleans(), ws=WEIGHTS)
-def test_zero_exactly_at_a_path_point_splits_neither_neighbouring_segment(geom, point, second_layer, ws):
+def test_zero_exactly_at_a_path_point_splits_neither_neighbouring_segment(geom, point, second_layer, ws, one_d_path):
     """A first- or second-layer neuron's zero exactly at a path point (first, middle or last): no transition on the
     segments that start or end there (the neuron is affine along the path: that is its only zero on them)."""
     pts, scale = geom
@@ -421,7 +432,7 @@ def test_zero_exactly_at_a_path_point_splits_neither_neighbouring_segment(geom, 
          ws=EX_WEIGHTS).via("two tol apart, one layer")
 @example(geom=(np.array([[-1.0, 0.0], [1.0, 0.5]]), 1.0), k=5.0, t=0.5, order=-1, across_layers=True,
          ws=EX_WEIGHTS).via("five tol apart, layer 1 vs layer 2 (the 10x-merge mutation)")
-def test_two_zeros_closer_than_tol_are_one_transition_flipping_both(geom, k, t, order, across_layers, ws):
+def test_two_zeros_closer_than_tol_are_one_transition_flipping_both(geom, k, t, order, across_layers, ws, one_d_path):
     """Two zeros k tol apart inside a segment, both neurons in layer 1 or one in each layer: one transition flipping
     both bits iff k < 1, else two; the second zero comes after (order 1) or before (-1) the first in t."""
     pts, scale = geom
@@ -459,7 +470,7 @@ EX_MULT = [1, -1, 2, 1, 1, -1, 2]
        side=SIGN, ws=WEIGHTS)
 @example(geom=(np.array([[-1.0, 0.0], [1.0, 0.5]]), 1.0), n=3, t=0.5, extra=2.0, side=1,
          ws=EX_WEIGHTS).via("three through a point, a fourth two tol away")
-def test_neurons_through_one_point_are_one_transition_flipping_all_their_bits(geom, n, t, extra, side, ws):
+def test_neurons_through_one_point_are_one_transition_flipping_all_their_bits(geom, n, t, extra, side, ws, one_d_path):
     """n first-layer neurons and one second-layer neuron all zero at one point of a segment: one transition flipping
     n + 1 bits. Optionally one more first-layer neuron zero `extra` tol away: merged with them iff extra < 1."""
     pts, scale = geom
@@ -496,7 +507,7 @@ def test_neurons_through_one_point_are_one_transition_flipping_all_their_bits(ge
        at=st.lists(st.integers(-8, 8), min_size=6, max_size=6))
 @example(k=0.5, t1=0.0, scale=1.0, d=2, ws=EX_WEIGHTS, at=[-8, 3, 0, 2, -5, 1]).via("half a tol apart")
 @example(k=5.0, t1=0.0, scale=1.0, d=2, ws=EX_WEIGHTS, at=[-8, 3, 0, 2, -5, 1]).via("five tol apart")
-def test_whole_line_with_two_zeros_closer_than_tol_crosses_one_region_fewer(k, t1, scale, d, ws, at):
+def test_whole_line_with_two_zeros_closer_than_tol_crosses_one_region_fewer(k, t1, scale, d, ws, at, one_d_path):
     """A line through a point p (direction p - anchor) crossing 4 first-layer zero hyperplanes, two of them k tol
     apart near p: n + 1 = 5 regions if k > 1, else 4."""
     p, anchor = np.array(at[:d], dtype=float), np.array(at[3 : 3 + d], dtype=float)
@@ -518,7 +529,7 @@ def test_whole_line_with_two_zeros_closer_than_tol_crosses_one_region_fewer(k, t
     assert got.num_regions.tolist() == exact.regions_per_line() == ref["num_regions_per_line"] == [4 + (k > 1)]
 
 
-def test_zeros_exactly_one_tol_apart_or_from_an_end_run_and_give_an_admissible_count():
+def test_zeros_exactly_one_tol_apart_or_from_an_end_run_and_give_an_admissible_count(one_d_path):
     """At exactly 1 x tol float rounding decides, so either answer is right (and here the library and the reference
     do differ: the exact gap is tol (1 - 5e-10), the library's float gap exceeds tol): no crash, each answer is one
     of the two admissible ones, and the segments away from the feature are unaffected."""
@@ -541,7 +552,8 @@ def test_zeros_exactly_one_tol_apart_or_from_an_end_run_and_give_an_admissible_c
 
 
 @pytest.mark.parametrize("across_layers", [False, True])
-def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_that_pieces_pattern(across_layers):
+def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_that_pieces_pattern(across_layers,
+                                                                                                   one_d_path):
     """Path (-1, 0) -> (1, 0) -> (1, 1), tol_x = 1e-9: a zero 1.2 tol before the end of segment 0 splits it; another
     neuron's zero 0.9 tol before the end (0.3 tol after the first: one transition flipping both bits, and before the
     last piece's midpoint 0.6 tol before the end) does not split it. Both neurons are on along segment 1."""
@@ -562,7 +574,7 @@ def test_zero_within_tol_of_an_end_but_past_the_last_sub_piece_midpoint_is_in_th
     assert got.num_regions == 2
 
 
-def test_later_zero_of_a_merged_transition_past_the_next_pieces_midpoint_is_not_in_its_pattern():
+def test_later_zero_of_a_merged_transition_past_the_next_pieces_midpoint_is_not_in_its_pattern(one_d_path):
     """Path (-1, 0) -> (1, 0) -> (1, 1), tol_x = 1e-9: three neurons' zeros 2.9, 2.0 and 1.1 tol before the end of
     segment 0 chain into one transition (each 0.9 tol after the previous; the last 1.1 tol from the end, so inside),
     but the last lies after the midpoint of the piece that transition opens (1.45 tol before the end): that piece's
