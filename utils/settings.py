@@ -269,3 +269,24 @@ class ImportSettings:
     def __post_init__(self):
         if not self.path:
             raise UserError("pass --path=MODEL.zip (or an rl-zoo3 folder, or a paper-layout run folder)")
+
+
+PRESET_NAMES = ("quick", "paper")  # utils.jobs.reproduce.PRESETS: the sweep files of each
+
+
+@dataclass(frozen=True)
+class ReproduceSettings:
+    """reproduce.py: the report that checks the paper's findings on evaluated sweeps (and, later, runs a preset)."""
+
+    preset: str | None = flag(None, "run a whole study (quick: about an hour on 2 CPUs; paper: the paper's grid); "
+                                    "not built yet", choices=PRESET_NAMES)
+    sweep_id: list[str] = flag([], "build the report from these evaluated sweeps (ids as sweep.py or "
+                                   "import_policy.py --sweep_id gave them)", nargs="+", metavar="SWEEP_ID", type=name)
+    report_dir: Path = flag(Path("report"), "where REPORT.md, report.html, findings.json and figures/ go")
+    checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
+    results_dir: Path = flag(Path("results"), "where evaluate.py wrote results/<sweep_id>/")
+    workers: int = flag(1, "processes for training and evaluation (used by --preset)", type=int_in(1, 1024))
+
+    def __post_init__(self):
+        if bool(self.preset) == bool(self.sweep_id):
+            raise UserError("pass either --preset=quick|paper or --sweep_id SWEEP_ID [SWEEP_ID ...] (not both)")

@@ -1,0 +1,349 @@
+"""reproduce.py's library: the report that checks the paper's five findings on evaluated sweeps, and the presets.
+
+Report (docs/design.md, "The report"): from `<results_dir>/<sweep_id>/<run_id>/{summary.json, history.csv}` of
+one or more sweeps (runs trained here or imported with import_policy.py --sweep_id), grouped by env, write into
+the report folder
+- findings.json: every number behind every verdict (utils.analysis.findings), the setup and the returns;
+- figures/<env>/*.png and *.pdf (utils.pictures.report_figures);
+- REPORT.md (figures as relative PNG links) and report.html (the same, PNGs inlined as data: URIs; opens offline).
+
+Presets are data (PRESETS): the sweep files a study trains. Running them (sweep -> random data -> evaluate ->
+report) is not built yet; `plan_report` refuses a preset with one line saying so.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from utils.analysis.findings import Run, all_findings, make_runs, returns_reached
+from utils.analysis.history import read_sweep_results
+from utils.analysis.sources import local_sweep_runs
+from utils.errors import UserError
+from utils.runs.io import json_text, write_text_if_changed
+from utils.runs.store import check_creatable_dir, check_writable_dir
+from utils.settings import ReproduceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A study: the sweep files it trains (paths relative to the repository) and what it is for."""
+
+    sweep_files: tuple[str, ...]
+    about: str
+
+
+PRESETS = {
+    "quick": Preset(("sweeps/quick_halfcheetah_widths.yaml", "sweeps/quick_halfcheetah_depths.yaml",
+                     "sweeps/car1d_widths.yaml"),
+                    "HalfCheetah-v5, one hidden layer of 8/16/32 neurons and 32 neurons as 1x32, 2x16, 4x8, "
+                    "3 seeds, 200k steps each; plus the Car1D width grid"),
+    "paper": Preset(tuple(f"sweeps/{name}.yaml" for name in ("halfcheetah", "hopper", "walker2d", "ant", "swimmer")),
+                    "the paper's grid: five MuJoCo tasks, depth 1-4 x 32/64/96/128 neurons x 5 seeds, 1M steps"),
+}
+
+DIFFERENCES = (
+    "Environments are gymnasium's maintained MuJoCo -v5 versions (the paper used mujoco-py -v2/-v3 ids; legacy ids "
+    "are mapped to -v5, and observation sizes can differ, e.g. Ant-v5 observes 105 numbers where Ant-v2 had 111).",
+    "PPO is this project's implementation (Stable-Baselines3's defaults, separate ReLU policy and value MLPs, "
+    "float64 numpy updates on the CPU), not the paper's Stable-Baselines3 run; returns need not match theirs.",
+    "The fixed trajectory is one deterministic episode of best.pt (the highest in-training eval return); start "
+    "values are the first evaluated checkpoint (iteration 0, the initial policy), end values the last one.",
+    "Budgets, seeds and architectures are those listed under Setup, which may be smaller than the paper's grid.",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plan: which runs, checked before anything is written
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReportPlan:
+    settings: ReproduceSettings
+    runs_by_env: dict[str, list[Run]]                 # env id -> evaluated runs (all the sweeps', merged)
+    run_infos: dict[str, dict] = field(default_factory=dict)  # run id -> run.json, for runs in the run store
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.settings.report_dir)
+
+
+def evaluate_command(settings: ReproduceSettings, sweep_id: str) -> str:
+    return (f"python randomized_metric_helper.py --sweep_id={sweep_id} --checkpoints_dir={settings.checkpoints_dir} "
+            f"&& python evaluate.py --sweep_id={sweep_id} --checkpoints_dir={settings.checkpoints_dir} "
+            f"--results_dir={settings.results_dir} --evaluate_random_trajectories --evaluate_random_lines")
+
+
+def plan_report(settings: ReproduceSettings) -> ReportPlan:
+    """Read every sweep's results (and the run store's run.json of its runs) and check that every run is evaluated;
+    writes nothing. A preset is refused: running the study is not built yet."""
+    if settings.preset is not None:
+        raise UserError(f"--preset={settings.preset} is not built yet (running sweeps, random data and evaluation "
+                        f"from reproduce.py comes next); train and evaluate the preset's sweeps "
+                        f"({', '.join(PRESETS[settings.preset].sweep_files)}) with sweep.py, "
+                        f"randomized_metric_helper.py and evaluate.py, then pass --sweep_id")
+    check_creatable_dir(Path(settings.report_dir), "--report_dir")
+    runs, infos = [], {}
+    for sweep_id in settings.sweep_id:
+        stored = local_sweep_runs(settings.checkpoints_dir, sweep_id) if Path(settings.checkpoints_dir).is_dir() else []
+        summaries, histories = read_sweep_results(Path(settings.results_dir) / sweep_id)
+        evaluated = {s["run_id"] for s in summaries if histories.get(s["run_id"])}
+        if not stored and not summaries:
+            raise UserError(f"sweep '{sweep_id}' has no runs in {settings.checkpoints_dir} and no results in "
+                            f"{Path(settings.results_dir) / sweep_id}; pass the id sweep.py or import_policy.py "
+                            f"--sweep_id gave (python runs.py --checkpoints_dir={settings.checkpoints_dir} lists them)")
+        missing = sorted({r.run_id for r in stored} - evaluated) + sorted(
+            s["run_id"] for s in summaries if s["run_id"] not in evaluated)
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise UserError(f"{len(missing)} run(s) of sweep '{sweep_id}' have no evaluation in "
+                            f"{Path(settings.results_dir) / sweep_id} ({shown}); run {evaluate_command(settings, sweep_id)}")
+        infos.update({r.run_id: r.info for r in stored})
+        runs += make_runs(summaries, histories)
+    seen = [r.summary["run_id"] for r in runs]
+    twice = sorted({i for i in seen if seen.count(i) > 1})
+    if twice:
+        raise UserError(f"run(s) {', '.join(twice)} are in more than one of the sweeps given; pass each sweep once")
+    by_env: dict[str, list[Run]] = {}
+    for run in runs:  # mixed envs are reported side by side, one section each: a finding is judged per env
+        by_env.setdefault(run.summary.get("env_id") or "unknown env", []).append(run)
+    return ReportPlan(settings, dict(sorted(by_env.items())), infos)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Setup: what the runs were
+# ----------------------------------------------------------------------------------------------------------------
+def machine() -> dict:
+    """This machine, where the report was built (the runs' own machines are not recorded)."""
+    return {"platform": platform.platform(), "python": platform.python_version(), "processor": platform.processor()
+            or platform.machine(), "cpus": os.cpu_count()}
+
+
+def _distinct(values) -> list:
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def env_setup(runs: Sequence[Run], infos: dict[str, dict]) -> dict:
+    """Envs as requested and resolved, budgets, seeds, architectures, sweeps and package versions of the runs."""
+    known = [infos[r.summary["run_id"]] for r in runs if r.summary["run_id"] in infos]
+    configs = [i.get("config", {}) for i in known]
+    return {"env_id": _distinct(r.summary.get("env_id") for r in runs),
+            "env_requested": _distinct(i.get("env_requested") for i in known if i.get("env_requested")),
+            "sweeps": _distinct(r.summary.get("sweep_id") for r in runs),
+            "sources": _distinct(r.summary.get("source") for r in runs),
+            "architectures": _distinct(r.architecture for r in runs),
+            "seeds": sorted(_distinct(r.summary.get("seed") for r in runs), key=lambda s: (s is None, s)),
+            "runs": len(runs),
+            "total_timesteps": _distinct(c.get("total_timesteps") for c in configs if "total_timesteps" in c),
+            "final_timesteps": _distinct(r.rows[-1]["timesteps"] for r in runs if r.rows),
+            "checkpoints_evaluated": _distinct(len(r.rows) for r in runs),
+            "packages": _distinct(i.get("packages") for i in known if i.get("packages")),
+            "runs_without_run_json": sorted(r.summary["run_id"] for r in runs if r.summary["run_id"] not in infos)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The report: findings.json, figures, REPORT.md, report.html
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReportResult:
+    report_dir: Path
+    files: tuple[Path, ...]
+    verdicts: dict[str, list[str]]  # env id -> the five verdicts
+
+
+def slug(env_id: str) -> str:
+    """A folder name for an env id (envs:Car1DEnv-v1 -> envs_Car1DEnv-v1)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id).strip("._") or "env"
+
+
+def build_report(plan: ReportPlan) -> ReportResult:
+    """Write findings.json, the figures, REPORT.md and report.html into the report folder; returns what it wrote."""
+    from utils.pictures.metric_plots import write_figures
+    from utils.pictures.report_figures import report_figures
+
+    out = check_writable_dir(plan.report_dir, "--report_dir")
+    envs, files, verdicts = {}, [], {}
+    for env_id, runs in plan.runs_by_env.items():
+        findings = all_findings(runs)
+        verdicts[env_id] = [f["verdict"] for f in findings]
+        summaries = [r.summary for r in runs]
+        histories = {r.summary["run_id"]: list(r.rows) for r in runs}
+        figures = report_figures(summaries, histories)
+        folder = out / "figures" / slug(env_id)
+        pngs = write_figures(figures, folder, "png")
+        files += pngs + write_figures(figures, folder, "pdf")
+        envs[env_id] = {"setup": env_setup(runs, plan.run_infos), "returns": returns_reached(runs),
+                        "findings": findings,
+                        "figures": {stem: str(p.relative_to(out)) for stem, p in zip(figures, pngs)}}
+    record = {"sweeps": list(plan.settings.sweep_id), "machine": machine(), "differences_from_paper": list(DIFFERENCES),
+              "envs": envs}
+    findings_json = out / "findings.json"
+    write_text_if_changed(findings_json, json_text(_finite(record)))
+    blocks = report_blocks(record)
+    md, page = out / "REPORT.md", out / "report.html"
+    write_text_if_changed(md, render_markdown(blocks))
+    write_text_if_changed(page, render_html(blocks, out))
+    return ReportResult(out, (findings_json, md, page, *files), verdicts)
+
+
+def _finite(value):
+    """NaN and infinities as null: findings.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# A report is a list of blocks, rendered once as Markdown and once as HTML, so both say the same.
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _spread_text(s: dict) -> str:
+    if s.get("mean") is None:
+        return "–"
+    return f"{_num(s['mean'])} [{_num(s['min'])}, {_num(s['max'])}]"
+
+
+FIGURE_OF = {1: "report_density", 2: "report_trajectory_length", 3: "report_density", 4: "report_density_vs_size",
+             5: "report_random_vs_policy"}
+
+
+def report_blocks(record: dict) -> list[tuple]:
+    """The report as ("h", level, text) / ("p", text) / ("table", header, rows) / ("img", alt, path) blocks."""
+    b: list[tuple] = [("h", 1, "Reproduction report: Understanding the Evolution of Linear Regions in Deep RL"),
+                      ("p", "Cohan, Kim, Rolnick, van de Panne (NeurIPS 2022), re-run with deep_rl_regions. Sweeps: "
+                            + ", ".join(record["sweeps"]) + ". Spread over seeds is written mean [min, max]; "
+                            "start = first evaluated checkpoint (the initial policy), end = last; every number is "
+                            "in findings.json.")]
+    summary_rows = [[env, *[f["verdict"] for f in e["findings"]]] for env, e in record["envs"].items()]
+    b.append(("table", ["env", *[f"finding {k}" for k in range(1, 6)]], summary_rows))
+    b.append(("h", 2, "What differs from the paper"))
+    b += [("p", "- " + d) for d in record["differences_from_paper"]]
+    m = record["machine"]
+    b.append(("p", f"Report built on {m['platform']}, Python {m['python']}, {m['cpus']} CPUs ({m['processor']})."))
+    for env, e in record["envs"].items():
+        s = e["setup"]
+        b.append(("h", 2, env))
+        b.append(("h", 3, "Setup"))
+        packages = "; ".join(", ".join(f"{k} {v}" for k, v in p.items()) for p in s["packages"]) or "not recorded"
+        b.append(("table", ["item", "value"], [
+            ["env (resolved)", ", ".join(map(str, s["env_id"]))],
+            ["env (requested)", ", ".join(s["env_requested"]) or "not recorded"],
+            ["sweeps", ", ".join(map(str, s["sweeps"]))], ["run sources", ", ".join(map(str, s["sources"]))],
+            ["architectures", ", ".join(s["architectures"])], ["seeds", ", ".join(map(str, s["seeds"]))],
+            ["runs", str(s["runs"])], ["budget (total_timesteps)", ", ".join(map(str, s["total_timesteps"])) or "–"],
+            ["timesteps at the last checkpoint", ", ".join(map(str, s["final_timesteps"]))],
+            ["checkpoints evaluated per run", ", ".join(map(str, s["checkpoints_evaluated"]))],
+            ["packages", packages]]))
+        b.append(("h", 3, "Returns reached (training eval return)"))
+        b.append(("table", ["architecture", "seeds", "first checkpoint", "best", "final"],
+                  [[r["architecture"], str(len(r["run_ids"])), _spread_text(r["first"]), _spread_text(r["best"]),
+                    _spread_text(r["final"])] for r in e["returns"]]))
+        for f in e["findings"]:
+            b.append(("h", 3, f"Finding {f['number']}: {f['verdict']}"))
+            b.append(("p", f["statement"]))
+            b.append(("p", f"Verdict: **{f['verdict']}**. Criterion: {f['criterion']}."))
+            b.append(_finding_table(f))
+            if f["number"] == 4 and "comparison" in f:
+                c = f["comparison"]
+                b.append(("p", "Across architectures: " + ", ".join(
+                    f"{k.replace('_', ' ')} {_num(v) if not isinstance(v, list) else ', '.join(v)}"
+                    for k, v in c.items()) + "."))
+            stem = FIGURE_OF[f["number"]]
+            if stem in e["figures"]:
+                b.append(("img", f"finding {f['number']}, {env}", e["figures"][stem]))
+            elif f["number"] == 5:
+                b.append(("p", "No figure: the runs were evaluated without random lines and trajectories."))
+    return b
+
+
+def _finding_table(f: dict) -> tuple:
+    if f["number"] == 5:
+        return ("table", ["architecture", "seeds", "random / current", "random", "current", "fixed",
+                          "regions per random line (origin) start → end", "verdict"],
+                [[a["architecture"], str(len(a["run_ids"])), _spread_text(a["random_over_current"]),
+                  _spread_text(a["random_per_length_end"]), _spread_text(a["current_per_length_end"]),
+                  _spread_text(a["fixed_per_length_end"]),
+                  f"{_spread_text(a['random_lines'][0]['start'])} → {_spread_text(a['random_lines'][0]['end'])}",
+                  a["verdict"] + (f" ({a['how']})" if "how" in a else f" ({a['reason']})" if "reason" in a else "")]
+                 for a in f["architectures"]])
+    return ("table", ["architecture", "seeds", "start", "end", "end / start", "verdict"],
+            [[a["architecture"], str(len(a["run_ids"])), _spread_text(a["start"]), _spread_text(a["end"]),
+              _spread_text(a["ratio"]), a.get("verdict", "–") + (f" ({a['reason']})" if "reason" in a else "")]
+             for a in f["architectures"]])
+
+
+def render_markdown(blocks: Sequence[tuple]) -> str:
+    lines = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            lines += ["#" * block[1] + " " + block[2], ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "table":
+            cell = lambda t: str(t).replace("|", "\\|")  # noqa: E731
+            lines.append("| " + " | ".join(map(cell, block[1])) + " |")
+            lines.append("|" + "---|" * len(block[1]))
+            lines += ["| " + " | ".join(map(cell, row)) + " |" for row in block[2]]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[1]}]({block[2]})", ""]
+    return "\n".join(lines)
+
+
+CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;line-height:1.4}"
+       "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;font-size:90%}"
+       "img{max-width:100%;width:34em;display:block;margin:.5em 0}")
+
+
+def render_html(blocks: Sequence[tuple], report_dir: Path) -> str:
+    """The report as one HTML page; every image is the PNG's bytes inlined as a data: URI (no other files)."""
+    def inline(text: str) -> str:
+        return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>Reproduction report</title>", f"<style>{CSS}</style></head><body>"]
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            parts.append(f"<p>{inline(block[1])}</p>")
+        elif kind == "table":
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in block[1])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                           for row in block[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((report_dir / block[2]).read_bytes()).decode("ascii")
+            parts.append(f'<img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}">')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def report(settings: ReproduceSettings) -> ReportResult:
+    """Plan and build the report of the given sweeps."""
+    return build_report(plan_report(settings))
+
+
+def preset_sweep_files(preset: str) -> list[Path]:
+    """The preset's sweep files as paths in this checkout."""
+    return [ROOT / f for f in PRESETS[preset].sweep_files]
+
