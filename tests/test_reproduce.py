@@ -211,7 +211,8 @@ def test_report_md_links_figures_that_exist_and_states_each_verdict_with_its_cri
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert links and all(not Path(link).is_absolute() and (built / link).is_file() for link in links)
     assert {Path(link).name for link in links} == {"report_density.png", "report_trajectory_length.png",
-                                                  "report_density_vs_size.png", "report_random_vs_policy.png"}
+                                                  "report_density_vs_size.png", "report_random_trajectories.png",
+                                                  "report_random_lines.png"}
     for link in links:  # every figure also as pdf
         assert (built / link).with_suffix(".pdf").is_file()
     for number in range(1, 6):

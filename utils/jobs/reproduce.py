@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from utils.analysis.findings import Run, all_findings, make_runs, returns_reached
+from utils.analysis.findings import Run, all_findings, architectures, make_runs, returns_reached
 from utils.analysis.history import read_sweep_results
 from utils.analysis.sources import local_sweep_runs
 from utils.errors import UserError
@@ -143,7 +143,7 @@ def env_setup(runs: Sequence[Run], infos: dict[str, dict]) -> dict:
             "env_requested": _distinct(i.get("env_requested") for i in known if i.get("env_requested")),
             "sweeps": _distinct(r.summary.get("sweep_id") for r in runs),
             "sources": _distinct(r.summary.get("source") for r in runs),
-            "architectures": _distinct(r.architecture for r in runs),
+            "architectures": [arch for arch, _ in architectures(runs)],
             "seeds": sorted(_distinct(r.summary.get("seed") for r in runs), key=lambda s: (s is None, s)),
             "runs": len(runs),
             "total_timesteps": _distinct(c.get("total_timesteps") for c in configs if "total_timesteps" in c),
@@ -220,12 +220,13 @@ def _spread_text(s: dict) -> str:
     return f"{_num(s['mean'])} [{_num(s['min'])}, {_num(s['max'])}]"
 
 
-FIGURE_OF = {1: "report_density", 2: "report_trajectory_length", 3: "report_density", 4: "report_density_vs_size",
-             5: "report_random_vs_policy"}
+FIGURE_OF = {1: ("report_density",), 2: ("report_trajectory_length",), 3: ("report_density",),
+             4: ("report_density_vs_size",), 5: ("report_random_trajectories", "report_random_lines")}
 
 
 def report_blocks(record: dict) -> list[tuple]:
-    """The report as ("h", level, text) / ("p", text) / ("table", header, rows) / ("img", alt, path) blocks."""
+    """The report as ("h", level, text) / ("p", text) / ("table", header, rows) / ("list", items) / ("img", alt, path)
+    blocks."""
     b: list[tuple] = [("h", 1, "Reproduction report: Understanding the Evolution of Linear Regions in Deep RL"),
                       ("p", "Cohan, Kim, Rolnick, van de Panne (NeurIPS 2022), re-run with deep_rl_regions. Sweeps: "
                             + ", ".join(record["sweeps"]) + ". Spread over seeds is written mean [min, max]; "
@@ -234,7 +235,7 @@ def report_blocks(record: dict) -> list[tuple]:
     summary_rows = [[env, *[f["verdict"] for f in e["findings"]]] for env, e in record["envs"].items()]
     b.append(("table", ["env", *[f"finding {k}" for k in range(1, 6)]], summary_rows))
     b.append(("h", 2, "What differs from the paper"))
-    b += [("p", "- " + d) for d in record["differences_from_paper"]]
+    b.append(("list", record["differences_from_paper"]))
     m = record["machine"]
     b.append(("p", f"Report built on {m['platform']}, Python {m['python']}, {m['cpus']} CPUs ({m['processor']})."))
     for env, e in record["envs"].items():
@@ -265,10 +266,9 @@ def report_blocks(record: dict) -> list[tuple]:
                 b.append(("p", "Across architectures: " + ", ".join(
                     f"{k.replace('_', ' ')} {_num(v) if not isinstance(v, list) else ', '.join(v)}"
                     for k, v in c.items()) + "."))
-            stem = FIGURE_OF[f["number"]]
-            if stem in e["figures"]:
-                b.append(("img", f"finding {f['number']}, {env}", e["figures"][stem]))
-            elif f["number"] == 5:
+            stems = [stem for stem in FIGURE_OF[f["number"]] if stem in e["figures"]]
+            b += [("img", f"finding {f['number']}, {env}", e["figures"][stem]) for stem in stems]
+            if not stems:
                 b.append(("p", "No figure: the runs were evaluated without random lines and trajectories."))
     return b
 
@@ -303,6 +303,8 @@ def render_markdown(blocks: Sequence[tuple]) -> str:
             lines.append("|" + "---|" * len(block[1]))
             lines += ["| " + " | ".join(map(cell, row)) + " |" for row in block[2]]
             lines.append("")
+        elif kind == "list":
+            lines += [f"- {item}" for item in block[1]] + [""]
         elif kind == "img":
             lines += [f"![{block[1]}]({block[2]})", ""]
     return "\n".join(lines)
@@ -331,6 +333,8 @@ def render_html(blocks: Sequence[tuple], report_dir: Path) -> str:
             body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                            for row in block[2])
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{inline(item)}</li>" for item in block[1]) + "</ul>")
         elif kind == "img":
             data = base64.b64encode((report_dir / block[2]).read_bytes()).decode("ascii")
             parts.append(f'<img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}">')

@@ -6,8 +6,9 @@ Figures of one env's runs (summaries + history rows as evaluate.py writes them):
 - report_density: normalized density against timesteps, one panel per architecture, fixed vs current trajectory;
 - report_trajectory_length: the current trajectory's length against timesteps, log y, one curve per architecture;
 - report_density_vs_size: the last checkpoint's fixed-trajectory density against width and against depth;
-- report_random_vs_policy: transitions per unit length at the last checkpoint, random-action vs policy
-  trajectories, and regions per random line against timesteps (only when the runs were evaluated with them).
+- report_random_trajectories: transitions per unit length at the last checkpoint, random-action vs policy
+  trajectories; report_random_lines: regions per random line against timesteps (each only when the runs were
+  evaluated with them).
 """
 from __future__ import annotations
 
@@ -126,42 +127,54 @@ def density_vs_size_figure(summaries: Sequence[dict], histories: dict[str, list[
     return fig
 
 
-def random_vs_policy_figure(summaries: Sequence[dict], histories: dict[str, list[dict]]) -> Figure | None:
-    """Left: transitions per unit length at the last checkpoint, per architecture, for random-action, fixed and
-    current trajectories (each seed a dot, mean a bar edge). Right: regions per random line (through the origin)
-    against timesteps. None when the runs have neither random trajectories nor random lines."""
+def random_trajectories_figure(summaries: Sequence[dict], histories: dict[str, list[dict]]) -> Figure | None:
+    """Transitions per unit length at the last checkpoint, per architecture: random-action trajectories against the
+    policy's fixed and current ones (each seed a dot, the mean a short bar). None without random trajectories.
+    Colours here mean trajectory kinds (as in the run figures), so architectures are named on the x axis."""
     import matplotlib as mpl
 
-    columns = {k for rows in histories.values() for r in rows for k in r}
-    has_random = RANDOM_PER_LENGTH in columns
-    has_lines = LINE_COLUMNS["origin"] in columns
-    if not (has_random or has_lines):
+    if RANDOM_PER_LENGTH not in {k for rows in histories.values() for r in rows for k in r}:
         return None
-    colors = architecture_colors(summaries)
     members = _members(summaries, histories)
-    kinds = {"random actions": ("0.3", RANDOM_PER_LENGTH), "fixed": (TRAJ_COLORS["fixed"],
-                                                                      f"{POLICY}_fixed_transitions_per_length"),
-             "current": (TRAJ_COLORS["current"], f"{POLICY}_current_transitions_per_length")}
+    kinds = {"random actions": ("0.3", RANDOM_PER_LENGTH),
+             "fixed trajectory": (TRAJ_COLORS["fixed"], f"{POLICY}_fixed_transitions_per_length"),
+             "current trajectory": (TRAJ_COLORS["current"], f"{POLICY}_current_transitions_per_length")}
     with mpl.rc_context(STYLE):
-        fig, axes = _new_figure(1, 2, sharex=False)
-        left, right = axes
+        fig, (ax,) = _new_figure(1, 1, sharex=False)
         for i, (arch, runs) in enumerate(members.items()):
-            for j, (kind, (color, column)) in enumerate(kinds.items()):
+            for j, (color, column) in enumerate(kinds.values()):
                 ends = np.asarray([_column(rows, column)[-1] if rows else np.nan for _, rows in runs])
                 x = i + (j - 1) * 0.25
-                left.scatter(np.full(len(ends), x), ends, s=8, color=color, alpha=0.7, linewidths=0)
+                ax.scatter(np.full(len(ends), x), ends, s=8, color=color, alpha=0.7, linewidths=0)
                 if np.isfinite(ends).any():
-                    left.hlines(np.nanmean(ends), x - 0.1, x + 0.1, color=color, linewidth=1.5)
-            if has_lines:
-                _band(right, runs, LINE_COLUMNS["origin"], colors[arch], arch)
-        left.set_xticks(range(len(members)), list(members), rotation=30, fontsize=6)
-        left.set(ylabel=PER_LENGTH, title="Last checkpoint")
-        left.set_ylim(bottom=0)
-        right.set(xlabel="timesteps trained", ylabel="regions per line", title="Random lines (origin)")
-        right.set_ylim(bottom=0)
-        handles = [Line2D([], [], color=c, marker="o", linestyle="-", markersize=3, label=k)
-                   for k, (c, _) in kinds.items()] + (_architecture_handles(summaries, colors) if has_lines else [])
-        add_legend(fig, handles)
+                    ax.hlines(np.nanmean(ends), x - 0.1, x + 0.1, color=color, linewidth=1.5)
+        ax.set_xticks(range(len(members)), list(members))
+        ax.set(ylabel=PER_LENGTH, title="Last checkpoint: random vs. policy")
+        ax.set_ylim(bottom=0)
+        handles = [Line2D([], [], color=c, marker="o", linestyle="none", markersize=3, label=k)
+                   for k, (c, _) in kinds.items()]
+        add_legend(fig, handles, title="each seed (dot) and mean (bar)")
+    return fig
+
+
+def random_lines_figure(summaries: Sequence[dict], histories: dict[str, list[dict]]) -> Figure | None:
+    """Regions per random line (through the origin; through the mean state) against timesteps, per architecture.
+    None without random lines."""
+    import matplotlib as mpl
+
+    if LINE_COLUMNS["origin"] not in {k for rows in histories.values() for r in rows for k in r}:
+        return None
+    colors = architecture_colors(summaries)
+    with mpl.rc_context(STYLE):
+        fig, axes = _new_figure(1, 2)
+        for ax, (anchor, column) in zip(axes, LINE_COLUMNS.items()):
+            for arch, runs in _members(summaries, histories).items():
+                _band(ax, runs, column, colors[arch], arch)
+            ax.set(xlabel="timesteps trained", title=f"through the {'origin' if anchor == 'origin' else 'mean state'}")
+            ax.set_ylim(bottom=0)
+        axes[0].set_ylabel("regions per line")
+        fig.suptitle("Random lines", fontsize=STYLE["axes.titlesize"] + 0.5)
+        add_legend(fig, _architecture_handles(summaries, colors), title="mean and min–max over seeds")
     return fig
 
 
@@ -170,7 +183,9 @@ def report_figures(summaries: Sequence[dict], histories: dict[str, list[dict]]) 
     figures = {"report_density": density_figure(summaries, histories),
                "report_trajectory_length": trajectory_length_figure(summaries, histories),
                "report_density_vs_size": density_vs_size_figure(summaries, histories)}
-    random_figure = random_vs_policy_figure(summaries, histories)
-    if random_figure is not None:
-        figures["report_random_vs_policy"] = random_figure
+    for stem, draw in (("report_random_trajectories", random_trajectories_figure),
+                       ("report_random_lines", random_lines_figure)):
+        figure = draw(summaries, histories)
+        if figure is not None:
+            figures[stem] = figure
     return figures
