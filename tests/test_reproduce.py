@@ -16,6 +16,7 @@ import pytest
 
 import reproduce
 from tests.helpers import assert_user_error, run_cli
+from utils.errors import UserError
 from utils.analysis import findings as F
 from utils.analysis.checkpoint_metrics import expected_columns
 from utils.analysis.history import read_sweep_results, run_summary, write_history, write_sweep_csv
@@ -260,8 +261,6 @@ def test_a_report_folder_that_is_not_writable_is_refused(tmp_path):
 
 @pytest.mark.parametrize("argv, needles", [
     (["--preset=fast"], ("invalid choice", "fast")),
-    (["--preset=quick"], ("not built yet", "--sweep_id")),
-    (["--preset=paper"], ("not built yet",)),
     ([], ("--preset", "--sweep_id")),
     (["--preset=quick", "--sweep_id", "s"], ("not both",)),
     (["--sweep_id", "../etc"], ("sweep_id",)),
@@ -279,5 +278,81 @@ def test_a_sweep_given_twice_is_refused(tmp_path):
 def test_the_command_line_ends_bad_input_with_one_line_and_exit_2(tmp_path):
     from tests.helpers import assert_one_line_error
 
-    assert_one_line_error(run_cli("reproduce.py", "--preset=quick"), "not built yet")
+    assert_one_line_error(run_cli("reproduce.py", "--preset=fast"), "invalid choice")
     assert_one_line_error(run_cli("reproduce.py", *_argv(tmp_path, "missing")), "has no runs")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A whole study: a tiny preset trained, given random data, evaluated and reported; a re-run does nothing new
+# ----------------------------------------------------------------------------------------------------------------
+TINY_SWEEP = """program: train.py
+method: grid
+parameters:
+  env: {value: Car1DEnv-v1}
+  policy_dims: {values: ["c4", "c8"]}
+  value_dims: {value: "c8"}
+  seed: {values: [0, 1]}
+  total_timesteps: {value: 400}
+  nsteps: {value: 100}
+  n_envs: {value: 2}
+  batch_size: {value: 50}
+  n_epochs: {value: 2}
+  eval_episodes: {value: 1}
+  norm_warmup_steps: {value: 20}
+"""
+
+
+def _tiny_preset(tmp_path, monkeypatch) -> list[str]:
+    from utils.jobs import reproduce as job
+
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(TINY_SWEEP)
+    monkeypatch.setitem(job.PRESETS, "tiny", job.Preset((str(sweep_file),), "a test"))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    return [f"--checkpoints_dir={tmp_path / 'store'}", f"--results_dir={tmp_path / 'results'}",
+            f"--randomized_data_dir={tmp_path / 'random'}", f"--report_dir={tmp_path / 'report'}", "--workers=2",
+            "--wandb_mode=disabled", "--quiet"]
+
+
+@pytest.mark.slow
+def test_a_preset_runs_the_whole_study_and_a_rerun_skips_finished_work(tmp_path, monkeypatch, capsys):
+    from tests.helpers import tree_digest
+    from utils.jobs.reproduce import report
+    from utils.settings import ReproduceSettings
+
+    argv = _tiny_preset(tmp_path, monkeypatch)
+    settings = ReproduceSettings(preset="tiny", checkpoints_dir=tmp_path / "store", results_dir=tmp_path / "results",
+                                 randomized_data_dir=tmp_path / "random", report_dir=tmp_path / "report", workers=2,
+                                 wandb_mode="disabled", quiet=True)
+    assert argv  # the same folders as flags, for the CLI below
+    lines: list[str] = []
+    result = report(settings, notify=lines.append)
+    assert "sweep tiny_tiny: 4 run(s) trained, 0 already done" in lines
+    assert any(line.startswith("sweep tiny_tiny: random lines and trajectories written") for line in lines)
+    evaluated = next(line for line in lines if "checkpoint(s) evaluated" in line)
+    assert not evaluated.startswith("sweep tiny_tiny: 0 ")
+    assert set(result.verdicts) == {"Car1DEnv-v1"} and len(result.verdicts["Car1DEnv-v1"]) == 5
+    record = json.loads((tmp_path / "report" / "findings.json").read_text())
+    setup = record["envs"]["Car1DEnv-v1"]["setup"]
+    assert setup["sweeps"] == ["tiny_tiny"] and setup["runs"] == 4 and setup["total_timesteps"] == [400]
+    assert setup["packages"]  # from the runs' run.json
+    fifth = record["envs"]["Car1DEnv-v1"]["findings"][4]["architectures"][0]
+    assert fifth["random_per_length_end"]["seeds"] == 2  # evaluated with random trajectories
+    before = tree_digest(tmp_path / "results") | tree_digest(tmp_path / "random")
+
+    lines.clear()
+    report(settings, notify=lines.append)
+    assert "sweep tiny_tiny: 0 run(s) trained, 4 already done" in lines
+    assert "sweep tiny_tiny: 0 checkpoint(s) evaluated, 12 already done" in lines
+    assert not any("random lines" in line for line in lines)
+    assert tree_digest(tmp_path / "results") | tree_digest(tmp_path / "random") == before
+
+
+def test_a_preset_whose_sweep_file_is_missing_is_refused(tmp_path, monkeypatch):
+    from utils.jobs import reproduce as job
+
+    monkeypatch.setitem(job.PRESETS, "tiny", job.Preset((str(tmp_path / "gone.yaml"),), "a test"))
+    from utils.settings import ReproduceSettings
+
+    with pytest.raises(UserError, match="gone.yaml are missing"):
+        job.report(ReproduceSettings(preset="tiny", report_dir=tmp_path / "report"))

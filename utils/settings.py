@@ -276,16 +276,21 @@ PRESET_NAMES = ("quick", "paper")  # utils.jobs.reproduce.PRESETS: the sweep fil
 
 @dataclass(frozen=True)
 class ReproduceSettings:
-    """reproduce.py: the report that checks the paper's findings on evaluated sweeps (and, later, runs a preset)."""
+    """reproduce.py: the report that checks the paper's findings on evaluated sweeps, or a preset's whole study."""
 
-    preset: str | None = flag(None, "run a whole study (quick: about an hour on 2 CPUs; paper: the paper's grid); "
-                                    "not built yet", choices=PRESET_NAMES)
+    preset: str | None = flag(None, "run a whole study and report it (quick: HalfCheetah widths and depths + Car1D; "
+                                    "paper: the paper's grid); a re-run continues where it stopped",
+                              choices=PRESET_NAMES)
     sweep_id: list[str] = flag([], "build the report from these evaluated sweeps (ids as sweep.py or "
                                    "import_policy.py --sweep_id gave them)", nargs="+", metavar="SWEEP_ID", type=name)
     report_dir: Path = flag(Path("report"), "where REPORT.md, report.html, findings.json and figures/ go")
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
     results_dir: Path = flag(Path("results"), "where evaluate.py wrote results/<sweep_id>/")
-    workers: int = flag(1, "processes for training and evaluation (used by --preset)", type=int_in(1, 1024))
+    randomized_data_dir: Path = flag(Path("randomized_data"), "random lines and trajectories (with --preset)")
+    workers: int = flag(1, "runs trained and checkpoints evaluated at a time (with --preset)", type=int_in(1, 1024))
+    wandb_mode: str | None = flag(None, "wandb mode of the training runs (with --preset; default: train.py's)",
+                                  choices=WANDB_MODES)
+    quiet: bool = flag(False, "no progress bars")
 
     def __post_init__(self):
         if bool(self.preset) == bool(self.sweep_id):

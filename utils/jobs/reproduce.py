@@ -7,8 +7,11 @@ the report folder
 - figures/<env>/*.png and *.pdf (utils.pictures.report_figures);
 - REPORT.md (figures as relative PNG links) and report.html (the same, PNGs inlined as data: URIs; opens offline).
 
-Presets are data (PRESETS): the sweep files a study trains. Running them (sweep -> random data -> evaluate ->
-report) is not built yet; `plan_report` refuses a preset with one line saying so.
+Study (`run_study`, `--preset`): the preset's sweep files (PRESETS), each as a sweep of a fixed id
+`<preset>_<file stem>` in the run store, then for each sweep its random data (randomized_metric_helper's library)
+and its evaluation with random lines and trajectories (evaluate's library), then the report of all of them.
+Re-running continues where it stopped: a sweep that exists is resumed (finished runs are skipped), random data
+that exist are kept, evaluated checkpoints are not evaluated again.
 """
 from __future__ import annotations
 
@@ -19,14 +22,14 @@ import math
 import os
 import platform
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from utils.analysis.findings import Run, all_findings, architectures, make_runs, returns_reached
 from utils.analysis.history import read_sweep_results
 from utils.analysis.sources import local_sweep_runs
-from utils.errors import UserError
+from utils.errors import RunFailed, UserError
 from utils.runs.io import json_text, write_text_if_changed
 from utils.runs.store import check_creatable_dir, check_writable_dir
 from utils.settings import ReproduceSettings
@@ -84,12 +87,9 @@ def evaluate_command(settings: ReproduceSettings, sweep_id: str) -> str:
 
 def plan_report(settings: ReproduceSettings) -> ReportPlan:
     """Read every sweep's results (and the run store's run.json of its runs) and check that every run is evaluated;
-    writes nothing. A preset is refused: running the study is not built yet."""
+    writes nothing."""
     if settings.preset is not None:
-        raise UserError(f"--preset={settings.preset} is not built yet (running sweeps, random data and evaluation "
-                        f"from reproduce.py comes next); train and evaluate the preset's sweeps "
-                        f"({', '.join(PRESETS[settings.preset].sweep_files)}) with sweep.py, "
-                        f"randomized_metric_helper.py and evaluate.py, then pass --sweep_id")
+        raise ValueError("plan_report builds the report of given sweeps; run_study runs a preset")
     check_creatable_dir(Path(settings.report_dir), "--report_dir")
     runs, infos = [], {}
     for sweep_id in settings.sweep_id:
@@ -342,12 +342,102 @@ def render_html(blocks: Sequence[tuple], report_dir: Path) -> str:
     return "\n".join(parts) + "\n"
 
 
-def report(settings: ReproduceSettings) -> ReportResult:
-    """Plan and build the report of the given sweeps."""
+def report(settings: ReproduceSettings, *, notify: Callable[[str], None] = lambda line: None,
+           progress: bool = False) -> ReportResult:
+    """The report of the given sweeps, or (--preset) of the preset's study after running it."""
+    if settings.preset is not None:
+        return run_study(settings, notify=notify, progress=progress)
     return build_report(plan_report(settings))
 
 
 def preset_sweep_files(preset: str) -> list[Path]:
-    """The preset's sweep files as paths in this checkout."""
+    """The preset's sweep files as paths in this checkout (or absolute paths as given)."""
     return [ROOT / f for f in PRESETS[preset].sweep_files]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The study of a preset: sweeps -> random data -> evaluation -> report, skipping finished work
+# ----------------------------------------------------------------------------------------------------------------
+def preset_sweep_id(preset: str, sweep_file: str) -> str:
+    """The fixed id a preset's sweep file trains under, so a second run of the preset continues the same sweep."""
+    return f"{preset}_{Path(sweep_file).stem}"
+
+
+def train_sweep(sweep_file: Path, sweep_id: str, settings: ReproduceSettings,
+                notify: Callable[[str], None], progress: bool) -> None:
+    """Train what is left of the sweep (a new sweep of `sweep_id` from the file, else --resume of it); a failed,
+    busy or interrupted run stops the study with the sweep's logs named (the other runs still ran)."""
+    from utils.jobs.sweep import SWEEPS_DIR, open_sweep, run_sweep
+    from utils.progress import progress_bar
+    from utils.settings import SweepSettings
+
+    exists = (Path(settings.checkpoints_dir) / SWEEPS_DIR / sweep_id / "sweep.json").is_file()
+    sweep_settings = SweepSettings(file=None if exists else str(sweep_file), resume=sweep_id if exists else None,
+                                   sweep_id=None if exists else sweep_id, save_dir=str(settings.checkpoints_dir),
+                                   workers=settings.workers, wandb_mode=settings.wandb_mode, quiet=True)
+    with open_sweep(sweep_settings) as record:
+        with progress_bar(len(record.configs), f"train {sweep_id}", "run", enabled=progress) as bar:
+            def on_update(outcome, counts):
+                if outcome is not None:
+                    bar.update(1)
+            outcomes = run_sweep(record, sweep_settings, on_update)
+    if any(o.status == "interrupted" for o in outcomes):
+        raise KeyboardInterrupt
+    trained = sum(o.status == "finished" for o in outcomes)
+    notify(f"sweep {sweep_id}: {trained} run(s) trained, {sum(o.status == 'skipped' for o in outcomes)} already done")
+    bad = [o for o in outcomes if o.status in ("failed", "busy")]
+    if bad:
+        logs = ", ".join(f"{o.run_id} ({o.status}, log {o.log_path})" for o in bad[:3])
+        raise RunFailed(f"{len(bad)} run(s) of sweep {sweep_id} did not finish: {logs}; fix the cause and run the "
+                        f"same reproduce.py command again (finished work is skipped)")
+
+
+def make_random_data(sweep_id: str, settings: ReproduceSettings, notify: Callable[[str], None]) -> None:
+    """The sweep's random lines and random-action trajectories, unless both files exist for each of its envs."""
+    from utils.analysis.random_data import lines_path, trajectories_path
+    from utils.jobs.randomize import write_random_data
+    from utils.settings import RandomizeSettings
+
+    data_dir = Path(settings.randomized_data_dir)
+    envs = {r.info["env_id"] for r in local_sweep_runs(settings.checkpoints_dir, sweep_id)}
+    if envs and all(lines_path(data_dir, sweep_id, e).is_file() and trajectories_path(data_dir, sweep_id, e).is_file()
+                    for e in envs):
+        return
+    write_random_data(RandomizeSettings(sweep_id=sweep_id, randomized_data_dir=data_dir,
+                                        checkpoints_dir=Path(settings.checkpoints_dir), wandb_mode="disabled"))
+    notify(f"sweep {sweep_id}: random lines and trajectories written to {data_dir / sweep_id}")
+
+
+def evaluate_sweep(sweep_id: str, settings: ReproduceSettings, notify: Callable[[str], None], progress: bool) -> None:
+    """Evaluate every checkpoint of the sweep not evaluated yet, with random lines and trajectories (no wandb log)."""
+    from utils.jobs.evaluate import evaluate, plan_evaluation
+    from utils.settings import EvaluateSettings
+
+    plan = plan_evaluation(EvaluateSettings(
+        sweep_id=sweep_id, checkpoints_dir=Path(settings.checkpoints_dir), results_dir=Path(settings.results_dir),
+        randomized_data_dir=Path(settings.randomized_data_dir), random_trajectories=True, random_lines=True,
+        no_wandb_log=True, wandb_mode="disabled", workers=settings.workers, quiet=not progress))
+    result = evaluate(plan, progress=progress, notify=notify)
+    done = sum(r.evaluated for r in result.runs)
+    notify(f"sweep {sweep_id}: {done} checkpoint(s) evaluated, {sum(r.skipped for r in result.runs)} already done")
+    result.raise_for_unreadable()
+
+
+def run_study(settings: ReproduceSettings, *, notify: Callable[[str], None] = lambda line: None,
+              progress: bool = False) -> ReportResult:
+    """Train, make random data for, and evaluate each sweep of the preset, then build the report of all of them."""
+    files = preset_sweep_files(settings.preset)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"the {settings.preset} preset's sweep file(s) {', '.join(missing)} are missing; restore "
+                        f"them from the repository (git checkout -- sweeps/)")
+    check_creatable_dir(Path(settings.report_dir), "--report_dir")
+    sweep_ids = []
+    for file in files:
+        sweep_id = preset_sweep_id(settings.preset, file.name)
+        train_sweep(file, sweep_id, settings, notify, progress)
+        make_random_data(sweep_id, settings, notify)
+        evaluate_sweep(sweep_id, settings, notify, progress)
+        sweep_ids.append(sweep_id)
+    return build_report(plan_report(replace(settings, preset=None, sweep_id=sweep_ids)))
 
