@@ -356,3 +356,22 @@ def test_a_preset_whose_sweep_file_is_missing_is_refused(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match="gone.yaml are missing"):
         job.report(ReproduceSettings(preset="tiny", report_dir=tmp_path / "report"))
+
+
+def test_the_presets_are_the_sweep_files_the_issue_asks_for():
+    from utils.jobs.reproduce import PRESETS, preset_sweep_files, preset_sweep_id
+    from utils.jobs.sweep import sweep_configurations
+    from utils.settings import SweepSettings
+
+    def grid(preset):
+        configs = [c for f in preset_sweep_files(preset) for c in sweep_configurations(SweepSettings(file=str(f)))[1]]
+        return {(c["env"], c["policy_dims"], c["seed"], c["total_timesteps"]) for c in configs}
+
+    quick = grid("quick")
+    cheetah = {(dims, seed) for env, dims, seed, steps in quick if env == "HalfCheetah-v2" and steps == 200000}
+    assert cheetah == {(d, s) for d in ("c8", "c16", "c32", "c16,16", "c8,8,8,8") for s in (0, 1, 2)}
+    assert {dims for env, dims, _, _ in quick if env == "Car1DEnv-v1"} == {"c8,8", "c16,16", "c32,32"}
+    paper = grid("paper")
+    assert len(paper) == 5 * 16 * 5 and {steps for *_, steps in paper} == {1000000}
+    assert [preset_sweep_id("quick", f) for f in PRESETS["quick"].sweep_files] == [
+        "quick_halfcheetah_widths", "quick_halfcheetah_depths", "quick_car1d_widths"]

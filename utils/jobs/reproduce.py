@@ -8,7 +8,7 @@ the report folder
 - REPORT.md (figures as relative PNG links) and report.html (the same, PNGs inlined as data: URIs; opens offline).
 
 Study (`run_study`, `--preset`): the preset's sweep files (PRESETS), each as a sweep of a fixed id
-`<preset>_<file stem>` in the run store, then for each sweep its random data (randomized_metric_helper's library)
+`<preset>_<file stem>` (the stem alone when it starts with the preset's name) in the run store, then for each sweep its random data (randomized_metric_helper's library)
 and its evaluation with random lines and trajectories (evaluate's library), then the report of all of them.
 Re-running continues where it stopped: a sweep that exists is resumed (finished runs are skipped), random data
 that exist are kept, evaluated checkpoints are not evaluated again.
@@ -359,8 +359,10 @@ def preset_sweep_files(preset: str) -> list[Path]:
 # The study of a preset: sweeps -> random data -> evaluation -> report, skipping finished work
 # ----------------------------------------------------------------------------------------------------------------
 def preset_sweep_id(preset: str, sweep_file: str) -> str:
-    """The fixed id a preset's sweep file trains under, so a second run of the preset continues the same sweep."""
-    return f"{preset}_{Path(sweep_file).stem}"
+    """The fixed id a preset's sweep file trains under (quick_halfcheetah_widths, quick_car1d_widths), so a second
+    run of the preset continues the same sweep."""
+    stem = Path(sweep_file).stem
+    return stem if stem.startswith(f"{preset}_") else f"{preset}_{stem}"
 
 
 def train_sweep(sweep_file: Path, sweep_id: str, settings: ReproduceSettings,
