@@ -204,6 +204,8 @@ def test_findings_json_holds_every_number_behind_each_verdict(built):
     assert returns["c8"]["final"]["mean"] == pytest.approx(918.0)
     assert record["differences_from_paper"] and record["machine"]["cpus"] == os.cpu_count()
     assert "NaN" not in (built / "findings.json").read_text()
+    # the runs are in the run store but have no checkpoints: the report says why there is no partition drawing
+    assert "has no checkpoints" in cheetah["partition"]["note"] and "sheet" not in cheetah["partition"]
 
 
 @pytest.mark.slow
@@ -338,6 +340,12 @@ def test_a_preset_runs_the_whole_study_and_a_rerun_skips_finished_work(tmp_path,
     assert setup["packages"]  # from the runs' run.json
     fifth = record["envs"]["Car1DEnv-v1"]["findings"][4]["architectures"][0]
     assert fifth["random_per_length_end"]["seeds"] == 2  # evaluated with random trajectories
+    partition = record["envs"]["Car1DEnv-v1"]["partition"]
+    assert (tmp_path / "report" / partition["sheet"]).is_file() and (tmp_path / "report" / partition["animation"]).is_file()
+    md = (tmp_path / "report" / "REPORT.md").read_text()
+    assert f"]({partition['sheet']})" in md
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == md.count("![") == 7  # density (findings 1, 3), length, size, random x2, partition
     before = tree_digest(tmp_path / "results") | tree_digest(tmp_path / "random")
 
     lines.clear()

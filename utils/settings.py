@@ -290,6 +290,7 @@ class ReproduceSettings:
     workers: int = flag(1, "runs trained and checkpoints evaluated at a time (with --preset)", type=int_in(1, 1024))
     wandb_mode: str | None = flag(None, "wandb mode of the training runs (with --preset; default: train.py's)",
                                   choices=WANDB_MODES)
+    no_partitions: bool = flag(False, "skip the partition drawings (every checkpoint of one run per env)")
     quiet: bool = flag(False, "no progress bars")
 
     def __post_init__(self):

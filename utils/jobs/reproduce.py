@@ -168,6 +168,34 @@ def slug(env_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id).strip("._") or "env"
 
 
+def partition_drawing(plan: ReportPlan, runs: Sequence[Run], folder: Path) -> tuple[dict, str]:
+    """({"run_id", "sheet", "animation"}, "") after drawing the partition of every checkpoint of the env's run with
+    the highest best eval return that is in the run store (visualize_hd.py --run_id=RUN --all_checkpoints: the
+    state space of a 2-D env, else a plane through three states of its best policy), or ({}, why not)."""
+    from utils.jobs.visualize import plan_job, run_job
+    from utils.settings import VisualizeSettings
+
+    if plan.settings.no_partitions:
+        return {}, "not drawn (--no_partitions)"
+    stored = [r for r in runs if r.summary["run_id"] in plan.run_infos]
+    if not stored:
+        return {}, "not drawn: none of these runs is in the run store (--checkpoints_dir)"
+    best = max(stored, key=lambda r: (_return_key(r.summary.get("best_eval_return")), r.summary["run_id"]))
+    settings = VisualizeSettings(run_id=best.summary["run_id"], checkpoints_dir=Path(plan.settings.checkpoints_dir),
+                                 all_checkpoints=True, save_path=folder, quiet=True, dpi=120)
+    try:
+        paths = run_job(plan_job(settings)).paths
+    except UserError as err:  # e.g. an imported run with best.pt only: the report goes on without the drawing
+        return {}, f"not drawn for run {best.summary['run_id']}: {err}"
+    sheet = next(p for p in paths if p.suffix == ".png")
+    animation = next((p for p in paths if p.suffix == ".gif"), None)
+    return {"run_id": best.summary["run_id"], "sheet": sheet, "animation": animation}, ""
+
+
+def _return_key(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+
+
 def build_report(plan: ReportPlan) -> ReportResult:
     """Write findings.json, the figures, REPORT.md and report.html into the report folder; returns what it wrote."""
     from utils.pictures.metric_plots import write_figures
@@ -184,8 +212,13 @@ def build_report(plan: ReportPlan) -> ReportResult:
         folder = out / "figures" / slug(env_id)
         pngs = write_figures(figures, folder, "png")
         files += pngs + write_figures(figures, folder, "pdf")
+        drawn, why_not = partition_drawing(plan, runs, folder / "partition")
+        partition = {"note": why_not} if not drawn else {
+            "run_id": drawn["run_id"], "sheet": str(drawn["sheet"].relative_to(out)),
+            "animation": str(drawn["animation"].relative_to(out)) if drawn["animation"] else None}
+        files += [p for p in (drawn.get("sheet"), drawn.get("animation")) if p is not None]
         envs[env_id] = {"setup": env_setup(runs, plan.run_infos), "returns": returns_reached(runs),
-                        "findings": findings,
+                        "findings": findings, "partition": partition,
                         "figures": {stem: str(p.relative_to(out)) for stem, p in zip(figures, pngs)}}
     record = {"sweeps": list(plan.settings.sweep_id), "machine": machine(), "differences_from_paper": list(DIFFERENCES),
               "envs": envs}
@@ -270,6 +303,16 @@ def report_blocks(record: dict) -> list[tuple]:
             b += [("img", f"finding {f['number']}, {env}", e["figures"][stem]) for stem in stems]
             if not stems:
                 b.append(("p", "No figure: the runs were evaluated without random lines and trajectories."))
+        b.append(("h", 3, "Partition over training"))
+        part = e["partition"]
+        if "sheet" in part:
+            b.append(("p", f"The exact linear regions of run {part['run_id']} (the highest best eval return of the "
+                           f"runs in the run store) at its checkpoints, on the 2-D state space or on a plane through "
+                           f"three states of its best policy (visualize_hd.py --all_checkpoints); the animation is "
+                           f"{part['animation']}."))
+            b.append(("img", f"partition over training, {env}", part["sheet"]))
+        else:
+            b.append(("p", f"Partition {part['note']}."))
     return b
 
 
