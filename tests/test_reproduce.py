@@ -271,6 +271,14 @@ def test_bad_flags_are_one_line(argv, needles):
     assert_user_error(reproduce.main, argv, *needles)
 
 
+def test_sweep_ids_are_given_in_one_flag_or_repeated():
+    from utils.flags import parse_settings
+    from utils.settings import ReproduceSettings
+
+    for argv in (["--sweep_id", "a", "b"], ["--sweep_id=a", "--sweep_id=b"], ["--sweep_id", "a", "--sweep_id", "b"]):
+        assert parse_settings(ReproduceSettings, argv, "reproduce.py", "").sweep_id == ["a", "b"]
+
+
 def test_a_sweep_given_twice_is_refused(tmp_path):
     write_sweep(tmp_path / "results", "s", {"c8": RISING})
     assert_user_error(reproduce.main, _argv(tmp_path, "s", "s"), "more than one of the sweeps")

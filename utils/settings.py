@@ -282,7 +282,8 @@ class ReproduceSettings:
                                     "paper: the paper's grid); a re-run continues where it stopped",
                               choices=PRESET_NAMES)
     sweep_id: list[str] = flag([], "build the report from these evaluated sweeps (ids as sweep.py or "
-                                   "import_policy.py --sweep_id gave them)", nargs="+", metavar="SWEEP_ID", type=name)
+                                   "import_policy.py --sweep_id gave them): --sweep_id A B or --sweep_id=A "
+                                   "--sweep_id=B", nargs="+", metavar="SWEEP_ID", type=name, repeatable=True)
     report_dir: Path = flag(Path("report"), "where REPORT.md, report.html, findings.json and figures/ go")
     checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
     results_dir: Path = flag(Path("results"), "where evaluate.py wrote results/<sweep_id>/")
