@@ -9,6 +9,7 @@ import pytest
 
 import evaluate
 import randomized_metric_helper
+import reproduce
 import runs
 import sweep
 import train
@@ -16,13 +17,13 @@ import visualize_hd
 from tests.helpers import assert_user_error, tree_digest
 from utils.errors import UserError
 from utils.flags import name, non_empty, non_empty_path, parse_settings
-from utils.settings import (BrowseSettings, EvaluateSettings, RandomizeSettings, SweepSettings, TrainSettings,
-                            VisualizeSettings)
+from utils.settings import (BrowseSettings, EvaluateSettings, RandomizeSettings, ReproduceSettings, SweepSettings,
+                            TrainSettings, VisualizeSettings)
 
 COMMANDS = [(TrainSettings, train.main, []), (EvaluateSettings, evaluate.main, ["--run_id=r"]),
             (RandomizeSettings, randomized_metric_helper.main, ["--run_id=r"]),
             (VisualizeSettings, visualize_hd.main, []), (SweepSettings, sweep.main, ["f.yaml"]),
-            (BrowseSettings, runs.main, [])]
+            (BrowseSettings, runs.main, []), (ReproduceSettings, reproduce.main, ["--sweep_id", "s"])]
 NOT_A_NUMBER = ["", " ", "nan", "inf", "-inf", "1e400", "9" * 400, "\u00b2", "\u0663", "1,5", "../x", "0x10"]
 NOT_AN_ID = ["", " ", "../x", "/tmp/x", "a/b", ".hidden", "x" * 101, "r\u00e9", "a b", "-dash", "~"]
 EMPTY = ["", "   "]

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Top to bottom; a module may import its own layer's modules and any lower layer's.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("commands", ("train", "evaluate", "randomized_metric_helper", "visualize_hd", "sweep", "runs", "import_policy")),
+    ("commands", ("train", "evaluate", "randomized_metric_helper", "visualize_hd", "sweep", "runs", "import_policy",
+                  "reproduce")),
     ("jobs", ("utils.jobs",)),
     ("pictures", ("utils.pictures",)),
     ("analysis", ("utils.analysis",)),

@@ -8,12 +8,14 @@ import pytest
 
 from utils.errors import UserError
 from utils.flags import build_parser, flag_names, parse_settings
-from utils.settings import (BrowseSettings, EvaluateSettings, RandomizeSettings, SweepSettings, TrainSettings, VisualizeSettings)
+from utils.settings import (BrowseSettings, EvaluateSettings, RandomizeSettings, ReproduceSettings, SweepSettings,
+                            TrainSettings, VisualizeSettings)
 
-ALL = [TrainSettings, EvaluateSettings, RandomizeSettings, VisualizeSettings, SweepSettings, BrowseSettings]
+ALL = [TrainSettings, EvaluateSettings, RandomizeSettings, VisualizeSettings, SweepSettings, BrowseSettings,
+       ReproduceSettings]
 # The smallest valid command line of each (commands whose settings need a run or a file).
 MINIMAL = {TrainSettings: [], EvaluateSettings: ["--run_id=r"], RandomizeSettings: ["--sweep_id=s"],
-           VisualizeSettings: [], SweepSettings: ["file.yaml"], BrowseSettings: []}
+           VisualizeSettings: [], SweepSettings: ["file.yaml"], BrowseSettings: [], ReproduceSettings: ["--sweep_id", "s"]}
 
 
 @pytest.mark.parametrize("cls", ALL)

@@ -140,17 +140,18 @@ def check_device(device: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 def flag(default: Any, help: str, *, names: tuple[str, ...] = (), aliases: tuple[str, ...] = (),
          type: Callable[[str], Any] | None = None, choices: tuple | None = None, metavar: str | None = None,
-         nargs: str | None = None, positional: bool = False) -> Any:
+         nargs: str | None = None, positional: bool = False, repeatable: bool = False) -> Any:
     """A settings field that is also a command-line flag.
 
     names: the flag's spellings when they differ from ``--<field name>``; aliases: extra spellings kept working
     (e.g. the paper's); type: converts the command-line text (default: from the field's annotation); a type may
-    raise UserError for a message of its own, or argparse.ArgumentTypeError for argparse's "argument --x: ...".
+    raise UserError for a message of its own, or argparse.ArgumentTypeError for argparse's "argument --x: ...";
+    repeatable (with nargs="+"): `--x a --x=b` gives [a, b] instead of keeping only the last.
     """
     kwargs = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
     return dataclasses.field(**kwargs, metadata={
         "help": help, "names": names, "aliases": aliases, "type": type, "choices": choices, "metavar": metavar,
-        "nargs": nargs, "positional": positional})
+        "nargs": nargs, "positional": positional, "repeatable": repeatable})
 
 
 def _base_type(annotation: Any) -> Any:
@@ -194,6 +195,8 @@ def build_parser(settings_cls: type, prog: str, description: str, *, defaults: b
             kwargs["type"] = meta["type"] or (non_empty_path if base is Path else base if base in (int, float) else str)
             if meta["nargs"]:
                 kwargs["nargs"] = meta["nargs"]
+            if meta.get("repeatable"):
+                kwargs["action"] = "extend"
         if meta["positional"]:
             kwargs.setdefault("nargs", "?")
             parser.add_argument(f.name, **kwargs)

@@ -269,3 +269,31 @@ class ImportSettings:
     def __post_init__(self):
         if not self.path:
             raise UserError("pass --path=MODEL.zip (or an rl-zoo3 folder, or a paper-layout run folder)")
+
+
+PRESET_NAMES = ("quick", "paper")  # utils.jobs.reproduce.PRESETS: the sweep files of each
+
+
+@dataclass(frozen=True)
+class ReproduceSettings:
+    """reproduce.py: the report that checks the paper's findings on evaluated sweeps, or a preset's whole study."""
+
+    preset: str | None = flag(None, "run a whole study and report it (quick: HalfCheetah widths and depths + Car1D; "
+                                    "paper: the paper's grid); a re-run continues where it stopped",
+                              choices=PRESET_NAMES)
+    sweep_id: list[str] = flag([], "build the report from these evaluated sweeps (ids as sweep.py or "
+                                   "import_policy.py --sweep_id gave them): --sweep_id A B or --sweep_id=A "
+                                   "--sweep_id=B", nargs="+", metavar="SWEEP_ID", type=name, repeatable=True)
+    report_dir: Path = flag(Path("report"), "where REPORT.md, report.html, findings.json and figures/ go")
+    checkpoints_dir: Path = flag(Path("checkpoints"), "the run store (train.py's --save_dir)", aliases=("--save_dir",))
+    results_dir: Path = flag(Path("results"), "where evaluate.py wrote results/<sweep_id>/")
+    randomized_data_dir: Path = flag(Path("randomized_data"), "random lines and trajectories (with --preset)")
+    workers: int = flag(1, "runs trained and checkpoints evaluated at a time (with --preset)", type=int_in(1, 1024))
+    wandb_mode: str | None = flag(None, "wandb mode of the training runs (with --preset; default: train.py's)",
+                                  choices=WANDB_MODES)
+    no_partitions: bool = flag(False, "skip the partition drawings (every checkpoint of one run per env)")
+    quiet: bool = flag(False, "no progress bars")
+
+    def __post_init__(self):
+        if bool(self.preset) == bool(self.sweep_id):
+            raise UserError("pass either --preset=quick|paper or --sweep_id SWEEP_ID [SWEEP_ID ...] (not both)")
