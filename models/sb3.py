@@ -307,11 +307,19 @@ def _numpy_multiarray():
 
 # Globals rebuilt for real: numpy's array / scalar / dtype reconstruction (numpy 1.x and 2.x module names), and
 # two harmless builtins pickle itself uses (bytes under protocol 2, OrderedDict of Dict spaces).
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """What numpy's pickles use _codecs.encode for: array bytes stored as a latin-1 string. Any other codec (there
+    are codecs that decompress or import) is refused, so an allowed name cannot be turned into a tool."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise _Refused("_codecs.encode with", repr(encoding)[:20])
+    return text.encode("latin-1", errors)
+
+
 _NUMPY = {("numpy", "ndarray"): lambda: np.ndarray, ("numpy", "dtype"): lambda: np.dtype,
           **{(m, "_reconstruct"): lambda: _numpy_multiarray()._reconstruct
              for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
           **{(m, "scalar"): lambda: _numpy_multiarray().scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
-          ("_codecs", "encode"): lambda: __import__("codecs").encode,
+          ("_codecs", "encode"): lambda: _latin1_encode,
           ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict}
 # Classes that become inert records: SB3's VecNormalize and RunningMeanStd, gym's and gymnasium's spaces, and numpy's
 # random generators (a space's seeded generator; never needed, never run).

@@ -110,6 +110,17 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     with pytest.raises(UserError, match=r"refusing to load .*references io\.open"):
         read_vecnormalize(bad)
     assert not marker.exists()
+    # _codecs.encode is allowed for numpy's latin-1 array bytes only: another codec (zlib, ...) is refused
+    import codecs
+
+    class Packed:
+        def __reduce__(self):
+            return (codecs.encode, (b"x" * 10, "zlib_codec"))
+
+    zipped = tmp_path / "zlib_stats.pth"
+    zipped.write_bytes(pickle.dumps(Packed()))
+    with pytest.raises(UserError, match=r"refusing to load .*_codecs\.encode with"):
+        read_vecnormalize(zipped)
 
 
 def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
