@@ -10,6 +10,7 @@ from pathlib import Path
 
 from utils.errors import run_cli
 from utils.flags import parse_settings
+from utils.progress import progress_bar
 from utils.settings import SweepSettings
 
 DESCRIPTION = __doc__.split("\n")[0]
@@ -17,8 +18,6 @@ DESCRIPTION = __doc__.split("\n")[0]
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(SweepSettings, argv, "sweep.py", DESCRIPTION)
-    from tqdm import tqdm
-
     from utils.jobs.sweep import open_sweep, prepare_sweep, run_state, run_sweep, sweep_configurations
 
     if settings.dry_run:  # the configurations (with --resume: the recorded ones and what each run needs)
@@ -35,14 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     with open_sweep(settings) as record:
         print(f"sweep {record.sweep_id}: {len(record.configs)} runs, {settings.workers} at a time, "
               f"run store {settings.save_dir}")
-        bar = tqdm(total=len(record.configs), unit="run", disable=settings.quiet, desc=f"sweep {record.sweep_id}")
+        bar = progress_bar(len(record.configs), f"sweep {record.sweep_id}", "run", enabled=not settings.quiet,
+                           leave=True)
 
         def on_update(outcome, counts):
+            bar.set_postfix(done=counts["done"], running=counts["running"], failed=counts["failed"])
             if outcome is not None:
-                bar.update(1)
                 if outcome.status == "failed":
                     bar.write(f"run {outcome.run_id} failed (exit {outcome.returncode}); log: {outcome.log_path}")
-            bar.set_postfix(done=counts["done"], running=counts["running"], failed=counts["failed"])
+                bar.update(1)
 
         outcomes = run_sweep(record, settings, on_update)
         bar.close()

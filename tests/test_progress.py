@@ -43,3 +43,11 @@ def test_a_resumed_job_starts_part_way_and_figures_follow_the_count():
     bar.update(2)
     (line,) = log.getvalue().splitlines()
     assert line.startswith("train: 6/10 step (60%)") and line.endswith("eval=1.5") and bar.n == 6
+
+
+def test_tqdm_style_keyword_figures_are_accepted():
+    log = io.StringIO()
+    bar = progress_bar(2, "sweep s", "run", stream=log)
+    bar.set_postfix(done=1, failed=0)  # as sweep.py calls it, tqdm's keyword form
+    bar.update(1)
+    assert log.getvalue().rstrip().endswith("done=1, failed=0")

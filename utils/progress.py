@@ -19,9 +19,9 @@ class LineProgress:
         self.started = time.monotonic()
         self.postfix = ""
 
-    def set_postfix(self, values: dict, refresh: bool = False) -> None:
+    def set_postfix(self, values: dict | None = None, refresh: bool = False, **more) -> None:
         """Extra `key=value` figures shown on the next line (tqdm's set_postfix)."""
-        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+        self.postfix = ", ".join(f"{k}={v}" for k, v in {**(values or {}), **more}.items())
 
     def update(self, n: int = 1) -> None:
         self.n += n
