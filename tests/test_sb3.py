@@ -311,3 +311,37 @@ def test_batched_episodes_of_sb3_policies_equal_one_at_a_time():
     for request, episode in zip(car, sample_episodes("Car1DEnv-v1", car, max_steps=80)):
         alone = sample_episode("Car1DEnv-v1", ppo, stochastic=request.stochastic, seed=request.seed, max_steps=80)
         np.testing.assert_array_equal(episode.states, alone.states)
+
+
+ZOO_ARGS = """!!python/object/apply:collections.OrderedDict
+- - - algo
+    - ppo
+  - - env
+    - {env}
+  - - n_timesteps
+    - 256
+"""
+
+
+def test_an_rl_zoo3_folder_imports_with_its_env_from_args_yml(tmp_path):
+    """rl-zoo3's layout: <env>.zip + <env>/vecnormalize.pkl + <env>/args.yml (an OrderedDict tag, read without
+    importing anything); the env comes from args.yml, and an env that would import a module needs --env."""
+    import import_policy
+
+    folder = tmp_path / "logs" / "ppo" / "Car1DEnv-v1_1"
+    (folder / "Car1DEnv-v1").mkdir(parents=True)
+    shutil.copyfile(F / "ppo_separate.zip", folder / "Car1DEnv-v1.zip")
+    shutil.copyfile(F / "ppo_separate_vecnormalize.pkl", folder / "Car1DEnv-v1" / "vecnormalize.pkl")
+    (folder / "Car1DEnv-v1" / "args.yml").write_text(ZOO_ARGS.format(env="Car1DEnv-v1"))
+    assert import_policy.main([f"--path={folder}", f"--checkpoints_dir={tmp_path / 'store'}", "--run_id=zoo"]) == 0
+    info = json.loads((tmp_path / "store" / "zoo" / "run.json").read_text())
+    assert info["env_id"] == "Car1DEnv-v1" and info["source"]["kind"] == "rl-zoo3" and info["status"] == "finished"
+    imported = load_checkpoint(tmp_path / "store" / "zoo" / "best.pt")
+    expected = np.load(F / "ppo_separate_expected.npz")
+    np.testing.assert_allclose(imported.action_mean(expected["states"][:50]), expected["actions"][:50], atol=1e-6)
+
+    (folder / "Car1DEnv-v1" / "args.yml").write_text(ZOO_ARGS.format(env="evil_module:Car1DEnv-v1"))
+    before = sorted(p.name for p in (tmp_path / "store").iterdir())
+    with pytest.raises(UserError, match="would import a module"):
+        import_policy.main([f"--path={folder}", f"--checkpoints_dir={tmp_path / 'store'}", "--run_id=zoo2"])
+    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == before

@@ -38,6 +38,9 @@ def plan_import(settings: ImportSettings, notify: Callable[[str], None] = lambda
     stats = Path(settings.stats_path) if settings.stats_path else None
     source = read_import_source(Path(settings.path), stats, notify)
     env = settings.env or source.env_hint
+    if not settings.env and env and ":" in env:  # MODULE:ID imports MODULE: only on the user's own word
+        raise UserError(f"{settings.path} names its env as {env!r}, which would import a module; pass --env=ID "
+                        f"yourself if you trust it")
     if not env:
         raise UserError(f"{settings.path} does not record its env; pass --env=ID (e.g. --env=HalfCheetah-v5 or "
                         f"--env=envs:Car1DEnv-v1)")
