@@ -20,6 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_CAR1D = ["--env=Car1DEnv-v1", "--total_timesteps=400", "--nsteps=100", "--n_envs=2", "--batch_size=50",
               "--n_epochs=2", "--policy_dims=c8,8", "--value_dims=c8", "--eval_episodes=1",
               "--norm_warmup_steps=20", "--quiet"]
+# TINY_CAR1D as the `parameters:` lines of a sweep file (indented under `parameters:`)
+TINY_SWEEP_PARAMS = """
+  env: {value: Car1DEnv-v1}
+  total_timesteps: {value: 400}
+  nsteps: {value: 100}
+  n_envs: {value: 2}
+  batch_size: {value: 50}
+  n_epochs: {value: 2}
+  value_dims: {value: "c8"}
+  eval_episodes: {value: 1}
+  norm_warmup_steps: {value: 20}
+"""
 TINY_CHEETAH = ["--env=HalfCheetah-v5", "--total_timesteps=200", "--nsteps=50", "--n_envs=2", "--batch_size=50",
                 "--n_epochs=1", "--policy_dims=c16,16", "--value_dims=c8", "--eval_episodes=1",
                 "--norm_warmup_steps=20", "--quiet"]

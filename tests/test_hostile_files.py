@@ -39,7 +39,8 @@ import randomized_metric_helper
 import sweep as sweep_cli
 import train as train_cli
 import visualize_hd
-from tests.helpers import TINY_CAR1D, assert_one_line_error, run_cli, train_run, tree_digest
+from tests.helpers import (TINY_CAR1D, TINY_SWEEP_PARAMS, assert_one_line_error, run_cli, train_run,
+                           tree_digest)
 from utils.errors import CRASH_DIR_ENV, run_cli as run_command_line
 from utils.jobs.sweep import open_sweep
 from utils.runs.io import load_npz, read_jsonl
@@ -50,20 +51,8 @@ BEST_CACHE = f"store/{RUN}/trajectories/best_deterministic_seed0.npz"
 CHECKPOINT_CACHE = f"store/{RUN}/trajectories/000001_deterministic_seed0.npz"
 LINES = f"randomized/{SWEEP}/Car1DEnv-v1_random_lines.npz"
 TRAJECTORIES = f"randomized/{SWEEP}/Car1DEnv-v1_random_trajectories.npz"
-SWEEP_FILE_TEXT = """program: train.py
-method: grid
-parameters:
-  env: {value: Car1DEnv-v1}
-  total_timesteps: {value: 400}
-  nsteps: {value: 100}
-  n_envs: {value: 2}
-  batch_size: {value: 50}
-  n_epochs: {value: 2}
-  value_dims: {value: "c8"}
-  eval_episodes: {value: 1}
-  norm_warmup_steps: {value: 20}
-  policy_dims: {values: ["c8,8", "c4"]}
-"""
+SWEEP_FILE_TEXT = ("program: train.py\nmethod: grid\nparameters:" + TINY_SWEEP_PARAMS
+                   + '  policy_dims: {values: ["c8,8", "c4"]}\n')
 RANDOM_SWEEP = SWEEP_FILE_TEXT.replace("method: grid", "method: random").replace(
     '  policy_dims: {values: ["c8,8", "c4"]}\n', "")
 

@@ -16,7 +16,8 @@ import pytest
 
 import sweep
 import train
-from tests.helpers import ROOT, assert_one_line_error, assert_user_error, run_cli, tree_digest
+from tests.helpers import (ROOT, TINY_SWEEP_PARAMS, assert_one_line_error, assert_user_error, run_cli,
+                           tree_digest)
 from models.checkpoint import load_checkpoint
 from tests.reference_regions import path_pieces_ref
 from utils.errors import UserError
@@ -31,17 +32,7 @@ from utils.settings import SweepSettings, TrainSettings
 
 VALID = set(flag_names(TrainSettings))
 
-TINY_PARAMS = """
-  env: {value: Car1DEnv-v1}
-  total_timesteps: {value: 400}
-  nsteps: {value: 100}
-  n_envs: {value: 2}
-  batch_size: {value: 50}
-  n_epochs: {value: 2}
-  value_dims: {value: "c8"}
-  eval_episodes: {value: 1}
-  norm_warmup_steps: {value: 20}
-"""
+TINY_PARAMS = TINY_SWEEP_PARAMS
 
 
 def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
