@@ -17,11 +17,9 @@ DESCRIPTION = __doc__.split("\n")[0]
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(TrainSettings, argv, "train.py", DESCRIPTION)
-    import torch
+    from utils.jobs.train import limit_compute_threads, prepare_run, train
 
-    from utils.jobs.train import prepare_run, train
-
-    torch.set_num_threads(settings.torch_threads)
+    limit_compute_threads(settings.torch_threads)
     plan = prepare_run(settings, os.environ, given=given_flags(TrainSettings, argv))
     result = train(plan, notify=lambda line: print(line, file=sys.stderr))
     print(result.report)

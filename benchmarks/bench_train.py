@@ -5,7 +5,8 @@ observation and reward normalization (ours: models.normalization; SB3: VecNormal
 policy ReLU MLP 16,16 and separate value MLP 32,32 (SB3: net_arch=dict(pi=[16, 16], vf=[32, 32]),
 activation_fn=nn.ReLU, log_std_init=-2, orthogonal init as both default to), n_steps 1000 per env, minibatch 64,
 10 epochs, lr 3e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, vf_coef 0.5, ent_coef 0, max_grad_norm 0.5, Adam
-eps 1e-5, 100k steps, seeds 0, 1, 2. torch.set_num_threads(1) for both (tiny MLPs; docs/design.md "Pitfalls we know of").
+eps 1e-5, 100k steps, seeds 0, 1, 2. One torch and one BLAS thread for both (tiny MLPs; docs/design.md "Pitfalls
+we know of").
 Ours runs the library (utils.jobs.train.prepare_run for the config, models.training.Trainer and
 utils.jobs.train_loop.run_training) into a temporary run store with wandb off, without the random-action
 normalization warm-up (SB3 has none) and with one checkpoint at the end (SB3 saves none); its update takes the
@@ -13,7 +14,7 @@ CPU numpy path of models/ppo.py.
 
 Wall time covers building the envs and networks plus training; evaluation is not timed and happens only at
 the end for both: 10 deterministic episodes (action = mean, clipped) with observations normalized by the
-final statistics and raw rewards summed, run by the same function (models.training.evaluate_policy) on the
+final statistics and raw rewards summed, run by the same function (models.evaluation.evaluate_policy) on the
 same seeds for both, SB3's policy weights copied out as numpy.
 
 Ratios: speedup = SB3 wall seconds / ours (summed over seeds); return ratio = mean return ours / mean SB3
@@ -40,10 +41,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from envs.resolve import make_env  # noqa: E402
-from utils.jobs.train import prepare_run  # noqa: E402
+from utils.jobs.train import limit_compute_threads, prepare_run  # noqa: E402
 from models.normalization import normalize_with  # noqa: E402
-from models.mlp import numpy_layers  # noqa: E402
-from models.training import Trainer, evaluate_policy  # noqa: E402
+from models.networks import numpy_layers  # noqa: E402
+from models.evaluation import evaluate_policy  # noqa: E402
+from models.training import Trainer  # noqa: E402
 from utils.jobs.train_loop import run_training  # noqa: E402
 from utils.runs.store import create_run  # noqa: E402
 from utils.settings import TrainSettings  # noqa: E402
@@ -126,7 +128,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--timesteps", type=int, default=100_000)
     args = parser.parse_args()
-    torch.set_num_threads(1)  # for both implementations
+    limit_compute_threads(1)  # for both implementations: one torch and one BLAS thread, train.py's default
     with_sb3 = sb3_available()
     if not with_sb3:
         print("stable-baselines3 is not installed (pip install -r benchmarks/requirements.txt): timing ours only")

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.mlp import numpy_layers, numpy_mlp
-from models.networks import ValueNet
+from models.mlp import numpy_mlp
+
+from models.networks import ValueNet, numpy_layers
 from models.rollout import Rollout
 
 

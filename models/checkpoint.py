@@ -13,7 +13,8 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from models.mlp import numpy_layers, numpy_mlp, torch_mlp
+from models.mlp import numpy_mlp
+from models.networks import numpy_layers, torch_mlp
 from models.normalization import CLIP_OBS, EPSILON, ObsStatistics, normalization_affine, normalize_with
 from utils.errors import UserError
 from utils.runs.io import torch_save_atomic

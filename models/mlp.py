@@ -1,9 +1,10 @@
-"""The forward pass of a ReLU MLP given as (W, b) layers, in numpy and in torch, and the extraction of those layers.
+"""The numpy forward pass of a ReLU MLP given as (W, b) layers, one network or many of one shape at once.
 
 A network here is its list of (W (out, in), b (out,)) pairs, applied as relu(W x + b) for every layer but the
-last, which is linear (the head). The numpy pass is what rollouts, evaluation and the numpy PPO update run:
-float64 on the host, since for these tiny nets a numpy call costs a fraction of a torch call. The torch pass is
-for layers that already live in torch (a loaded checkpoint's float64 tensors). Inputs are (N, in) rows.
+last, which is linear (the head). This pass is what rollouts, evaluation and the numpy PPO update run: float64 on
+the host, since for these tiny nets a numpy call costs a fraction of a torch call. Inputs are (N, in) rows. The
+torch side (layers taken out of torch modules, the torch forward pass) is in models/networks.py: this module
+imports numpy only, so the evaluation worker (models/evaluation.py) starts without torch.
 
 Many networks of one shape at once (`stack_layers`, `stacked_numpy_mlp`): row k of the batch goes through network
 k. Each row is its own vector-matrix product, so its result is bit-identical to `numpy_mlp(network k, x[k:k+1])`
@@ -15,32 +16,9 @@ from __future__ import annotations
 from typing import Literal, Sequence, overload
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
 NumpyLayers = Sequence[tuple[np.ndarray, np.ndarray]]
 StackedLayers = list[tuple[np.ndarray, np.ndarray]]  # per layer: W (B, out, in), b (B, out) of B networks
-TorchLayers = Sequence[tuple[Tensor, Tensor]]
-
-
-def linear_layers(net: nn.Sequential) -> list[nn.Linear] | None:
-    """The Linear layers of a Linear, ReLU, ..., Linear stack, or None when `net` has any other form."""
-    modules = list(net)
-    expected = [nn.Linear if k % 2 == 0 else nn.ReLU for k in range(len(modules))]
-    if len(modules) % 2 == 0 or any(type(m) is not t for m, t in zip(modules, expected)):
-        return None
-    return modules[0::2]
-
-
-def numpy_layers(net: nn.Sequential | TorchLayers) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every layer's (W, b), head last, as float64 host numpy arrays: from a Linear, ReLU, ..., Linear stack
-    (GaussianPolicy.mean_net, ValueNet.net; copies) or from (W, b) tensor pairs (LoadedPolicy.layers)."""
-    if isinstance(net, nn.Sequential):
-        linears = linear_layers(net)
-        if linears is None:
-            raise ValueError("expected a Linear, ReLU, ..., Linear stack")
-        net = [(m.weight, m.bias) for m in linears]
-    return [(W.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()) for W, b in net]
 
 
 @overload
@@ -62,14 +40,6 @@ def numpy_mlp(layers: NumpyLayers, x: np.ndarray, *, return_inputs: bool = False
     W, b = layers[-1]
     out = x @ W.T + b
     return (out, inputs) if return_inputs else out
-
-
-def torch_mlp(layers: TorchLayers, x: Tensor) -> Tensor:
-    """The network's output (N, out) at inputs x (N, in), in the layers' dtype and device."""
-    for W, b in layers[:-1]:
-        x = torch.relu(x @ W.T + b)
-    W, b = layers[-1]
-    return x @ W.T + b
 
 
 def stack_layers(networks: Sequence[NumpyLayers]) -> StackedLayers:

@@ -1,14 +1,18 @@
-"""Policy and value networks: ReLU MLPs with linear heads, and the parser for dims like `c16,16`."""
+"""Policy and value networks: ReLU MLPs with linear heads, the parser for dims like `c16,16`, their layers as
+(W, b) arrays (the form models/mlp.py runs) and the torch forward pass of such layers."""
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from utils.errors import UserError
 
 LOG_2PI = math.log(2 * math.pi)
+TorchLayers = Sequence[tuple[Tensor, Tensor]]
 
 
 MAX_WIDTH = 65_536  # a wider layer does not fit in memory as a float64 matrix next to another one
@@ -73,3 +77,31 @@ class ValueNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs).squeeze(-1)
+
+
+def linear_layers(net: nn.Sequential) -> list[nn.Linear] | None:
+    """The Linear layers of a Linear, ReLU, ..., Linear stack, or None when `net` has any other form."""
+    modules = list(net)
+    expected = [nn.Linear if k % 2 == 0 else nn.ReLU for k in range(len(modules))]
+    if len(modules) % 2 == 0 or any(type(m) is not t for m, t in zip(modules, expected)):
+        return None
+    return modules[0::2]
+
+
+def numpy_layers(net: nn.Sequential | TorchLayers) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every layer's (W, b), head last, as float64 host numpy arrays: from a Linear, ReLU, ..., Linear stack
+    (GaussianPolicy.mean_net, ValueNet.net; copies) or from (W, b) tensor pairs (LoadedPolicy.layers)."""
+    if isinstance(net, nn.Sequential):
+        linears = linear_layers(net)
+        if linears is None:
+            raise ValueError("expected a Linear, ReLU, ..., Linear stack")
+        net = [(m.weight, m.bias) for m in linears]
+    return [(W.detach().cpu().double().numpy(), b.detach().cpu().double().numpy()) for W, b in net]
+
+
+def torch_mlp(layers: TorchLayers, x: Tensor) -> Tensor:
+    """The network's output (N, out) at inputs x (N, in), in the layers' dtype and device."""
+    for W, b in layers[:-1]:
+        x = torch.relu(x @ W.T + b)
+    W, b = layers[-1]
+    return x @ W.T + b

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 CLIP_OBS = 10.0
 CLIP_REWARD = 10.0
@@ -70,6 +69,10 @@ class Normalizer:
         return scaled
 
     def state_dict(self) -> dict:
+        """The checkpoint's form: arrays as torch tensors (imported here, so that this module, which the evaluation
+        worker of models/evaluation.py uses, loads without torch)."""
+        import torch
+
         return {
             "mode": self.mode, "gamma": self.gamma, "clip_obs": CLIP_OBS, "epsilon": EPSILON,
             "obs_mean": torch.from_numpy(self.obs_rms.mean.copy()), "obs_var": torch.from_numpy(self.obs_rms.var.copy()),

@@ -23,8 +23,8 @@ from torch import nn
 
 from models.advantages import AdvantageTargets, update_stats
 from models.divergence import check_finite_step, check_finite_weights
-from models.mlp import linear_layers, numpy_mlp
-from models.networks import LOG_2PI, GaussianPolicy, ValueNet
+from models.mlp import numpy_mlp
+from models.networks import LOG_2PI, GaussianPolicy, ValueNet, linear_layers
 from models.rollout import PPOConfig, Rollout
 
 STAT_KEYS = ("loss", "pg_loss", "vf_loss", "entropy_loss", "approx_kl", "clip_fraction")

@@ -12,8 +12,8 @@ from torch import nn
 from envs.vector import VecEnv
 from models.advantages import AdvantageTargets, advantage_targets, update_stats, value_predictions
 from models.divergence import check_finite_step, check_finite_weights
-from models.mlp import numpy_layers, numpy_mlp
-from models.networks import GaussianPolicy, ValueNet
+from models.mlp import numpy_mlp
+from models.networks import GaussianPolicy, ValueNet, numpy_layers
 from models.normalization import Normalizer
 from models.numpy_update import ppo_update_numpy, supports_numpy_update
 from models.rollout import PPOConfig, Rollout

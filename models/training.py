@@ -10,7 +10,6 @@ import json
 import math
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,9 +17,9 @@ import torch
 from envs.resolve import make_env
 from envs.vector import VecEnv
 from models.divergence import TrainingDiverged
-from models.networks import GaussianPolicy, ValueNet
-from models.normalization import Normalizer, normalize_with
-from models.mlp import numpy_layers, stack_layers, stacked_numpy_mlp
+from models.evaluation import EvaluationRequest, evaluate_request
+from models.networks import GaussianPolicy, ValueNet, numpy_layers
+from models.normalization import Normalizer
 from models.ppo import collect_rollout, ppo_update
 from models.rollout import PPOConfig
 
@@ -150,30 +149,6 @@ def _holds(annotation: str, value) -> bool:
     return isinstance(value, allowed) and not isinstance(value, bool)
 
 
-def evaluate_policy(policy_layers: list, env_list: list, normalize: Callable[[np.ndarray], np.ndarray],
-                    seed: int) -> list[float]:
-    """Raw returns of deterministic episodes (action = mean), one per env of `env_list` (episode k reset with
-    seed + k), stepped in lockstep with one forward pass per step over all of them (finished ones' rows unused).
-
-    The pass is the stacked one (models.mlp.stacked_numpy_mlp), so each episode's actions, states and return are
-    bit-identical to that episode evaluated alone: a (k, in) matrix product would round differently from a
-    single row's and make an episode's return depend on how many run beside it."""
-    n_episodes = len(env_list)
-    low, high = env_list[0].action_space.low, env_list[0].action_space.high
-    layers = stack_layers([policy_layers] * n_episodes)
-    obs = np.asarray([e.reset(seed=seed + k)[0] for k, e in enumerate(env_list)], dtype=np.float64)
-    returns, active = np.zeros(n_episodes), np.ones(n_episodes, dtype=bool)
-    while active.any():
-        # finished episodes' rows are computed and left unused: cheaper than slicing the stacked weights
-        actions = np.clip(stacked_numpy_mlp(layers, normalize(obs)), low, high)
-        for k in np.flatnonzero(active):
-            next_obs, reward, terminated, truncated, _ = env_list[k].step(actions[k])
-            returns[k] += reward
-            obs[k] = next_obs
-            active[k] = not (terminated or truncated)
-    return returns.tolist()
-
-
 class Trainer:
     """Owns the networks, optimizer, normalizer, envs and RNGs of one run."""
 
@@ -234,13 +209,25 @@ class Trainer:
         return metrics
 
     def evaluate(self) -> dict:
-        """Mean and std of deterministic returns over eval_episodes fixed-seed episodes; updates best."""
-        mean, var = self.normalizer.obs_rms.mean.copy(), self.normalizer.obs_rms.var.copy()
-        enabled = self.cfg.obs_norm != "off"
+        """Evaluate the current policy in this process (see `evaluation_request`) and record the result."""
+        return self.record_evaluation(self.evaluation_returns(self.evaluation_request()))
+
+    def evaluation_request(self) -> EvaluationRequest:
+        """The current policy's evaluation: eval_episodes deterministic episodes with fixed seeds, observations
+        normalized with the current statistics (copies: training may go on while it runs elsewhere)."""
+        statistics = self.normalizer.obs_rms
+        return EvaluationRequest(layers=numpy_layers(self.policy.mean_net), obs_mean=statistics.mean.copy(),
+                                 obs_var=statistics.var.copy(), obs_norm=self.cfg.obs_norm != "off",
+                                 seed=self.cfg.seed + self.EVAL_SEED_OFFSET, episodes=self.cfg.eval_episodes)
+
+    def evaluation_returns(self, request: EvaluationRequest) -> list[float]:
+        """The raw returns of `request`, one per episode, stepped here."""
         if not self.eval_envs:  # separate instances, made once: training envs are never disturbed by evaluation
             self.eval_envs = [make_env(self.cfg.env_id) for _ in range(self.cfg.eval_episodes)]
-        returns = evaluate_policy(numpy_layers(self.policy.mean_net), self.eval_envs,
-                                  lambda s: normalize_with(s, mean, var, enabled), self.cfg.seed + self.EVAL_SEED_OFFSET)
+        return evaluate_request(request, self.eval_envs)
+
+    def record_evaluation(self, returns: list[float]) -> dict:
+        """The metrics of an evaluation's returns; updates the last and best mean return."""
         self.last_eval_return = float(np.mean(returns))
         improved = self.best_eval_return is None or self.last_eval_return > self.best_eval_return
         if improved:

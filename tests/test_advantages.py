@@ -7,8 +7,8 @@ import torch
 
 from models.advantages import (AdvantageTargets, advantage_targets, explained_variance, update_stats,
                                value_predictions)
-from models.mlp import numpy_layers, numpy_mlp
-from models.networks import ValueNet
+from models.mlp import numpy_mlp
+from models.networks import ValueNet, numpy_layers
 from models.rollout import Rollout
 
 

@@ -1,10 +1,10 @@
-"""models/mlp.py: the numpy and torch forward passes against the torch modules they stand for."""
+"""models/mlp.py and models/networks.py: the numpy and torch forward passes against the torch modules they stand for."""
 import numpy as np
 import pytest
 import torch
 
-from models.mlp import linear_layers, numpy_layers, numpy_mlp, torch_mlp
-from models.networks import GaussianPolicy, ValueNet
+from models.mlp import numpy_mlp
+from models.networks import GaussianPolicy, ValueNet, linear_layers, numpy_layers, torch_mlp
 
 
 def test_numpy_and_torch_passes_equal_the_module():

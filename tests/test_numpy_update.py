@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.networks import GaussianPolicy, ValueNet
 from models.advantages import advantage_targets, value_predictions
-from models.mlp import linear_layers
+from models.networks import GaussianPolicy, ValueNet, linear_layers
 from models.numpy_update import (AdamState, FlatParams, NumpyMLP, adam_step, clip_grad_norm, gaussian_log_prob,
                                  minibatch_gradients, normalized_per_minibatch, ppo_update_numpy,
                                  supports_numpy_update)

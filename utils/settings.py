@@ -20,8 +20,9 @@ PROJECT_NAME = "deep_rl_regions"  # the wandb project every command uses unless 
 WANDB_MODES = ("online", "offline", "disabled")
 SEED = int_in(0, 2**32 - 1)  # numpy and gymnasium take non-negative seeds; run-time offsets stay far below 2^63
 BIG = 10**12  # an upper bound for counts of steps, far beyond any run, that keeps arithmetic in int64
-IMAGE_FORMATS = ("png", "pdf", "svg")
-VIEWS = ("visited", "env")  # visualize_hd.py's default box of a 2-D state space (utils.pictures.state_planes)  # utils.pictures.figure_files.FORMATS: what matplotlib writes for us
+IMAGE_FORMATS = ("png", "pdf", "svg")  # utils.pictures.figure_files.FORMATS: what matplotlib writes for us
+VIEWS = ("visited", "env")  # visualize_hd.py's default box of a 2-D state space (utils.pictures.state_planes)
+EVAL_PROCESSES = ("auto", "inprocess", "subprocess")  # train.py --eval_process (utils.jobs.train_loop)
 PLANE_SCALE = 1.25  # the paper's plane pictures: domain square side / circumcircle diameter of the three states
 
 
@@ -79,7 +80,11 @@ class TrainSettings:
     device: str = flag("cpu", "cpu or cuda")
     vec_env: str = flag("auto", "where envs step; auto = in this process (fastest for MuJoCo-sized envs on few cores)",
                         choices=("auto", "inprocess", "subprocess"))
-    torch_threads: int = flag(1, "torch intra-op threads; 1 is fastest for small MLPs", type=int_in(1, 1024))
+    eval_process: str = flag("auto", "where evaluations run: subprocess = a background process evaluates iteration k "
+                             "while k+1 trains; auto = that once evaluating is slow enough to pay for it and a "
+                             "second CPU is free; the files written are identical", choices=EVAL_PROCESSES)
+    torch_threads: int = flag(1, "torch intra-op and numpy BLAS threads; 1 is fastest for small MLPs",
+                              type=int_in(1, 1024))
     debug: bool = flag(False, "single process: envs step in this process")
     entity: str | None = flag(None, "wandb entity")
     project_name: str = flag(PROJECT_NAME, "wandb project")

@@ -23,7 +23,8 @@ import numpy as np
 
 from envs.resolve import make_env
 from models.checkpoint import LoadedPolicy
-from models.mlp import numpy_layers, stack_layers, stacked_numpy_mlp
+from models.mlp import stack_layers, stacked_numpy_mlp
+from models.networks import numpy_layers
 from utils.runs.io import load_npz, save_npz_atomic
 
 POLICY_TYPES = ("deterministic", "stochastic")

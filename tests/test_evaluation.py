@@ -1,4 +1,4 @@
-"""models/training.py: in-training evaluation (evaluate_policy) steps its episodes together, with the returns of
+"""models/evaluation.py: in-training evaluation (evaluate_policy) steps its episodes together, with the returns of
 episodes evaluated one at a time."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from envs.resolve import make_env
 from models.mlp import numpy_mlp
 from models.normalization import normalize_with
-from models.training import evaluate_policy
+from models.evaluation import evaluate_policy
 
 
 def one_episode_return(env_id: str, layers: list, mean: np.ndarray, var: np.ndarray, seed: int) -> float:
