@@ -16,6 +16,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 test: $(STAMP)
+	@bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 test-quick: $(STAMP)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -231,6 +233,49 @@ def test_report_html_inlines_every_figure_and_needs_no_other_file(built):
     assert len(images) == len(re.findall(r"!\[", md)) > 0
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loaded from elsewhere
+
+
+def chromium() -> str:
+    """Debian's chromium (`make test` installs it where it can: scripts/ensure_chromium.sh); else the test skips."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("no chromium on this machine: run scripts/ensure_chromium.sh (or apt install chromium)")
+
+
+def run_chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
+    return subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                           "--hide-scrollbars", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_report_html_opens_in_a_real_browser_with_every_image_decoded(built, tmp_path):
+    """Headless Chromium loads report.html offline; a copy with a probe script reports each image's decoded size
+    (naturalWidth 0 = broken), and a screenshot of the page itself is not blank."""
+    page = (built / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', () => { const images = [...document.images]; "
+             "document.body.setAttribute('data-probe', JSON.stringify({images: images.length, "
+             "decoded: images.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0).length, "
+             "text: document.body.innerText.length})); });</script>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", probe + "</body>"))
+    dom = run_chromium("--virtual-time-budget=20000", "--dump-dom", probed.as_uri(), profile=tmp_path / "profile1")
+    found = re.search(r'data-probe="([^"]+)"', dom.stdout)
+    assert found, (dom.returncode, dom.stderr[-2000:])
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    assert result["images"] == len(re.findall(r"<img ", page)) > 0
+    assert result["decoded"] == result["images"] and result["text"] > 1000
+
+    shot = tmp_path / "shot.png"
+    run_chromium(f"--screenshot={shot}", "--window-size=1280,2000", (built / "report.html").as_uri(),
+                 profile=tmp_path / "profile2")
+    from PIL import Image
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 2000)
+    pixels = list(image.getdata())
+    not_white = sum(1 for p in pixels if min(p) < 240) / len(pixels)
+    assert not_white > 0.02 and len(set(pixels)) > 50, (not_white, len(set(pixels)))
 
 
 # ----------------------------------------------------------------------------------------------------------------
