@@ -100,18 +100,25 @@ class EvaluationWorker:
 
     def __init__(self, env_id: str, n_episodes: int):
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        # its own session: a Ctrl-C meant for the trainer does not interrupt it; it ends when its stdin closes
-        self._process = subprocess.Popen([sys.executable, "-m", "models.evaluation", env_id, str(n_episodes)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONPATH": path, **ONE_THREAD}, start_new_session=True)
-        self.usable = True
         self.last_seconds = 0.0  # the worker's own wall seconds for the last evaluation it answered
-        self._in_flight = False
+        self._in_flight = 0      # episodes of the request it is working on (0: none)
+        try:
+            # cwd: a `models` or `envs` package where the user runs train.py must not shadow ours; its own session:
+            # a Ctrl-C meant for the trainer does not interrupt it (it ends when its stdin closes)
+            self._process: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-m", "models.evaluation", env_id, str(n_episodes)], cwd=PROJECT_ROOT,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": path, **ONE_THREAD}, start_new_session=True)
+        except OSError:  # no process to be had (limits, memory): evaluations stay in the trainer
+            self._process = None
+        self.usable = self._process is not None
 
     def submit(self, request: EvaluationRequest) -> None:
+        if not self.usable:
+            return
         try:
             _write_message(self._process.stdin, request_to_bytes(request))
-            self._in_flight = True
+            self._in_flight = request.episodes
         except OSError:  # the worker is gone (BrokenPipeError) or its pipe failed
             self.usable = False
 
@@ -119,19 +126,22 @@ class EvaluationWorker:
         """The returns of the request in flight, or None when the worker failed (then it is not used again)."""
         if not (self.usable and self._in_flight):
             return None
-        self._in_flight = False
+        expected, self._in_flight = self._in_flight, 0
         try:
             reply = _read_message(self._process.stdout)
             answer = json.loads(reply) if reply is not None else {}
         except (OSError, ValueError):
             answer = {}
-        if "returns" not in answer:  # died, or the evaluation raised there: the caller reproduces it here
-            self.usable = False
+        returns = answer.get("returns")
+        if not (isinstance(returns, list) and len(returns) == expected):
+            self.usable = False  # died, or the evaluation raised there: the caller reproduces it here
             return None
         self.last_seconds = float(answer["seconds"])
-        return [float(r) for r in answer["returns"]]
+        return [float(r) for r in returns]
 
     def close(self) -> None:
+        if self._process is None:
+            return
         try:
             self._process.stdin.close()
         except OSError:

@@ -124,6 +124,33 @@ def test_a_request_the_worker_cannot_evaluate_makes_it_unusable_not_wrong():
         worker.close()
 
 
+def test_a_worker_that_cannot_start_leaves_evaluation_to_this_process(monkeypatch):
+    def no_process(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    worker = EvaluationWorker("Car1DEnv-v1", 2)
+    worker.submit(random_request("Car1DEnv-v1", [2, 4, 1], episodes=2))
+    assert not worker.usable and worker.collect() is None
+    worker.close()
+
+
+def test_a_models_folder_where_train_runs_does_not_shadow_ours(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("")  # a regular package: it would win over ours
+    (tmp_path / "models" / "evaluation.py").write_text("raise SystemExit('the wrong models package')\n")
+    monkeypatch.chdir(tmp_path)
+    request = random_request("Car1DEnv-v1", [2, 8, 4, 1], episodes=2)
+    worker = EvaluationWorker("Car1DEnv-v1", 2)
+    try:
+        worker.submit(request)
+        returns = worker.collect()
+    finally:
+        worker.close()
+    envs = [make_env("Car1DEnv-v1") for _ in range(2)]
+    assert returns == evaluate_request(request, envs)
+
+
 def test_the_worker_module_imports_no_torch():
     """Its start-up is what --eval_process=auto weighs; torch alone would take seconds."""
     code = "import sys, models.evaluation; print('torch' in sys.modules)"
