@@ -5,8 +5,8 @@ mean and std (17 inputs). Nets c16,16 / c32,32 / c64,64 with 6 outputs: weights 
 (N(0, 2 / fan_in), as torch.nn.init.kaiming_normal_), biases N(0, 0.1^2) -- small but nonzero, as after some
 training, so first-layer hyperplanes do not all pass through the origin (the states' mean).
 (a) 1-D: pieces along the 999 segments of the trajectory. (b) 2-D: partition of the plane through states 100,
-500 and 900 (domain: square 1.25 x the circumcircle). The 1-D code's time is the best of 3 runs after a warm-up
-(2-D: below); the loop implementation runs once. Last line: JSON with speedups and whether all counts agree.
+500 and 900 (domain: square 1.25 x the circumcircle). The code's time, 1-D and 2-D, is the best of 5 samples of
+calls in a row (below); the loop implementation runs once. Last line: JSON with speedups and whether all counts agree.
 
 Wide nets (1-D): c128,128 and c256,256 along a 1,000-state standardized random walk in 17 dimensions, timed
 against today's code (the tree of commit BASELINE, exported with git archive and run in a subprocess, so old and
@@ -148,6 +148,7 @@ class Spinner:
 
     def __enter__(self):
         self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(1.0)  # past its interpreter start-up (imports, page faults): a busy core, not a starting process
         return self
 
     def __exit__(self, *exc):
@@ -167,7 +168,7 @@ def bench_1d(summary: dict, tree: str) -> bool:
     for widths, seed, x in rows:
         name = "c" + ",".join(map(str, widths))
         layers, _ = he_net(widths, x.shape[1], seed=seed)
-        t_new, new = best_time(lambda: path_pieces(layers, x))
+        t_new, new = best_time_per_call(lambda: path_pieces(layers, x))
         counts = (new.num_transitions, new.num_regions, new.transitions_per_layer)
         t_old, counts_old = baseline_count_path(tree, layers, x)
         equal = counts == counts_old
@@ -190,7 +191,7 @@ def bench_1d(summary: dict, tree: str) -> bool:
         print(line, flush=True)
     with Spinner():
         for name, (layers, x, t_quiet) in quiet.items():
-            t_busy, _ = best_time(lambda: path_pieces(layers, x))
+            t_busy, _ = best_time_per_call(lambda: path_pieces(layers, x))
             summary["busy_over_quiet_1d"][name] = round(t_busy / t_quiet, 2)
             print(f"{name} 1-D with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
                   flush=True)

@@ -29,8 +29,8 @@ from models.mlp import NumpyLayers, stack_layers, stacked_numpy_mlp
 from models.normalization import normalize_with
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The worker's products are a few rows by tens of columns: BLAS threads cannot help them, and a second thread would
-# fight the trainer for its core (measured: a run with the worker went from 1.09x to 1.35x its time without).
+# The worker's products are a few rows by tens of columns: BLAS threads cannot help them, and a second one would
+# compete with the trainer for its core (the trainer caps its own BLAS threads: utils.jobs.train.limit_compute_threads).
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 

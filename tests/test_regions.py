@@ -325,6 +325,11 @@ def test_user_errors_name_the_fix():
         path_pieces([(np.ones((4, 3)), np.ones(4)), (np.ones((2, 5)), np.ones(2))], np.zeros((3, 3)))
     with pytest.raises(UserError, match="non-empty"):
         path_pieces([], np.zeros((3, 3)))
+    for not_numbers in (np.array([["a", "b", "c"]] * 2), [[0.0, 1.0, 2.0], [0.0, 1.0]], [[object()] * 3] * 2):
+        with pytest.raises(UserError, match="points must be an array of numbers"):
+            path_pieces(layers, not_numbers)
+    with pytest.raises(UserError, match="hidden layer 0 weight must be an array of numbers"):
+        path_pieces([(np.full((4, 3), "w"), np.ones(4))], np.zeros((3, 3)))
 
 
 def test_accepts_tensors_of_any_float_dtype():

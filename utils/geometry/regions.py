@@ -44,10 +44,20 @@ HiddenLayers = Sequence[tuple[ArrayLike, ArrayLike]]
 # --------------------------------------------------------------------------------------------------------------
 def as_float64(x: ArrayLike, device: torch.device | str, name: str) -> Tensor:
     """Convert an array-like to a float64 tensor on ``device``; reject non-finite values."""
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
-    t = t.detach().to(device=device, dtype=torch.float64)
-    # numpy's check is ~3x cheaper than torch's for the small arrays this mostly sees (weights, planes).
-    finite = np.isfinite(t.numpy()).all() if t.device.type == "cpu" else torch.isfinite(t).all()
+    on_host = (device == "cpu" or torch.device(device).type == "cpu") and not (
+        isinstance(x, Tensor) and x.device.type != "cpu")
+    try:
+        if on_host:
+            # through numpy: a few microseconds where torch's conversions cost several times that, and a plane
+            # call converts about ten small arrays (the same float64 array comes back, no copy, as before)
+            a = np.asarray(x.detach().numpy() if isinstance(x, Tensor) else x, dtype=np.float64)
+            finite, t = np.isfinite(a).all(), torch.from_numpy(a)
+        else:
+            t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+            t = t.detach().to(device=device, dtype=torch.float64)
+            finite = torch.isfinite(t).all()
+    except (TypeError, ValueError) as err:  # strings, ragged lists, objects
+        raise UserError(f"{name} must be an array of numbers ({err})") from None
     if not bool(finite):
         raise UserError(f"{name} contains NaN or infinite values; pass finite numbers only")
     return t
