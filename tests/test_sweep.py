@@ -24,8 +24,9 @@ from utils.errors import UserError
 from utils.runs.io import load_npz
 from utils.runs.store import is_locked
 from utils.flags import flag_names, parse_settings
-from utils.jobs.sweep import (SweepRecord, attempt_logs, next_attempt_log, open_sweep, prepare_sweep,
-                              sweep_configurations, train_command)
+import utils.jobs.sweep as sweep_job
+from utils.jobs.sweep import (SweepRecord, attempt_logs, eval_process_for, next_attempt_log, open_sweep,
+                              prepare_sweep, sweep_configurations, train_command)
 from utils.jobs.train import prepare_run
 from utils.runs.sweep_files import expand_grid, load_sweep_file, sample_random
 from utils.settings import SweepSettings, TrainSettings
@@ -142,6 +143,26 @@ def test_both_spellings_of_nsteps_reach_train_py(tmp_path, key):
     plan = prepare_run(settings, {"WANDB_MODE": "disabled"})
     assert plan.config.n_steps == 100 and plan.run_info["flags"]["nsteps"] == 100
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("workers, cpus, expected", [(1, 2, None), (2, 2, "inprocess"), (2, 4, None),
+                                                     (3, 4, "inprocess"), (1, 1, "inprocess")])
+def test_parallel_trainings_that_fill_the_cpus_evaluate_in_process(monkeypatch, workers, cpus, expected):
+    monkeypatch.setattr(sweep_job, "available_cpus", lambda: cpus)
+    assert eval_process_for(workers) == expected
+
+
+@pytest.mark.parametrize("own", [None, "subprocess"])
+def test_the_sweeps_eval_process_yields_to_the_sweep_files(tmp_path, own):
+    params = TINY_PARAMS + (f"  eval_process: {{value: {own}}}\n" if own else "")
+    path = write(tmp_path, "program: train.py\nparameters:\n" + params)
+    spec, configs = sweep_configurations(SweepSettings(file=str(path)))
+    record = SweepRecord("s", str(path), spec.method, configs, ["s-000"])
+    command = train_command(record, 0, tmp_path / "store", "inprocess")
+    settings = parse_settings(TrainSettings, command[2:], "train.py", "")
+    assert settings.eval_process == (own or "inprocess")
+    without = parse_settings(TrainSettings, train_command(record, 0, tmp_path / "store")[2:], "train.py", "")
+    assert without.eval_process == (own or "auto")  # no choice of the sweep's: train.py's default
 
 
 def test_two_spellings_of_one_flag_are_refused(tmp_path):
