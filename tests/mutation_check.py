@@ -224,6 +224,21 @@ mutation("resume does not check that the run can be written", T, "    check_run_
 mutation("resume: the config digest depends on the device", "models/checkpoint.py",
          'NOT_IDENTITY = ("device", "total_timesteps")', 'NOT_IDENTITY = ("total_timesteps",)', RH)
 
+# --- in-training evaluation in a background worker: the same files as in-process -------------------------------------
+L, EW = "utils/jobs/train_loop.py", "tests/test_eval_worker.py"
+mutation("background evaluation: a stop at k keeps the trainer at k + 1", L,
+         "        trainer.load_state_dict(pending.payload)  # back to the stopping iteration", "        pass  #", EW)
+mutation("background evaluation: the snapshot keeps the previous eval return", L,
+         "        pending.payload.update(eval_return=trainer.last_eval_return, best_eval_return=trainer.best_eval_return)",
+         "        pass", EW)
+mutation("background evaluation: the trainer's share is the first episodes, not the last", L,
+         "        return self.trainer.record_evaluation(returns + returns_here)",
+         "        return self.trainer.record_evaluation(returns_here + returns)", EW)
+mutation("background evaluation: the share seeded from the request's first episode", "models/evaluation.py",
+         "replace(self, seed=self.seed + head, episodes=tail)", "replace(self, episodes=tail)", EW)
+mutation("background evaluation: a divergence in k + 1 loses iteration k", L,
+         "                    if pending is not None and write_pending(pending):", "                    if False:", EW)
+
 
 if __name__ == "__main__":
     sys.exit(main())
