@@ -159,8 +159,7 @@ class Spinner:
 def bench_1d(summary: dict, tree: str) -> bool:
     """1-D rows: along the HalfCheetah episode (against the loop and today's code) and along the random walk for wide
     nets (against today's code); then every row again with the other core busy. Returns whether all counts agree."""
-    cheetah, walk = halfcheetah_states(NUM_STATES), random_walk_states(NUM_STATES)
-    rows = [(w, i, cheetah) for i, w in enumerate(NETS)] + [(w, i, walk) for i, w in enumerate(WIDE_NETS)]
+    rows = benchmark_rows()
     all_equal = True
     for key in ("speedup_1d", "speedup_1d_vs_today", "seconds_1d", "seconds_1d_today", "busy_over_quiet_1d"):
         summary.setdefault(key, {})
@@ -187,15 +186,26 @@ def bench_1d(summary: dict, tree: str) -> bool:
         summary["speedup_1d_vs_today"][name] = round(t_old / t_new, 2)
         summary["seconds_1d"][name] = round(t_new, 5)
         summary["seconds_1d_today"][name] = round(t_old, 5)
-        quiet[name] = (layers, x, t_new)
+        quiet[name] = (lambda layers=layers, x=x: path_pieces(layers, x), t_new)
         print(line, flush=True)
-    with Spinner():
-        for name, (layers, x, t_quiet) in quiet.items():
-            t_busy, _ = best_time_per_call(lambda: path_pieces(layers, x))
-            summary["busy_over_quiet_1d"][name] = round(t_busy / t_quiet, 2)
-            print(f"{name} 1-D with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
-                  flush=True)
+    time_busy(quiet, summary["busy_over_quiet_1d"], "1-D")
     return all_equal
+
+
+def benchmark_rows() -> list[tuple[tuple[int, ...], int, np.ndarray]]:
+    """(widths, seed, states) of every row: the small nets on the HalfCheetah episode, the wide ones on the walk."""
+    cheetah, walk = halfcheetah_states(NUM_STATES), random_walk_states(NUM_STATES)
+    return [(w, i, cheetah) for i, w in enumerate(NETS)] + [(w, i, walk) for i, w in enumerate(WIDE_NETS)]
+
+
+def time_busy(quiet: dict, ratios: dict, label: str) -> None:
+    """Every row's call again with the other core busy; ratios[name] = busy / quiet."""
+    with Spinner():
+        for name, (call, t_quiet) in quiet.items():
+            t_busy, _ = best_time_per_call(call)
+            ratios[name] = round(t_busy / t_quiet, 2)
+            print(f"{name} {label} with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
+                  flush=True)
 
 
 def best_time_per_call(fn, min_seconds: float = 0.05, repeats: int = 5):
@@ -239,8 +249,7 @@ def baseline_plane_partition(tree: str, layers, head, plane) -> tuple[float, tup
 def bench_2d(summary: dict, tree: str) -> bool:
     """2-D rows: the HalfCheetah plane (against the loop and today's code) and the random walk's plane for wide nets
     (against today's code); then every row again with the other core busy. Returns whether all counts agree."""
-    cheetah, walk = halfcheetah_states(NUM_STATES), random_walk_states(NUM_STATES)
-    rows = [(w, i, cheetah) for i, w in enumerate(NETS)] + [(w, i, walk) for i, w in enumerate(WIDE_NETS)]
+    rows = benchmark_rows()
     all_equal = True
     for key in ("speedup_2d", "speedup_2d_vs_today", "seconds_2d", "seconds_2d_today", "busy_over_quiet_2d"):
         summary.setdefault(key, {})
@@ -274,12 +283,7 @@ def bench_2d(summary: dict, tree: str) -> bool:
         summary["seconds_2d_today"][name] = round(t_old, 5)
         quiet[name] = (call, t_new)
         print(line, flush=True)
-    with Spinner():
-        for name, (call, t_quiet) in quiet.items():
-            t_busy, _ = best_time_per_call(call)
-            summary["busy_over_quiet_2d"][name] = round(t_busy / t_quiet, 2)
-            print(f"{name} 2-D with the other core busy: {t_busy * 1e3:.1f} ms (x{t_busy / t_quiet:.2f} of quiet)",
-                  flush=True)
+    time_busy(quiet, summary["busy_over_quiet_2d"], "2-D")
     return all_equal
 
 

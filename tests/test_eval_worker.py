@@ -17,7 +17,7 @@ from models.divergence import TrainingDiverged
 from models.evaluation import (EvaluationRequest, EvaluationWorker, evaluate_request, request_from_bytes,
                                request_to_bytes)
 from tests.helpers import ROOT, TINY_CAR1D, small_config, small_trainer, train_run, tree_digest
-from utils.jobs.train_loop import _evaluations_left, run_training
+from utils.jobs.train_loop import _evaluation_due, _evaluations_left, run_training
 from utils.runs.store import create_run
 
 WALL_CLOCK_FILES = {"timing.jsonl"}
@@ -263,13 +263,14 @@ def test_the_share_kept_here_makes_both_processes_finish_soonest():
 
 
 def test_evaluations_left_counts_every_due_iteration_after_this_one():
+    cfg = small_config(total_timesteps=128 * 6, eval_every=4)
+    assert [_evaluation_due(cfg, j) for j in range(7)] == [True, False, False, False, True, False, True]
     for n_iterations in range(1, 12):
         for eval_every in range(0, 5):
             cfg = small_config(total_timesteps=128 * n_iterations, eval_every=eval_every)
             assert cfg.n_iterations == n_iterations
             for k in range(n_iterations + 1):
-                due = [j for j in range(k + 1, n_iterations + 1)
-                       if eval_every > 0 and (j % eval_every == 0 or j == n_iterations)]
+                due = [j for j in range(k + 1, n_iterations + 1) if _evaluation_due(cfg, j)]
                 assert _evaluations_left(cfg, k) == len(due), (n_iterations, eval_every, k)
 
 

@@ -83,9 +83,6 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
         if on_checkpoint:
             on_checkpoint(iteration, path)
 
-    def evaluation_due(iteration: int) -> bool:
-        return cfg.eval_every > 0 and (iteration % cfg.eval_every == 0 or iteration >= cfg.n_iterations)
-
     def write_pending(pending: _Pending) -> bool:
         """Finish the iteration's evaluation (its share here, then the worker's), then write the iteration; True
         when it stops."""
@@ -121,7 +118,7 @@ def run_training(trainer: Trainer, run: RunPaths, *, after_iteration: Callable[[
                 last, pending = pending.metrics, None
             if metrics is None:
                 return last
-            if evaluation_due(metrics["iteration"]):
+            if _evaluation_due(cfg, metrics["iteration"]):
                 if evaluations.in_background():
                     request = evaluations.submit(trainer.evaluation_request(), last_iteration=metrics["iteration"]
                                                  >= cfg.n_iterations)
@@ -168,7 +165,7 @@ class _Evaluations:
         self.trainer, self.mode = trainer, eval_process
         self.worker: EvaluationWorker | None = None
         if eval_process == "subprocess" and trainer.cfg.eval_every > 0:
-            self.worker = EvaluationWorker(trainer.cfg.env_id, trainer.cfg.eval_episodes)
+            self._start_worker()
         # measured seconds: training between a submit and its collect, one episode here, one in the worker
         self.train_seconds: float | None = None
         self.episode_seconds_here: float | None = None
@@ -185,8 +182,11 @@ class _Evaluations:
         self.episode_seconds_here = seconds / self.trainer.cfg.eval_episodes
         if (self.mode == "auto" and self.worker is None and available_cpus() >= 2
                 and seconds * evaluations_left > WORKER_PAYS_OFF_SECONDS):
-            self.worker = EvaluationWorker(self.trainer.cfg.env_id, self.trainer.cfg.eval_episodes)
+            self._start_worker()
         return result
+
+    def _start_worker(self) -> None:
+        self.worker = EvaluationWorker(self.trainer.cfg.env_id, self.trainer.cfg.eval_episodes)
 
     def submit(self, request: EvaluationRequest, last_iteration: bool) -> _SplitRequest:
         """Send the worker its share of `request` (nothing trains after the last iteration: then only the
@@ -225,8 +225,13 @@ class _Evaluations:
             self.worker.close()
 
 
+def _evaluation_due(cfg, iteration: int) -> bool:
+    """Whether `iteration` is evaluated: every eval_every-th iteration, and the last one."""
+    return cfg.eval_every > 0 and (iteration % cfg.eval_every == 0 or iteration >= cfg.n_iterations)
+
+
 def _evaluations_left(cfg, iteration: int) -> int:
-    """How many evaluations come after `iteration`: every eval_every-th iteration, and the last one."""
+    """How many iterations after `iteration` are due (_evaluation_due), counted in closed form."""
     n = cfg.n_iterations
     if cfg.eval_every <= 0 or iteration >= n:
         return 0
